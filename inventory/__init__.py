@@ -1,0 +1,1 @@
+"""spyglass inventory package."""

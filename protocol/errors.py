@@ -1,0 +1,97 @@
+"""The one error tree of spyglass.
+
+Every error a user can cause or meet is a ``SpyglassError`` whose ``str()`` is a short message a
+person can act on; front ends print it on one line, never as a traceback::
+
+    SpyglassError
+    ├── UsageError              bad command line or runbook usage
+    ├── ConfigError             agentd.toml, lab or store problems
+    ├── InventoryError          inventory file: names the file, the key and the problem
+    │   └── SelectorError       target selector syntax, with the column
+    ├── ActionError             an action or envelope that does not match the schema
+    │   └── ParamError          a module parameter that does not validate
+    ├── SigningError            gpg could not sign (no key, wrong passphrase, ...)
+    ├── FrameError              a wire frame that cannot be read
+    │   └── FrameTooLarge       announced length over max_frame
+    └── Rejected                an agent refused an action; carries the DESIGN §2 reason
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+RejectReason = Literal[
+    "malformed",
+    "unsupported-version",
+    "not-yet-valid",
+    "expired",
+    "bad-signature",
+    "unknown-signer",
+    "acl",
+    "unknown-module",
+    "invalid-params",
+    "replayed",
+    "busy",
+]
+
+
+class SpyglassError(Exception):
+    """Root of every spyglass error; ``str(err)`` is the one-line user message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(SpyglassError):
+    """The command line or a runbook asks for something that cannot be done."""
+
+
+class ConfigError(SpyglassError):
+    """An agent configuration, lab folder or results store is unusable."""
+
+
+class InventoryError(SpyglassError):
+    """The inventory file is malformed; the message names the file, the key and the problem."""
+
+
+class SelectorError(InventoryError):
+    """A target selector does not parse; ``column`` is 1-based."""
+
+    def __init__(self, message: str, selector: str, column: int) -> None:
+        pointer = f"\n  {selector}\n  {' ' * (column - 1)}^"
+        super().__init__(f"target selector, column {column}: {message}{pointer}")
+        self.selector = selector
+        self.column = column
+
+
+class ActionError(SpyglassError):
+    """An action or envelope breaks the schema of DESIGN §2."""
+
+
+class ParamError(ActionError):
+    """A module parameter does not validate; the message names the module and the parameter."""
+
+
+class SigningError(SpyglassError):
+    """gpg refused to sign: no secret key, wrong passphrase, agent failure."""
+
+
+class FrameError(SpyglassError):
+    """A frame on the wire is not a length-prefixed UTF-8 JSON object with a ``type``."""
+
+
+class FrameTooLarge(FrameError):
+    """A frame announced a length above the limit; the stream cannot be resynchronised."""
+
+
+class Rejected(SpyglassError):
+    """The agent refused an action at one step of the verification pipeline."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectReason = reason
+        self.detail = detail
