@@ -1,0 +1,96 @@
+"""What a module sees of the world while it runs: where to look, and where results go.
+
+The agent implements ``RunContext`` over its child-process pipe; ``CollectingContext`` keeps
+everything in lists, for tests and for running a module locally.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+from protocol.errors import SpyglassError
+
+
+class LimitReached(SpyglassError):
+    """A cap on results was hit: the module's own ``match_limit`` or, raised by ``emit``, the
+    agent's. The runner maps it to done status ``limit``; ``stats`` are the counters so far."""
+
+    def __init__(self, message: str, stats: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.stats: dict[str, int] = dict(stats or {})
+
+
+class RunContext(ABC):
+    """The channel between a running module and whoever runs it."""
+
+    def __init__(self, root: str = "/", privacy: bool = False) -> None:
+        #: Folder investigated as "/": file-system modules read below it and report paths as
+        #: seen from inside it, and never follow a symlink out of it.
+        self.root = root
+        #: Privacy mode: the runner masks columns of kind ``path`` and ``addr`` in emitted rows.
+        self.privacy = privacy
+
+    @abstractmethod
+    def emit(self, row: dict[str, Any]) -> None:
+        """Send one result row (keys: the module's columns); may raise ``LimitReached``."""
+
+    @abstractmethod
+    def progress(self, stats: dict[str, int]) -> None:
+        """Counters so far; modules may call this often, implementations throttle."""
+
+    @abstractmethod
+    def error(self, message: str) -> None:
+        """A soft error (unreadable file, ...): counted and listed, never fatal."""
+
+    def cancelled(self) -> bool:
+        """True once the investigator cancelled; modules poll it and stop early."""
+        return False
+
+
+class CollectingContext(RunContext):
+    """Keeps rows, errors and the last progress in memory.
+
+    ``columns``, when given, makes ``emit`` reject rows whose keys are not exactly those columns,
+    so tests catch a module that drifts from its declaration. ``max_rows`` imitates the agent's
+    hard cap by raising ``LimitReached`` from ``emit``.
+    """
+
+    def __init__(
+        self,
+        root: str = "/",
+        privacy: bool = False,
+        *,
+        columns: Iterable[str] | None = None,
+        max_rows: int | None = None,
+    ) -> None:
+        super().__init__(root, privacy)
+        self.rows: list[dict[str, Any]] = []
+        self.errors: list[str] = []
+        self.last_progress: dict[str, int] = {}
+        self.progress_calls = 0
+        self._columns = None if columns is None else set(columns)
+        self._max_rows = max_rows
+        self._cancelled = False
+
+    def emit(self, row: dict[str, Any]) -> None:
+        if self._columns is not None and set(row) != self._columns:
+            raise ValueError(f"row keys {sorted(row)} differ from columns {sorted(self._columns)}")
+        if self._max_rows is not None and len(self.rows) >= self._max_rows:
+            raise LimitReached(f"more than {self._max_rows} rows")
+        self.rows.append(row)
+
+    def progress(self, stats: dict[str, int]) -> None:
+        self.progress_calls += 1
+        self.last_progress = dict(stats)
+
+    def error(self, message: str) -> None:
+        self.errors.append(message)
+
+    def cancel(self) -> None:
+        """Make ``cancelled()`` true, as the agent does when the console sends ``cancel``."""
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
