@@ -1,0 +1,278 @@
+"""One agent: its configuration, keyring, ACL, replay cache, audit log, and the channels it serves.
+
+Several agents may share a process (the lab runs hundreds per process); each keeps its own state,
+while the keyring and verification outcomes are shared between agents whose investigator keys are
+identical (see ``protocol.signing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Awaitable, Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from agentd.audit import AuditLog
+from agentd.config import AgentConfig, load_config
+from agentd.replay import ReplayCache
+from agentd.runner import Budget, run_operation
+from modules.registry import all_modules, get_module
+from protocol.errors import FrameError, ParamError, Rejected
+from protocol.frames import ByteReader, encode_frame, read_frame
+from protocol.messages import (
+    TO_AGENT,
+    Accepted,
+    AgentHello,
+    Done,
+    ErrorMsg,
+    Finished,
+    Match,
+    Message,
+    Progress,
+    RejectedMsg,
+    decode_message,
+)
+from protocol.signing import Keyring
+from protocol.verify import Policy, Verified, verify_envelope
+
+try:
+    AGENT_VERSION = version("spyglass")
+except PackageNotFoundError:  # running from a source tree
+    AGENT_VERSION = "0+source"
+
+_inflight: dict[tuple[str, str], asyncio.Future[Verified]] = {}
+
+
+class Agent:
+    """Serves the ``spyglass`` subsystem for one configuration."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        state = config.state_dir
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.keyring = Keyring.from_folder(
+            config.resolve(config.agent.investigators), state / "gnupg"
+        )
+        self.replay = ReplayCache(state)
+        self.audit = AuditLog(config.resolve(config.agent.audit_log))
+        self.running = 0
+        self.modules = [m.name for m in all_modules()]
+
+    @property
+    def name(self) -> str:
+        return self.config.agent.name
+
+    def reload(self) -> None:
+        """Re-read the configuration and investigator keys; running actions keep their state."""
+        config = load_config(self.config.path)
+        self.keyring = Keyring.from_folder(
+            config.resolve(config.agent.investigators), config.state_dir / "gnupg"
+        )
+        self.config = config
+
+    def hello(self) -> AgentHello:
+        info = {
+            "name": self.name,
+            "version": AGENT_VERSION,
+            "platform": f"{platform.system().lower()}-{platform.machine()}",
+            "modules": self.modules,
+        }
+        return AgentHello(version=1, agent=info)
+
+    async def verify(self, raw: Any) -> Verified:
+        """Signature and ACL checks, shared by concurrent agents holding the same keyring."""
+        key = (
+            self.keyring.digest + repr(sorted(self.config.acl.rules.items())),
+            hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
+        )
+        if (pending := _inflight.get(key)) is None:
+            policy = Policy(self.config.agent.skew, self.config.agent.max_lifetime)
+            pending = asyncio.ensure_future(
+                asyncio.to_thread(
+                    verify_envelope, raw, self.keyring, self.config.acl, int(time.time()), policy
+                )
+            )
+            _inflight[key] = pending
+            pending.add_done_callback(lambda _: _inflight.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def serve(
+        self, reader: ByteReader, write: Callable[[bytes], Awaitable[None]], peer: str
+    ) -> None:
+        await Channel(self, write, peer).serve(reader)
+
+    def close(self) -> None:
+        self.replay.close()
+        self.audit.close()
+
+
+class Channel:
+    """One SSH channel: reads frames, dispatches them by type, runs accepted actions."""
+
+    def __init__(self, agent: Agent, write: Callable[[bytes], Awaitable[None]], peer: str) -> None:
+        self.agent = agent
+        self._write = write
+        self.peer = peer
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
+            "hello": self._on_hello,
+            "run": self._on_run,
+            "cancel": self._on_cancel,
+        }
+
+    async def send(self, message: Message) -> None:
+        await self._write(encode_frame(message.to_frame(), self.agent.config.agent.max_frame))
+
+    async def serve(self, reader: ByteReader) -> None:
+        config = self.agent.config.agent
+        try:
+            while True:
+                idle = None if self.tasks else config.idle_timeout
+                try:
+                    async with asyncio.timeout(idle):
+                        frame = await read_frame(reader, config.max_frame)
+                    if frame is None:
+                        return
+                    message = decode_message(frame, TO_AGENT)
+                except FrameError as err:
+                    await self.send(ErrorMsg(detail=err.message))
+                    return
+                except TimeoutError:
+                    await self.send(ErrorMsg(detail=f"idle for {idle} s, closing"))
+                    return
+                await self._handlers[message.TYPE](message)
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _on_hello(self, _message: Any) -> None:
+        await self.send(self.agent.hello())
+
+    async def _on_cancel(self, _message: Any) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+    async def _on_run(self, message: Any) -> None:
+        task = asyncio.create_task(self._run(message.envelope))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _run(self, raw: Any) -> None:
+        agent = self.agent
+        action_id = _action_id(raw)
+        verified: Verified | None = None
+        try:
+            verified = await agent.verify(raw)
+            params = _validate_operations(verified)
+            if verified.action.id in agent.replay:
+                if (stored := agent.replay.outcome(verified.action.id)) is not None:
+                    self._audit(verified, "replayed-outcome")
+                    for frame in stored:
+                        await self._write(encode_frame({**frame, "replay": True}))
+                    return
+                raise Rejected("replayed", f"action {verified.action.id} was already run")
+            if agent.running >= agent.config.limits.max_concurrent:
+                raise Rejected("busy", f"{agent.running} actions running already")
+        except Rejected as err:
+            self._audit(verified, f"rejected:{err.reason}", action_id, err.detail)
+            await self.send(RejectedMsg(reason=err.reason, detail=err.detail, action_id=action_id))
+            return
+        action = verified.action
+        agent.replay.add(action.id, action.expire_after)
+        self._audit(verified, "accepted")
+        agent.running += 1
+        try:
+            await self._execute(verified, params)
+        except Exception as err:  # an agent bug must end the conversation, not hang it
+            await self.send(ErrorMsg(detail=f"agent failure: {type(err).__name__}: {err}"))
+            raise
+        finally:
+            agent.running -= 1
+
+    async def _execute(self, verified: Verified, params: list[dict[str, Any]]) -> None:
+        agent, action = self.agent, verified.action
+        limits = agent.config.limits
+        budget = Budget(limits.match_limit, limits.result_bytes)
+        recorded: list[Message] = [Accepted(action_id=action.id)]
+        await self.send(recorded[0])
+        for index, op in enumerate(action.operations):
+            queue: asyncio.Queue[Message] = asyncio.Queue()
+
+            def sink(kind: str, payload: dict[str, Any], op: int = index) -> None:
+                event = Match(op=op, data=payload) if kind == "match" else Progress(op, payload)
+                queue.put_nowait(event)
+
+            timeout = max(0, min(limits.module_timeout, action.expire_after - time.time()))
+            forward = asyncio.create_task(self._forward(queue, recorded))
+            try:
+                outcome = await run_operation(
+                    op.module,
+                    params[index],
+                    root=str(agent.config.root),
+                    limits=limits,
+                    timeout=timeout,
+                    budget=budget,
+                    sink=sink,
+                )
+            except asyncio.CancelledError:
+                forward.cancel()
+                raise
+            queue.put_nowait(Done(index, outcome.status, outcome.stats, outcome.errors))
+            queue.put_nowait(_END)
+            await forward
+        finished = Finished(action_id=action.id)
+        recorded.append(finished)
+        await self.send(finished)
+        agent.replay.record(action.id, [m.to_frame() for m in recorded])
+
+    async def _forward(self, queue: asyncio.Queue[Message], recorded: list[Message]) -> None:
+        """Send events in order while the child runs; flow control applies per frame."""
+        while (message := await queue.get()) is not _END:
+            if not isinstance(message, Progress):
+                recorded.append(message)
+            await self.send(message)
+
+    def _audit(
+        self,
+        verified: Verified | None,
+        verdict: str,
+        action_id: str | None = None,
+        detail: str = "",
+    ) -> None:
+        self.agent.audit.decision(
+            action=verified.action if verified else None,
+            action_id=verified.action.id if verified else action_id,
+            signers=verified.signers if verified else (),
+            peer=self.peer,
+            verdict=verdict,
+            detail=detail,
+        )
+
+
+_END = ErrorMsg(detail="end of operation")
+
+
+def _validate_operations(verified: Verified) -> list[dict[str, Any]]:
+    validated = []
+    for op in verified.action.operations:
+        module = get_module(op.module)
+        if module is None:
+            raise Rejected("unknown-module", f"this agent has no module {op.module!r}")
+        try:
+            validated.append(module.validate(op.params))
+        except ParamError as err:
+            raise Rejected("invalid-params", err.message) from None
+    return validated
+
+
+def _action_id(raw: Any) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("action"), dict):
+        action_id = raw["action"].get("id")
+        return action_id if isinstance(action_id, str) and len(action_id) <= 64 else None
+    return None

@@ -1,0 +1,48 @@
+"""The audit log: one JSON line per decision, accepted or rejected, flushed as it is written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from protocol.action import Action, canonical_bytes
+
+
+class AuditLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a")
+
+    def decision(
+        self,
+        *,
+        action: Action | None,
+        action_id: str | None,
+        signers: tuple[str, ...],
+        peer: str,
+        verdict: str,
+        detail: str = "",
+    ) -> None:
+        ops = [op.to_dict() for op in action.operations] if action else []
+        self.write(
+            {
+                "time": round(time.time(), 3),
+                "action_id": action_id,
+                "signers": list(signers),
+                "modules": [op["module"] for op in ops],
+                "params_digest": hashlib.sha256(canonical_bytes(ops)).hexdigest() if ops else None,
+                "peer": peer,
+                "verdict": verdict,
+                "detail": detail,
+            }
+        )
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

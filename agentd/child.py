@@ -1,0 +1,86 @@
+"""What runs inside an operation's child process: rlimits, then the module, events to a pipe.
+
+The child is forked from the preloaded forkserver (so it starts in milliseconds); it writes
+protocol frames to its pipe: ``match``, ``progress``, and a final ``end`` with status and stats.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from typing import Any
+
+from modules.base import LimitReached, RunContext
+from modules.registry import get_module
+from protocol.frames import encode_frame
+
+PROGRESS_EVERY = 0.5
+MAX_ERRORS_REPORTED = 100
+
+
+class PipeContext(RunContext):
+    """A RunContext that streams rows to the agent over a pipe."""
+
+    def __init__(self, fd: int, root: str, privacy: bool) -> None:
+        self.fd = fd
+        self.root = root
+        self.privacy = privacy
+        self.errors: list[str] = []
+        self.error_count = 0
+        self._last_progress = time.monotonic()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = memoryview(encode_frame(message, max_frame=1 << 30))
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+    def emit(self, row: dict[str, Any]) -> None:
+        self._send({"type": "match", "data": row})
+
+    def progress(self, stats: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_EVERY:
+            self._last_progress = now
+            self._send({"type": "progress", "stats": stats})
+
+    def error(self, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS_REPORTED:
+            self.errors.append(message)
+
+
+def run_operation(
+    conn: Any,
+    module_name: str,
+    params: dict[str, Any],
+    root: str,
+    privacy: bool,
+    cpu_seconds: int,
+    memory_mb: int,
+    nice: int,
+) -> None:
+    """Entry point of the child: confine itself, run the module, report how it ended."""
+    fd = conn.fileno()
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    limit = memory_mb << 20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.nice(nice)
+    ctx = PipeContext(fd, root, privacy)
+    status, stats = "ok", {}
+    try:
+        module = get_module(module_name)
+        assert module is not None, module_name
+        stats = module.run(params, ctx) or {}
+    except LimitReached as err:
+        status, stats = "limit", getattr(err, "stats", None) or {}
+    except MemoryError:
+        status = "error"
+        ctx.errors.append(f"memory limit of {memory_mb} MiB reached")
+    except Exception as err:  # a module bug must become a status, not a silent dead child
+        status = "error"
+        ctx.errors.append(f"{type(err).__name__}: {err}")
+    stats = {**stats, "errors": ctx.error_count} if ctx.error_count else stats
+    ctx._send({"type": "end", "status": status, "stats": stats, "errors": ctx.errors})
+    conn.close()

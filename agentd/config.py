@@ -1,0 +1,147 @@
+"""The agent's configuration file (DESIGN §4), loaded strictly.
+
+Each setting is declared once, as a dataclass field with a default and a docstring-like comment;
+the loader checks types from the annotations and ``init`` writes a complete file from the same
+declarations, so the file, the defaults and the checks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from protocol.acl import Acl, AclRule
+from protocol.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSection:
+    name: str = "agent"
+    listen: list[str] = field(default_factory=lambda: ["0.0.0.0:4022"])
+    host_key: str = "ssh_host_ed25519_key"
+    authorized_keys: str = "authorized_keys"
+    investigators: str = "investigators"
+    state_dir: str = "state"
+    audit_log: str = "audit.log"
+    root: str = "/"
+    skew: int = 60  # seconds an action's valid_from may lie in the future
+    max_lifetime: int = 86400  # longest expire_after - valid_from accepted
+    max_frame: int = 1 << 20
+    idle_timeout: int = 60  # close a channel that sends nothing for this long while idle
+    login_timeout: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    module_timeout: int = 300
+    max_concurrent: int = 4
+    cpu_seconds: int = 120
+    memory_mb: int = 512
+    match_limit: int = 10000
+    result_bytes: int = 16 << 20
+    privacy: bool = False
+    nice: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """A loaded configuration; paths are absolute, resolved against the file's folder."""
+
+    path: Path
+    agent: AgentSection
+    limits: LimitsSection
+    acl: Acl
+
+    def resolve(self, relative: str) -> Path:
+        return (self.path.parent / relative).resolve()
+
+    @property
+    def root(self) -> Path:
+        return self.resolve(self.agent.root)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.agent.state_dir)
+
+    def listen_addresses(self) -> list[tuple[str, int]]:
+        pairs = []
+        for item in self.agent.listen:
+            host, _, port = item.rpartition(":")
+            pairs.append((host.strip("[]") or "0.0.0.0", int(port)))
+        return pairs
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    path = Path(path).resolve()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    where = path.name
+    if unknown := sorted(set(data) - {"agent", "limits", "acl"}):
+        raise ConfigError(f"{where}: unknown section [{unknown[0]}]")
+    agent = _section(AgentSection, data.get("agent", {}), f"{where}: agent")
+    limits = _section(LimitsSection, data.get("limits", {}), f"{where}: limits")
+    for item in agent.listen:
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{where}: agent.listen: {item!r} is not HOST:PORT")
+    return AgentConfig(path, agent, limits, _acl(data.get("acl", {}), f"{where}: acl"))
+
+
+def _section(cls: type[Any], table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(table) - names):
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+    for key, value in table.items():
+        if not _conforms(value, hints[key]):
+            raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r}")
+    return cls(**table)
+
+
+def _acl(table: Any, where: str) -> Acl:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected tables [acl.MODULE]")
+    rules = {}
+    for module, rule in table.items():
+        if not isinstance(rule, dict) or set(rule) - {"minimum_weight", "investigators"}:
+            raise ConfigError(f"{where}.{module}: expected minimum_weight and investigators")
+        weight = rule.get("minimum_weight", 1)
+        people = rule.get("investigators", {})
+        if not isinstance(weight, int) or weight < 1:
+            raise ConfigError(f"{where}.{module}.minimum_weight: expected an integer >= 1")
+        if not isinstance(people, dict) or not all(
+            isinstance(w, int) and not isinstance(w, bool) for w in people.values()
+        ):
+            raise ConfigError(f"{where}.{module}.investigators: expected {{FINGERPRINT = weight}}")
+        rules[module] = AclRule(weight, {fpr.upper(): w for fpr, w in people.items()})
+    return Acl(rules)
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint == list[str]:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return "a list of strings" if hint == list[str] else f"a {hint.__name__}"
+
+
+def render_config(
+    agent: AgentSection, limits: LimitsSection, acl: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The TOML document for a configuration, every setting written out."""
+    return {"agent": dataclasses.asdict(agent), "limits": dataclasses.asdict(limits), "acl": acl}

@@ -1,0 +1,105 @@
+"""The asyncssh side of the agent: one listener per agent, the ``spyglass`` subsystem only.
+
+SSH access alone grants nothing here: the channel speaks the frame protocol and only signed
+actions run. Anything else (shell, exec, another subsystem) gets exit status 127.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncssh
+
+from agentd.agent import Agent
+from agentd.config import load_config
+
+SUBSYSTEM = "spyglass"
+
+
+async def start_agent(agent: Agent) -> list[tuple[str, int]]:
+    """Listen on the agent's addresses; returns the bound (host, port) pairs."""
+    config = agent.config
+
+    async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        if process.subsystem != SUBSYSTEM:
+            process.stderr.write(b"spyglass: only the 'spyglass' subsystem is served\n")
+            process.exit(127)
+            return
+        peer = process.get_extra_info("peername") or ("?", 0)
+
+        async def write(data: bytes) -> None:
+            process.stdout.write(data)
+            await process.stdout.drain()
+
+        try:
+            await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}")
+        except (asyncssh.Error, BrokenPipeError, ConnectionError):
+            pass  # the console went away; running operations were cancelled by serve()
+        process.exit(0)
+
+    bound = []
+    for host, port in config.listen_addresses():
+        server = await asyncssh.listen(
+            host,
+            port,
+            server_host_keys=[str(config.resolve(config.agent.host_key))],
+            authorized_client_keys=str(config.resolve(config.agent.authorized_keys)),
+            process_factory=handle,
+            encoding=None,
+            allow_pty=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_scp=False,
+            gss_host=None,
+            login_timeout=config.agent.login_timeout,
+            keepalive_interval=30,
+            kex_algs=[
+                "curve25519-sha256",
+                "curve25519-sha256@libssh.org",
+                "mlkem768x25519-sha256",
+                "ecdh-sha2-nistp256",
+            ],
+            encryption_algs=[
+                "aes128-gcm@openssh.com",
+                "chacha20-poly1305@openssh.com",
+                "aes256-gcm@openssh.com",
+                "aes128-ctr",
+            ],
+        )
+        for sock in server.sockets:
+            bound.append(sock.getsockname()[:2])
+    return bound
+
+
+async def serve_forever(config_paths: Sequence[str | Path]) -> None:
+    """Start every configured agent, announce where each listens, then serve until signalled."""
+    agents = [Agent(load_config(p)) for p in config_paths]
+    for agent in agents:
+        for host, port in await start_agent(agent):
+            print(f"listening {agent.name} {host}:{port}", flush=True)
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(agents))
+    await stop.wait()
+    for agent in agents:
+        agent.close()
+
+
+def _reload(agents: list[Agent]) -> None:
+    for agent in agents:
+        try:
+            agent.reload()
+            print(f"reloaded {agent.name}", flush=True)
+        except Exception as err:  # keep serving with the old configuration
+            print(
+                f"reload of {agent.name} failed, keeping the old configuration: {err}",
+                file=sys.stderr,
+                flush=True,
+            )

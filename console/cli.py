@@ -1,0 +1,325 @@
+"""``spyglass``: the investigator's command line (DESIGN §5).
+
+Exit statuses of ``run`` and ``action launch``: 0 every host answered and something matched;
+1 every host answered and nothing matched; 3 some hosts failed (results still printed);
+2 nothing was launched, with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from console import results_cli
+from console.compose import compose
+from console.dispatch import Summary
+from console.investigation import Investigation
+from console.lab import lab_down, lab_up
+from console.output import JsonLines, TextOutput, printable
+from console.ssh import Connector, Pool
+from console.store import Store, default_store_path
+from inventory.loader import load_inventory
+from inventory.model import Inventory
+from modules.registry import all_modules, get_module
+from protocol.envelope import Envelope, load_envelope
+from protocol.errors import SpyglassError, UsageError
+from protocol.signing import Signer, generate_key
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spyglass", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "-i",
+        "--inventory",
+        default=os.environ.get("SPYGLASS_INVENTORY"),
+        help="inventory TOML (env SPYGLASS_INVENTORY)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("SPYGLASS_KEY"),
+        help="investigator key id or fingerprint (env SPYGLASS_KEY)",
+    )
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("SPYGLASS_STORE"),
+        help="results database (env SPYGLASS_STORE)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    commands.add_parser("tui", help="the interactive console (the default)")
+    run = commands.add_parser("run", help="sign and launch one module on the targeted hosts")
+    run_modules = run.add_subparsers(dest="module", metavar="MODULE", required=True)
+    for module in all_modules():
+        sub = run_modules.add_parser(module.name, help=module.summary, description=module.summary)
+        group = sub.add_argument_group(f"{module.name} parameters")
+        for param in module.params:
+            param.add_to_argparse(group)
+        _launch_flags(sub, target_required=True)
+        sub.add_argument("--action-name", help="a name for the action (default: MODULE on TARGET)")
+        sub.add_argument("--expire", default="5m", help="lifetime of the action (default 5m)")
+        sub.add_argument(
+            "--sign-only",
+            metavar="FILE",
+            type=Path,
+            help="write the signed envelope to FILE instead of launching it",
+        )
+        sub.set_defaults(handler=cmd_run)
+
+    action = commands.add_parser("action", help="prepared envelopes: sign, launch, show")
+    action_cmds = action.add_subparsers(dest="action_command", required=True)
+    sign = action_cmds.add_parser("sign", help="add your signature to an envelope file")
+    sign.add_argument("file", type=Path)
+    sign.set_defaults(handler=cmd_action_sign)
+    launch = action_cmds.add_parser("launch", help="launch a signed envelope")
+    launch.add_argument("file", type=Path)
+    _launch_flags(launch, target_required=False)
+    launch.set_defaults(handler=cmd_action_launch)
+    show = action_cmds.add_parser("show", help="show an envelope's action and signers")
+    show.add_argument("file", type=Path)
+    show.set_defaults(handler=cmd_action_show)
+
+    modules = commands.add_parser("modules", help="the investigation modules")
+    modules_cmds = modules.add_subparsers(dest="modules_command", required=True)
+    modules_cmds.add_parser("list").set_defaults(handler=cmd_modules_list)
+    mshow = modules_cmds.add_parser("show")
+    mshow.add_argument("name")
+    mshow.add_argument("--json", action="store_true")
+    mshow.set_defaults(handler=cmd_modules_show)
+
+    keys = commands.add_parser("keys", help="the investigator's OpenPGP key")
+    keys_cmds = keys.add_subparsers(dest="keys_command", required=True)
+    kinit = keys_cmds.add_parser("init", help="generate a signing key in GNUPGHOME")
+    kinit.add_argument("--name", default="Investigator")
+    kinit.add_argument("--email", default="investigator@spyglass.invalid")
+    kinit.set_defaults(handler=cmd_keys_init)
+    keys_cmds.add_parser(
+        "export", help="print the public key for agents' investigators/"
+    ).set_defaults(handler=cmd_keys_export)
+
+    inventory = commands.add_parser("inventory", help="the fleet")
+    inv_cmds = inventory.add_subparsers(dest="inventory_command", required=True)
+    ilist = inv_cmds.add_parser("list", help="hosts matching a target")
+    ilist.add_argument("-t", "--target", default="all")
+    ilist.set_defaults(handler=cmd_inventory_list)
+
+    results_cli.add_commands(commands)
+
+    lab = commands.add_parser("lab", help="a local fleet of real agents on loopback")
+    lab_cmds = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_cmds.add_parser("up", help="start N agents")
+    up.add_argument("-n", type=int, default=20)
+    up.add_argument("--dir", type=Path, required=True)
+    up.add_argument(
+        "--seed-files",
+        type=Path,
+        help="folder whose _all/ and HOSTNAME/ subfolders are copied into host roots",
+    )
+    up.add_argument("--per-process", type=int, default=250, help="agents per agentd process")
+    up.set_defaults(handler=cmd_lab_up)
+    down = lab_cmds.add_parser("down", help="stop the lab's agents")
+    down.add_argument("--dir", type=Path, required=True)
+    down.set_defaults(handler=cmd_lab_down)
+
+    demo = commands.add_parser("demo", help="a lab with planted findings, then an investigation")
+    demo.add_argument("--agents", type=int, default=20)
+    demo.add_argument("--headless", action="store_true", help="no TUI: run the sweep and print")
+    demo.add_argument("--dir", type=Path, default=Path("demo-lab"))
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def _launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> None:
+    parser.add_argument(
+        "-t",
+        "--target",
+        required=target_required,
+        help='target selector, e.g. "env=prod and role in (web, db)"',
+    )
+    parser.add_argument("--concurrency", type=int, default=256, help="hosts in flight at once")
+    parser.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    parser.add_argument(
+        "--show",
+        choices=("found", "notfound", "all"),
+        default="found",
+        help="which answering hosts the final table lists",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "tui"):
+        return _tui(args)
+    try:
+        return int(args.handler(args))
+    except SpyglassError as err:
+        print(f"spyglass: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _tui(args: argparse.Namespace) -> int:
+    # The front end is chosen here, at the very top; importing it lazily keeps textual out of
+    # every headless command.
+    from importlib import import_module
+
+    try:
+        app_module = import_module("tui.app")
+    except ModuleNotFoundError:
+        print("spyglass: the TUI is not installed in this build", file=sys.stderr)
+        return 2
+    return int(app_module.run_app(args))
+
+
+# -- helpers shared by the commands ------------------------------------------------------------
+def open_inventory(args: argparse.Namespace) -> Inventory:
+    if not args.inventory:
+        raise UsageError("no inventory: pass --inventory FILE or set SPYGLASS_INVENTORY")
+    return load_inventory(args.inventory)
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store(args.store or default_store_path())
+
+
+def signer(args: argparse.Namespace) -> Signer:
+    return Signer(
+        os.environ.get("GNUPGHOME"), key=args.key, passphrase=os.environ.get("SPYGLASS_PASSPHRASE")
+    )
+
+
+def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
+    """Fan an envelope out to the hosts ``target`` selects; print and store as events arrive."""
+    inventory = open_inventory(args)
+    hosts = inventory.select(target)
+    if not hosts:
+        raise UsageError(f"target {target!r} matches no host of {inventory.path}")
+    store = open_store(args)
+    output = JsonLines() if args.json else TextOutput(args.show)
+    if isinstance(output, TextOutput):
+        output.start(len(hosts))
+
+    async def go() -> Summary:
+        pool = Pool(Connector(inventory))
+        try:
+            return await Investigation(envelope, hosts, pool, store, args.concurrency).run(output)
+        finally:
+            await pool.close()
+
+    try:
+        summary = asyncio.run(go())
+    finally:
+        store.close()
+    output.summary(summary)
+    return summary.exit_status()
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    module = get_module(args.module)
+    assert module is not None
+    action = compose(
+        args.module, module.params_from_cli(args), args.target, args.expire, args.action_name
+    )
+    envelope = signer(args).sign(Envelope(action))
+    if args.sign_only:
+        envelope.save(args.sign_only)
+        print(
+            f"wrote {args.sign_only} (action {action.id}); another approver can "
+            f"`spyglass action sign {args.sign_only}`",
+            file=sys.stderr,
+        )
+        return 0
+    return launch(args, envelope, args.target)
+
+
+def cmd_action_sign(args: argparse.Namespace) -> int:
+    envelope = signer(args).sign(load_envelope(args.file))
+    envelope.save(args.file)
+    print(f"{args.file}: now {len(envelope.signatures)} signature(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_action_launch(args: argparse.Namespace) -> int:
+    envelope = load_envelope(args.file)
+    return launch(args, envelope, args.target or envelope.action.target)
+
+
+def cmd_action_show(args: argparse.Namespace) -> int:
+    envelope = load_envelope(args.file)
+    print(json.dumps(envelope.action.to_dict(), indent=2, ensure_ascii=False))
+    print(f"{len(envelope.signatures)} signature(s)")
+    return 0
+
+
+def cmd_modules_list(args: argparse.Namespace) -> int:
+    for module in all_modules():
+        print(f"{module.name:<10} {module.summary}")
+    return 0
+
+
+def cmd_modules_show(args: argparse.Namespace) -> int:
+    module = get_module(args.name)
+    if module is None:
+        raise UsageError(f"unknown module {args.name!r}; see `spyglass modules list`")
+    print(json.dumps(module.spec(), indent=2) if args.json else module.describe())
+    return 0
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    home = os.environ.get("GNUPGHOME") or str(Path.home() / ".gnupg")
+    fingerprint = generate_key(
+        home, args.name, args.email, passphrase=os.environ.get("SPYGLASS_PASSPHRASE")
+    )
+    print(fingerprint)
+    return 0
+
+
+def cmd_keys_export(args: argparse.Namespace) -> int:
+    print(signer(args).export_public(), end="")
+    return 0
+
+
+def cmd_inventory_list(args: argparse.Namespace) -> int:
+    inventory = open_inventory(args)
+    for host in inventory.select(args.target):
+        tags = " ".join(f"{k}={v}" for k, v in sorted(host.tags.items()) if k != "name")
+        print(f"{printable(host.name)}\t{host.address}:{host.port}\t{printable(tags)}")
+    return 0
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    lab = lab_up(args.dir, args.n, seed_files=args.seed_files, per_process=args.per_process)
+    print(
+        f"{args.n} agents listening; use:\n"
+        f"  export SPYGLASS_INVENTORY={lab.inventory} GNUPGHOME={lab.gnupghome}"
+    )
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    print(f"stopped {lab_down(args.dir)} agent process(es)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from console.demo import run_demo
+
+    return run_demo(args, launch)
+
+
+def _json_default(value: Any) -> str:
+    return str(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""``make demo``: a lab with planted findings, then a real signed sweep that finds them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from console.compose import compose
+from console.lab import Lab, lab_down, lab_up
+from console.seed import WEBSHELL, has_webshell
+from protocol.envelope import Envelope
+from protocol.signing import Signer
+
+
+def run_demo(
+    args: argparse.Namespace, launch: Callable[[argparse.Namespace, Envelope, str], int]
+) -> int:
+    lab = Lab(args.dir.resolve())
+    if lab.pids:
+        lab_down(lab.dir)
+    print(f"starting a lab of {args.agents} agents in {lab.dir} ...", file=sys.stderr)
+    lab = lab_up(lab.dir, args.agents)
+    os.environ["GNUPGHOME"] = str(lab.gnupghome)
+    args.inventory, args.store = str(lab.inventory), str(lab.dir / "results.db")
+    if not args.headless:
+        from importlib import import_module
+
+        return int(import_module("tui.app").run_app(args))
+    planted = [f"lab-{i + 1:03d}" for i in range(args.agents) if has_webshell(i)]
+    print(
+        f"planted a PHP web shell on {', '.join(planted) or 'no host'}; hunting for it:\n"
+        f"  spyglass run file --paths /srv --content 'eval\\(base64_decode' -t all\n",
+        file=sys.stderr,
+    )
+    assert b"eval(base64_decode" in WEBSHELL
+    action = compose(
+        "file",
+        {"paths": ["/srv"], "content": [r"eval\(base64_decode"]},
+        "all",
+        name="demo: web shell sweep",
+    )
+    envelope = Signer(lab.gnupghome).sign(Envelope(action))
+    args.json, args.show, args.concurrency = False, "found", 256
+    status = launch(args, envelope, "all")
+    print(
+        f"\nthe lab keeps running: export SPYGLASS_INVENTORY={lab.inventory} "
+        f"GNUPGHOME={lab.gnupghome}\nstop it with: spyglass lab down --dir {lab.dir}",
+        file=sys.stderr,
+    )
+    return status

@@ -1,0 +1,110 @@
+"""How results reach a terminal or a pipe: JSON lines on stdout, readable text, progress on stderr.
+
+Everything an agent sends is attacker-controlled on a compromised host, so text output escapes
+control characters (a file name holding an escape sequence prints as ``\\x1b[...``, harmlessly).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from console.dispatch import Event, HostEvent, MatchEvent, Summary
+from modules.registry import get_module
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+
+
+def printable(value: Any) -> str:
+    """One line of safe text for any value an agent sent."""
+    if isinstance(value, list):
+        return ",".join(printable(v) for v in value)
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return text.translate(_CONTROL)
+
+
+def columns_of(module: str) -> list[str]:
+    found = get_module(module)
+    return [c.name for c in found.columns] if found else []
+
+
+class JsonLines:
+    """``run --json``: one JSON object per event on stdout, flushed as it arrives."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, MatchEvent | HostEvent):
+            record = event.to_event() if isinstance(event, MatchEvent) else event.result.to_event()
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+    def summary(self, summary: Summary) -> None:
+        self.out.write(json.dumps(summary.to_event()) + "\n")
+        self.out.flush()
+
+
+class TextOutput:
+    """Matches as a table streaming on stdout; a host table and totals at the end."""
+
+    def __init__(
+        self, show: str = "found", out: TextIO = sys.stdout, err: TextIO = sys.stderr
+    ) -> None:
+        self.show, self.out, self.err = show, out, err
+        self._headers_printed: set[str] = set()
+        self._answered = 0
+        self._total = 0
+        self._last_progress = 0.0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, MatchEvent):
+            cols = columns_of(event.module)
+            if event.module not in self._headers_printed:
+                self._headers_printed.add(event.module)
+                self.out.write("\t".join(["host", *cols]) + "\n")
+            cells = [printable(event.host)] + [printable(event.data.get(c)) for c in cols]
+            self.out.write("\t".join(cells) + "\n")
+            self.out.flush()
+        elif isinstance(event, HostEvent):
+            self._answered += 1
+            self._progress()
+
+    def start(self, hosts: int) -> None:
+        self._total = hosts
+
+    def _progress(self) -> None:
+        now = time.monotonic()
+        if self.err.isatty() and (now - self._last_progress > 0.1 or self._answered == self._total):
+            self._last_progress = now
+            self.err.write(f"\r{self._answered}/{self._total} hosts done")
+            self.err.flush()
+
+    def summary(self, summary: Summary) -> None:
+        if self.err.isatty():
+            self.err.write("\n")
+        wanted = {"found": ("matched",), "notfound": ("nomatch",), "all": ("matched", "nomatch")}[
+            self.show
+        ]
+        rows = [
+            r
+            for r in summary.results.values()
+            if r.status in wanted or r.status not in ("matched", "nomatch")
+        ]
+        if rows:
+            self.out.write("\nhost\tstatus\tmatches\telapsed_ms\tdetail\n")
+            for r in sorted(rows, key=lambda r: r.host):
+                status = f"{r.status}:{r.reason}" if r.reason else r.status
+                self.out.write(
+                    f"{printable(r.host)}\t{status}\t{r.matches}\t{r.elapsed_ms}\t"
+                    f"{printable(r.detail)}\n"
+                )
+        s = summary.to_event()
+        self.err.write(
+            f"{s['hosts']} hosts: {s['matched']} matched, {s['nomatch']} no match, "
+            f"{s['failed']} failed in {s['elapsed_ms'] / 1000:.2f} s "
+            f"(action {s['action_id']})\n"
+        )

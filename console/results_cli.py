@@ -1,0 +1,142 @@
+"""``spyglass results``: list, show, diff and prune past investigations from the store."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from typing import Any
+
+from console.compose import parse_duration
+from console.output import columns_of, printable
+from console.store import Store, default_store_path
+from protocol.errors import UsageError
+
+
+def add_commands(commands: Any) -> None:
+    results = commands.add_parser("results", help="past investigations in the results store")
+    sub = results.add_subparsers(dest="results_command", required=True)
+    sub.add_parser("list", help="one line per run").set_defaults(handler=cmd_list)
+    show = sub.add_parser("show", help="a run's hosts and matches")
+    show.add_argument("id", help="run (action) id, or a unique prefix")
+    fmt = show.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="JSON lines, as `run --json` prints")
+    fmt.add_argument("--csv", action="store_true", help="matches as CSV")
+    show.set_defaults(handler=cmd_show)
+    diff = sub.add_parser("diff", help="hosts and rows that appeared or disappeared")
+    diff.add_argument("id1")
+    diff.add_argument("id2")
+    diff.set_defaults(handler=cmd_diff)
+    prune = sub.add_parser("prune", help="delete old runs")
+    prune.add_argument("--older-than", required=True, help="e.g. 30d")
+    prune.set_defaults(handler=cmd_prune)
+
+
+def _store(args: argparse.Namespace) -> Store:
+    return Store(args.store or default_store_path())
+
+
+def _run(store: Store, run_id: str) -> Any:
+    run = store.run(run_id)
+    if run is None:
+        raise UsageError(f"no single run matches {run_id!r}; see `spyglass results list`")
+    return run
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    print("id\tstarted\tname\ttarget\thosts\tmatched\tnomatch\tfailed")
+    for run in store.runs():
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
+        print(
+            f"{run['id']}\t{when}\t{printable(run['name'])}\t{printable(run['target'])}\t"
+            f"{run['hosts']}\t{run['matched']}\t{run['nomatch']}\t{run['failed']}"
+        )
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    run = _run(store, args.id)
+    hosts = store.hosts(run["id"])
+    if args.json:
+        for match in store.matches(run["id"]):
+            print(json.dumps({"event": "match", **match}, ensure_ascii=False))
+        for h in hosts:
+            print(
+                json.dumps(
+                    {
+                        "event": "host",
+                        "host": h["host"],
+                        "status": h["status"],
+                        "reason": h["reason"],
+                        "detail": h["detail"],
+                        "matches": h["matches"],
+                        "elapsed_ms": h["elapsed_ms"],
+                    }
+                )
+            )
+        return 0
+    if args.csv:
+        modules = run["modules"].split(",")
+        cols = [c for m in dict.fromkeys(modules) for c in columns_of(m)]
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["host", "op", "module", *cols])
+        for match in store.matches(run["id"]):
+            writer.writerow(
+                [
+                    match["host"],
+                    match["op"],
+                    match["module"],
+                    *[_csv_cell(match["data"].get(c)) for c in cols],
+                ]
+            )
+        return 0
+    print(f"{run['id']}  {printable(run['name'])}  target: {printable(run['target'])}")
+    for match in store.matches(run["id"]):
+        cells = [printable(match["data"].get(c)) for c in columns_of(match["module"])]
+        print("\t".join([printable(match["host"]), *cells]))
+    print("\nhost\tstatus\tmatches\tdetail")
+    for h in hosts:
+        status = f"{h['status']}:{h['reason']}" if h["reason"] else h["status"]
+        print(f"{printable(h['host'])}\t{status}\t{h['matches']}\t{printable(h['detail'])}")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    store = _store(args)
+    before, after = _run(store, args.id1), _run(store, args.id2)
+    rows = [{_row_key(m) for m in store.matches(r["id"])} for r in (before, after)]
+    hosts = [{h["host"]: h["status"] for h in store.hosts(r["id"])} for r in (before, after)]
+    for host in sorted(set(hosts[0]) | set(hosts[1])):
+        old, new = hosts[0].get(host, "-"), hosts[1].get(host, "-")
+        if old != new:
+            print(f"host\t{printable(host)}\t{old} -> {new}")
+    for sign, found in (("-", rows[0] - rows[1]), ("+", rows[1] - rows[0])):
+        for host, data in sorted(found):
+            print(f"{sign}\t{printable(host)}\t{printable(data)}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    removed = _store(args).delete_older_than(parse_duration(args.older_than))
+    print(f"removed {removed} run(s)")
+    return 0
+
+
+def _row_key(match: dict[str, Any]) -> tuple[str, str]:
+    return match["host"], json.dumps(match["data"], sort_keys=True, ensure_ascii=False)
+
+
+def _csv_cell(value: Any) -> str:
+    """CSV cells an attacker named: neutralise spreadsheet formulas, keep the text intact."""
+    text = (
+        ",".join(map(str, value))
+        if isinstance(value, list)
+        else ""
+        if value is None
+        else str(value)
+    )
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

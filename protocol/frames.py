@@ -1,0 +1,90 @@
+"""Wire frames: a 4-byte big-endian length N (1 <= N <= max_frame), then N bytes of UTF-8 JSON.
+
+Pure encode/decode with no I/O of its own; ``read_frame`` works over any reader with an
+asyncio-style ``readexactly`` (asyncio streams and asyncssh's SSHReader both have one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from typing import Any, Protocol
+
+from protocol.errors import FrameError, FrameTooLarge
+
+DEFAULT_MAX_FRAME = 1 << 20
+_HEADER = struct.Struct(">I")
+
+
+class ByteReader(Protocol):
+    async def readexactly(self, n: int) -> bytes: ...
+
+
+def encode_frame(message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > max_frame:
+        raise FrameTooLarge(f"frame of {len(body)} bytes exceeds the {max_frame}-byte limit")
+    return _HEADER.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """Parse one frame body; anything but a JSON object with a string ``type`` is a FrameError."""
+    try:
+        message = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise FrameError(f"frame is not UTF-8 JSON: {err}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise FrameError("frame is not a JSON object with a string 'type'")
+    return message
+
+
+def check_length(length: int, max_frame: int) -> None:
+    if length == 0:
+        raise FrameError("empty frame")
+    if length > max_frame:
+        raise FrameTooLarge(f"frame of {length} bytes exceeds the {max_frame}-byte limit")
+
+
+async def read_frame(
+    reader: ByteReader, max_frame: int = DEFAULT_MAX_FRAME
+) -> dict[str, Any] | None:
+    """Read one frame; ``None`` on a clean end of stream between frames."""
+    try:
+        header = await reader.readexactly(_HEADER.size)
+    except asyncio.IncompleteReadError as err:
+        if not err.partial:
+            return None
+        raise FrameError("stream ended inside a frame header") from None
+    (length,) = _HEADER.unpack(header)
+    check_length(length, max_frame)
+    try:
+        body = await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise FrameError("stream ended inside a frame") from None
+    return decode_body(body)
+
+
+class FrameDecoder:
+    """Incremental decoder for callback-style transports: feed bytes, get whole messages."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= _HEADER.size:
+            (length,) = _HEADER.unpack_from(self._buffer)
+            check_length(length, self.max_frame)
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            messages.append(decode_body(bytes(self._buffer[_HEADER.size : end])))
+            del self._buffer[:end]
+        return messages
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)

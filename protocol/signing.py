@@ -1,0 +1,197 @@
+"""Detached OpenPGP signing and verification through python-gnupg and the system gpg.
+
+Verification spawns gpg (about 10 ms of CPU), so two layers keep it off the hot path:
+a ``Keyring`` is shared by every agent in a process whose investigators folder has the same
+contents, and each (keyring, bytes, signature) outcome is cached, so co-located agents verify an
+envelope once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import gnupg
+
+from protocol.envelope import ARMOR_HEADER, Envelope
+from protocol.errors import SigningError
+
+SigStatus = Literal["valid", "bad", "unknown-key", "malformed"]
+
+
+@dataclass(frozen=True, slots=True)
+class SigCheck:
+    """One signature's outcome; ``fingerprint`` is the primary key's, when gpg could tell it."""
+
+    status: SigStatus
+    fingerprint: str | None
+    detail: str = ""
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def _scratch_dir() -> str:
+    """Signatures go to a file for gpg; prefer tmpfs so nothing lands on disk."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _gpg(home: str | Path, *, verify_only: bool) -> gnupg.GPG:
+    options = ["--no-autostart"] if verify_only else []
+    gpg = gnupg.GPG(gnupghome=str(home), options=options)
+    gpg.encoding = "utf-8"
+    return gpg
+
+
+def _check_one(gpg: gnupg.GPG, data: bytes, signature: str) -> SigCheck:
+    if not signature.lstrip().startswith(ARMOR_HEADER):
+        return SigCheck("malformed", None, "not an ASCII-armored OpenPGP signature")
+    with tempfile.NamedTemporaryFile("w", dir=_scratch_dir(), suffix=".asc") as sig_file:
+        sig_file.write(signature)
+        sig_file.flush()
+        result = gpg.verify_data(sig_file.name, data)
+    fingerprint = result.pubkey_fingerprint or result.fingerprint or result.key_id or None
+    fingerprint = fingerprint.upper() if fingerprint else None
+    if result.valid:
+        return SigCheck("valid", fingerprint)
+    if result.status == "no public key":
+        return SigCheck("unknown-key", fingerprint, f"no public key {fingerprint}")
+    if result.status == "signature bad":
+        return SigCheck("bad", fingerprint, f"signature by {fingerprint} does not match the action")
+    return SigCheck("malformed", fingerprint, result.status or "gpg could not read the signature")
+
+
+class Keyring:
+    """A verify-only GNUPGHOME holding the investigators' public keys, one per distinct key set."""
+
+    _shared: dict[str, Keyring] = {}
+    _shared_lock = threading.Lock()
+    _cache: OrderedDict[tuple[str, str], SigCheck] = OrderedDict()
+    _cache_lock = threading.Lock()
+    CACHE_SIZE = 4096
+
+    def __init__(self, home: str | Path, armored_keys: list[str]) -> None:
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.digest = _digest(*sorted(k.encode() for k in armored_keys))
+        self._gpg = _gpg(self.home, verify_only=True)
+        self.fingerprints: list[str] = []
+        for key in armored_keys:
+            imported = self._gpg.import_keys(key)
+            self.fingerprints.extend(fp.upper() for fp in imported.fingerprints)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, home: str | Path) -> Keyring:
+        """The keyring of an investigators folder (``*.asc``), shared with identical folders."""
+        keys = [p.read_text() for p in sorted(Path(folder).glob("*.asc"))]
+        digest = _digest(*sorted(k.encode() for k in keys))
+        with cls._shared_lock:
+            if digest not in cls._shared:
+                cls._shared[digest] = cls(home, keys)
+            return cls._shared[digest]
+
+    def check(self, data: bytes, signature: str) -> SigCheck:
+        """Verify one detached signature over ``data``; outcomes are cached per keyring."""
+        key = (self.digest, _digest(data, signature.encode()))
+        with self._cache_lock:
+            if (hit := self._cache.get(key)) is not None:
+                self._cache.move_to_end(key)
+                return hit
+        outcome = _check_one(self._gpg, data, signature)
+        with self._cache_lock:
+            self._cache[key] = outcome
+            if len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return outcome
+
+
+class Signer:
+    """The investigator's side: signs canonical action bytes with a secret key from GNUPGHOME."""
+
+    def __init__(
+        self,
+        gnupghome: str | Path | None = None,
+        key: str | None = None,
+        passphrase: str | None = None,
+    ) -> None:
+        home = gnupghome or os.environ.get("GNUPGHOME") or Path.home() / ".gnupg"
+        self._gpg = _gpg(home, verify_only=False)
+        secret = self._gpg.list_keys(secret=True)
+        if key:
+            matches = [k for k in secret if _key_matches(k, key)]
+        else:
+            matches = [k for k in secret if "s" in k.get("cap", "") or "S" in k.get("cap", "")]
+        if not matches:
+            raise SigningError(f"no secret signing key {key or ''} in {home}".replace("  ", " "))
+        self.fingerprint: str = matches[0]["fingerprint"].upper()
+        self.user: str = (matches[0].get("uids") or [""])[0]
+        self._passphrase = passphrase
+
+    def sign_bytes(self, data: bytes) -> str:
+        result = self._gpg.sign(
+            data, keyid=self.fingerprint, detach=True, passphrase=self._passphrase
+        )
+        if not result or not result.data:
+            reason = (result.stderr or "").strip().splitlines()[-1:] or ["gpg failed"]
+            raise SigningError(f"gpg could not sign with {self.fingerprint}: {reason[0]}")
+        return str(result.data.decode())
+
+    def sign(self, envelope: Envelope) -> Envelope:
+        """Add this investigator's signature, refusing a second one by the same key."""
+        data = envelope.action.canonical_bytes()
+        for existing in envelope.signatures:
+            if signer_of(self._gpg, data, existing) == self.fingerprint:
+                raise SigningError(f"the envelope is already signed by {self.fingerprint}")
+        return envelope.with_signature(self.sign_bytes(data))
+
+    def export_public(self) -> str:
+        return str(self._gpg.export_keys(self.fingerprint))
+
+
+def signer_of(gpg: gnupg.GPG, data: bytes, signature: str) -> str | None:
+    """Which primary key made a signature, even when that key is not in ``gpg``'s keyring."""
+    return _check_one(gpg, data, signature).fingerprint
+
+
+def _key_matches(key: dict[str, object], wanted: str) -> bool:
+    wanted = wanted.upper().replace(" ", "")
+    fpr = str(key.get("fingerprint", "")).upper()
+    uids = " ".join(str(u) for u in key.get("uids", []) or [])  # type: ignore[attr-defined]
+    return fpr.endswith(wanted) or wanted.lower() in uids.lower()
+
+
+def generate_key(
+    gnupghome: str | Path,
+    name: str = "Investigator",
+    email: str = "investigator@spyglass.invalid",
+    passphrase: str | None = None,
+) -> str:
+    """Make an ed25519 signing key (the lab's and ``keys init``'s); returns its fingerprint."""
+    home = Path(gnupghome)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    gpg = _gpg(home, verify_only=False)
+    spec = gpg.gen_key_input(
+        key_type="EDDSA",
+        key_curve="ed25519",
+        key_usage="sign",
+        name_real=name,
+        name_email=email,
+        expire_date="2y",
+        no_protection=passphrase is None,
+        passphrase=passphrase,
+    )
+    key = gpg.gen_key(spec)
+    if not key.fingerprint:
+        raise SigningError(f"gpg could not generate a key in {home}: {key.stderr.strip()[-200:]}")
+    return str(key.fingerprint).upper()

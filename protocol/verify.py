@@ -1,0 +1,80 @@
+"""The first steps of the agent's verification pipeline (DESIGN §2), pure of any transport.
+
+Steps run in the contract's order and the first failure names its reason. The agent itself adds
+the last steps (module params, replay cache, concurrency), which need its own state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.acl import Acl
+from protocol.action import SUPPORTED_VERSIONS, Action
+from protocol.envelope import Envelope, parse_envelope
+from protocol.errors import ActionError, Rejected
+from protocol.signing import Keyring
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Time rules of an agent."""
+
+    skew: int = 60
+    max_lifetime: int = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An envelope that passed signatures and ACL; ``signers`` are primary fingerprints."""
+
+    action: Action
+    signers: tuple[str, ...]
+
+
+def verify_envelope(raw: object, keyring: Keyring, acl: Acl, now: int, policy: Policy) -> Verified:
+    """Run steps malformed → version → time → signatures → signers → ACL; raise ``Rejected``."""
+    envelope = _parse(raw)
+    action = envelope.action
+    if action.version not in SUPPORTED_VERSIONS:
+        raise Rejected("unsupported-version", f"version {action.version} is not supported")
+    if action.valid_from - policy.skew > now:
+        raise Rejected("not-yet-valid", f"valid from {action.valid_from}, agent time is {now}")
+    if now > action.expire_after:
+        raise Rejected("expired", f"expired at {action.expire_after}, agent time is {now}")
+    if action.expire_after - action.valid_from > policy.max_lifetime:
+        raise Rejected("expired", f"lifetime exceeds the agent's maximum {policy.max_lifetime} s")
+    signers = _check_signatures(envelope, keyring)
+    if not signers:
+        raise Rejected("unknown-signer", "no signature was made by a key in this agent's keyring")
+    acl.check(action.modules, signers)
+    return Verified(action, tuple(signers))
+
+
+def _parse(raw: object) -> Envelope:
+    try:
+        return parse_envelope(raw)
+    except ActionError as err:
+        if isinstance(raw, dict) and isinstance(raw.get("action"), dict):
+            version = raw["action"].get("version")
+            if isinstance(version, int) and version not in SUPPORTED_VERSIONS:
+                raise Rejected(
+                    "unsupported-version", f"version {version} is not supported"
+                ) from None
+        raise Rejected("malformed", err.message) from None
+
+
+def _check_signatures(envelope: Envelope, keyring: Keyring) -> list[str]:
+    data = envelope.action.canonical_bytes()
+    known: list[str] = []
+    seen: set[str] = set()
+    for i, signature in enumerate(envelope.signatures):
+        outcome = keyring.check(data, signature)
+        if outcome.status in ("bad", "malformed"):
+            raise Rejected("bad-signature", f"signature {i}: {outcome.detail}")
+        if outcome.fingerprint:
+            if outcome.fingerprint in seen:
+                raise Rejected("bad-signature", f"key {outcome.fingerprint} signed twice")
+            seen.add(outcome.fingerprint)
+        if outcome.status == "valid" and outcome.fingerprint:
+            known.append(outcome.fingerprint)
+    return known
