@@ -196,40 +196,55 @@ class Channel:
             agent.running -= 1
 
     async def _execute(self, verified: Verified, params: list[dict[str, Any]]) -> None:
-        agent, action = self.agent, verified.action
-        limits = agent.config.limits
+        action = verified.action
+        limits = self.agent.config.limits
         budget = Budget(limits.match_limit, limits.result_bytes)
         recorded: list[Message] = [Accepted(action_id=action.id)]
         await self.send(recorded[0])
         for index, op in enumerate(action.operations):
-            queue: asyncio.Queue[Message] = asyncio.Queue()
-
-            def sink(kind: str, payload: dict[str, Any], op: int = index) -> None:
-                event = Match(op=op, data=payload) if kind == "match" else Progress(op, payload)
-                queue.put_nowait(event)
-
-            timeout = max(0, min(limits.module_timeout, action.expire_after - time.time()))
-            forward = asyncio.create_task(self._forward(queue, recorded))
-            try:
-                outcome = await run_operation(
-                    op.module,
-                    params[index],
-                    root=str(agent.config.root),
-                    limits=limits,
-                    timeout=timeout,
-                    budget=budget,
-                    sink=sink,
-                )
-            except asyncio.CancelledError:
-                forward.cancel()
-                raise
-            queue.put_nowait(Done(index, outcome.status, outcome.stats, outcome.errors))
-            queue.put_nowait(_END)
-            await forward
+            await self._operation(
+                index, op.module, params[index], action.expire_after, budget, recorded
+            )
         finished = Finished(action_id=action.id)
         recorded.append(finished)
         await self.send(finished)
-        agent.replay.record(action.id, [m.to_frame() for m in recorded])
+        self.agent.replay.record(action.id, [m.to_frame() for m in recorded])
+
+    async def _operation(
+        self,
+        index: int,
+        module: str,
+        params: dict[str, Any],
+        expire_after: int,
+        budget: Budget,
+        recorded: list[Message],
+    ) -> None:
+        """Run one operation in its child while its events stream out, then send ``done``."""
+        config = self.agent.config
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+
+        def sink(kind: str, payload: dict[str, Any]) -> None:
+            event = Match(index, payload) if kind == "match" else Progress(index, payload)
+            queue.put_nowait(event)
+
+        timeout = max(0, min(config.limits.module_timeout, expire_after - time.time()))
+        forward = asyncio.create_task(self._forward(queue, recorded))
+        try:
+            outcome = await run_operation(
+                module,
+                params,
+                root=str(config.root),
+                limits=config.limits,
+                timeout=timeout,
+                budget=budget,
+                sink=sink,
+            )
+        except asyncio.CancelledError:
+            forward.cancel()
+            raise
+        queue.put_nowait(Done(index, outcome.status, outcome.stats, outcome.errors))
+        queue.put_nowait(_END)
+        await forward
 
     async def _forward(self, queue: asyncio.Queue[Message], recorded: list[Message]) -> None:
         """Send events in order while the child runs; flow control applies per frame."""

@@ -88,7 +88,7 @@ def load_config(path: str | Path) -> AgentConfig:
     agent = _section(AgentSection, data.get("agent", {}), f"{where}: agent")
     limits = _section(LimitsSection, data.get("limits", {}), f"{where}: limits")
     for item in agent.listen:
-        host, sep, port = item.rpartition(":")
+        _host, sep, port = item.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"{where}: agent.listen: {item!r} is not HOST:PORT")
     return AgentConfig(path, agent, limits, _acl(data.get("acl", {}), f"{where}: acl"))

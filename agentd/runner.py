@@ -145,7 +145,12 @@ async def _reap(child: Any) -> None:
         return
     loop = asyncio.get_running_loop()
     exited = loop.create_future()
-    loop.add_reader(child.sentinel, lambda: exited.done() or exited.set_result(None))
+
+    def on_exit() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(child.sentinel, on_exit)
     try:
         await asyncio.wait_for(exited, 5)
     except TimeoutError:

@@ -7,6 +7,7 @@ actions run. Anything else (shell, exec, another subsystem) gets exit status 127
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Sequence
@@ -35,10 +36,9 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
             process.stdout.write(data)
             await process.stdout.drain()
 
-        try:
+        # If the console goes away, serve() has already cancelled its running operations.
+        with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):
             await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}")
-        except (asyncssh.Error, BrokenPipeError, ConnectionError):
-            pass  # the console went away; running operations were cancelled by serve()
         process.exit(0)
 
     bound = []

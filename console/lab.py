@@ -7,6 +7,7 @@ audit log and root; the lab returns once every agent listens.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -222,10 +223,8 @@ def _write_inventory(lab: Lab, names: list[str], listening: dict[str, str]) -> N
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _alive(pid: int) -> bool:

@@ -120,7 +120,7 @@ def make_action(
 
 
 def parse_action(raw: object) -> Action:
-    """Validate a decoded JSON value against the action schema; raise ActionError on any deviation."""
+    """Validate decoded JSON against the action schema; ActionError on any deviation."""
     if not isinstance(raw, dict):
         raise ActionError("action: expected a JSON object")
     _exact_keys(raw, _ACTION_FIELDS.keys(), "action")
