@@ -218,6 +218,8 @@ class _HostRun:
             return self._fail("unreachable", "connect timed out")
         except asyncssh.HostKeyNotVerifiable as err:
             self.pool.discard(self.host)
+            if not self.pool.connector.pinned_keys(self.host):
+                return self._fail("hostkey-mismatch", "no pinned host key: `inventory trust` it")
             return self._fail("hostkey-mismatch", err.reason)
         except asyncssh.PermissionDenied as err:
             return self._fail("auth-failed", err.reason)

@@ -126,6 +126,8 @@ class Signer:
         passphrase: str | None = None,
     ) -> None:
         home = gnupghome or os.environ.get("GNUPGHOME") or Path.home() / ".gnupg"
+        if not Path(home).is_dir():
+            raise SigningError(f"no GnuPG home at {home}: set GNUPGHOME or run `spyglass keys init`")
         self._gpg = _gpg(home, verify_only=False)
         secret = self._gpg.list_keys(secret=True)
         if key:

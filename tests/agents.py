@@ -1,0 +1,123 @@
+"""Test helpers: a dedicated agent process with a chosen ACL and limits, and a raw SSH client.
+
+The pipeline tests need agents configured unlike the lab's (two approvers, one slot, a short
+timeout), and a client that can send crafted envelopes and garbage frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import tomli_w
+
+from protocol.frames import encode_frame, read_frame
+
+
+@dataclass
+class AgentProc:
+    dir: Path
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    host_key: asyncssh.SSHKey
+    console_key: asyncssh.SSHKey
+
+    @property
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.dir / "audit.log"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def write_agent(directory: Path, *, investigators: dict[str, str], acl: dict[str, Any],
+                limits: dict[str, Any] | None = None, root: Path | None = None) -> Path:
+    """An agent folder: ``investigators`` maps a file name to an armored public key."""
+    (directory / "investigators").mkdir(parents=True, exist_ok=True)
+    for name, armored in investigators.items():
+        (directory / "investigators" / f"{name}.asc").write_text(armored)
+    console = asyncssh.generate_private_key("ssh-ed25519")
+    console.write_private_key(str(directory / "console_key"))
+    (directory / "authorized_keys").write_text(console.export_public_key().decode())
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(
+        str(directory / "ssh_host_ed25519_key"))
+    config = {
+        "agent": {"name": directory.name, "listen": ["127.0.0.1:0"],
+                  "root": str(root or directory / "root"), "idle_timeout": 5},
+        "limits": limits or {},
+        "acl": acl,
+    }
+    (directory / "root").mkdir(exist_ok=True)
+    path = directory / "agentd.toml"
+    path.write_bytes(tomli_w.dumps(config).encode())
+    return path
+
+
+def start_agent(directory: Path) -> AgentProc:
+    log = (directory / "agentd.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "agentd.cli", "--config",
+                             str(directory / "agentd.toml")], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while True:
+        text = (directory / "agentd.log").read_text()
+        if "ready" in text.split():
+            break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"agent did not start: {text[-500:]}")
+        time.sleep(0.05)
+    address = next(line.split()[2] for line in text.splitlines() if line.startswith("listening"))
+    host, _, port = address.rpartition(":")
+    return AgentProc(directory, proc, host, int(port),
+                     asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
+                     asyncssh.read_private_key(str(directory / "console_key")))
+
+
+def stop_agent(agent: AgentProc) -> None:
+    agent.proc.terminate()
+    try:
+        agent.proc.wait(5)
+    except subprocess.TimeoutExpired:
+        agent.proc.kill()
+        agent.proc.wait()
+
+
+@contextmanager
+def running_agent(directory: Path) -> Iterator[AgentProc]:
+    agent = start_agent(directory)
+    try:
+        yield agent
+    finally:
+        stop_agent(agent)
+
+
+async def converse(agent: AgentProc, raw: bytes, *, timeout: float = 30) -> list[dict[str, Any]]:
+    """Send raw bytes on a fresh channel; collect frames until the agent ends or closes."""
+    async with asyncssh.connect(
+        agent.host, agent.port, username="t", client_keys=[agent.console_key],
+        known_hosts=([agent.host_key.convert_to_public()], [], []), config=None, agent_path=None,
+    ) as conn:
+        process = await conn.create_process(subsystem="spyglass", encoding=None)
+        process.stdin.write(raw)
+        frames = []
+        try:
+            async with asyncio.timeout(timeout):
+                while (frame := await read_frame(process.stdout)) is not None:
+                    frames.append(frame)
+                    if frame["type"] in ("finished", "rejected", "error"):
+                        break
+        finally:
+            process.close()
+        return frames
+
+
+def run_frames(envelope: dict[str, Any]) -> bytes:
+    return encode_frame({"type": "run", "envelope": envelope})
+
