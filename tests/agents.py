@@ -38,8 +38,14 @@ class AgentProc:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def write_agent(directory: Path, *, investigators: dict[str, str], acl: dict[str, Any],
-                limits: dict[str, Any] | None = None, root: Path | None = None) -> Path:
+def write_agent(
+    directory: Path,
+    *,
+    investigators: dict[str, str],
+    acl: dict[str, Any],
+    limits: dict[str, Any] | None = None,
+    root: Path | None = None,
+) -> Path:
     """An agent folder: ``investigators`` maps a file name to an armored public key."""
     (directory / "investigators").mkdir(parents=True, exist_ok=True)
     for name, armored in investigators.items():
@@ -48,10 +54,15 @@ def write_agent(directory: Path, *, investigators: dict[str, str], acl: dict[str
     console.write_private_key(str(directory / "console_key"))
     (directory / "authorized_keys").write_text(console.export_public_key().decode())
     asyncssh.generate_private_key("ssh-ed25519").write_private_key(
-        str(directory / "ssh_host_ed25519_key"))
+        str(directory / "ssh_host_ed25519_key")
+    )
     config = {
-        "agent": {"name": directory.name, "listen": ["127.0.0.1:0"],
-                  "root": str(root or directory / "root"), "idle_timeout": 5},
+        "agent": {
+            "name": directory.name,
+            "listen": ["127.0.0.1:0"],
+            "root": str(root or directory / "root"),
+            "idle_timeout": 5,
+        },
         "limits": limits or {},
         "acl": acl,
     }
@@ -63,8 +74,11 @@ def write_agent(directory: Path, *, investigators: dict[str, str], acl: dict[str
 
 def start_agent(directory: Path) -> AgentProc:
     log = (directory / "agentd.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "agentd.cli", "--config",
-                             str(directory / "agentd.toml")], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentd.cli", "--config", str(directory / "agentd.toml")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 30
     while True:
         text = (directory / "agentd.log").read_text()
@@ -75,9 +89,14 @@ def start_agent(directory: Path) -> AgentProc:
         time.sleep(0.05)
     address = next(line.split()[2] for line in text.splitlines() if line.startswith("listening"))
     host, _, port = address.rpartition(":")
-    return AgentProc(directory, proc, host, int(port),
-                     asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
-                     asyncssh.read_private_key(str(directory / "console_key")))
+    return AgentProc(
+        directory,
+        proc,
+        host,
+        int(port),
+        asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
+        asyncssh.read_private_key(str(directory / "console_key")),
+    )
 
 
 def stop_agent(agent: AgentProc) -> None:
@@ -101,8 +120,13 @@ def running_agent(directory: Path) -> Iterator[AgentProc]:
 async def converse(agent: AgentProc, raw: bytes, *, timeout: float = 30) -> list[dict[str, Any]]:
     """Send raw bytes on a fresh channel; collect frames until the agent ends or closes."""
     async with asyncssh.connect(
-        agent.host, agent.port, username="t", client_keys=[agent.console_key],
-        known_hosts=([agent.host_key.convert_to_public()], [], []), config=None, agent_path=None,
+        agent.host,
+        agent.port,
+        username="t",
+        client_keys=[agent.console_key],
+        known_hosts=([agent.host_key.convert_to_public()], [], []),
+        config=None,
+        agent_path=None,
     ) as conn:
         process = await conn.create_process(subsystem="spyglass", encoding=None)
         process.stdin.write(raw)
@@ -120,4 +144,3 @@ async def converse(agent: AgentProc, raw: bytes, *, timeout: float = 30) -> list
 
 def run_frames(envelope: dict[str, Any]) -> bytes:
     return encode_frame({"type": "run", "envelope": envelope})
-

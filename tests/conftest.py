@@ -27,8 +27,9 @@ def short_tmp(prefix: str = "sg") -> Path:
 
 
 def kill_gpg_agent(home: Path) -> None:
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +53,9 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture
 def lab_env(lab: Lab, tmp_path: Path) -> dict[str, str]:
     """Environment for running the `spyglass` CLI against the lab, with a fresh store."""
-    return {**os.environ, "GNUPGHOME": str(lab.gnupghome),
-            "SPYGLASS_INVENTORY": str(lab.inventory),
-            "SPYGLASS_STORE": str(tmp_path / "results.db")}
+    return {
+        **os.environ,
+        "GNUPGHOME": str(lab.gnupghome),
+        "SPYGLASS_INVENTORY": str(lab.inventory),
+        "SPYGLASS_STORE": str(tmp_path / "results.db"),
+    }

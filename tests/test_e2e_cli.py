@@ -16,8 +16,13 @@ from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 
 
 def spyglass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def events(stdout: str) -> list[dict]:
@@ -25,8 +30,18 @@ def events(stdout: str) -> list[dict]:
 
 
 def test_planted_file_found_on_exactly_the_planted_hosts(lab_env: dict[str, str]) -> None:
-    done = spyglass(lab_env, "run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$",
-                    "-t", "all", "--json")
+    done = spyglass(
+        lab_env,
+        "run",
+        "file",
+        "--paths",
+        "/srv",
+        "--name",
+        f"^{PLANTED_NAME}$",
+        "-t",
+        "all",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     out = events(done.stdout)
     hosts = {e["host"]: e for e in out if e["event"] == "host"}
@@ -43,15 +58,25 @@ def test_planted_file_found_on_exactly_the_planted_hosts(lab_env: dict[str, str]
 
 
 def test_name_nobody_has_exits_1(lab_env: dict[str, str]) -> None:
-    done = spyglass(lab_env, "run", "file", "--paths", "/srv", "--name", "^no-such-file$",
-                    "-t", "all", "--json")
+    done = spyglass(
+        lab_env, "run", "file", "--paths", "/srv", "--name", "^no-such-file$", "-t", "all", "--json"
+    )
     assert done.returncode == 1, done.stderr
     assert events(done.stdout)[-1]["nomatch"] == LAB_SIZE
 
 
 def test_text_output_and_results_survive_the_console(lab_env: dict[str, str]) -> None:
-    done = spyglass(lab_env, "run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$",
-                    "-t", "role=db or role=worker")
+    done = spyglass(
+        lab_env,
+        "run",
+        "file",
+        "--paths",
+        "/srv",
+        "--name",
+        f"^{PLANTED_NAME}$",
+        "-t",
+        "role=db or role=worker",
+    )
     assert done.returncode == 0, done.stderr
     assert f"/srv/drop/{PLANTED_NAME}" in done.stdout
     listing = spyglass(lab_env, "results", "list")
@@ -87,14 +112,24 @@ def test_unreachable_and_hostkey_mismatch_do_not_stop_the_others(
     first_address = known[0].split()[0]
     known[0] = f"{first_address} {wrong_key}"
     (tmp_path / "known_hosts").write_text("\n".join(known) + "\n")
-    inventory["hosts"].append({"name": "gone", "address": "127.0.0.1", "port": _closed_port(),
-                               "tags": {"role": "web"}})
+    inventory["hosts"].append(
+        {"name": "gone", "address": "127.0.0.1", "port": _closed_port(), "tags": {"role": "web"}}
+    )
     (tmp_path / "inv.toml").write_bytes(tomli_w.dumps(inventory).encode())
     audit = lab.host_dir("lab-001") / "audit.log"
     audit_before = audit.read_text() if audit.exists() else ""
-    done = spyglass({**lab_env, "SPYGLASS_INVENTORY": str(tmp_path / "inv.toml")},
-                    "run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$",
-                    "-t", "all", "--json")
+    done = spyglass(
+        {**lab_env, "SPYGLASS_INVENTORY": str(tmp_path / "inv.toml")},
+        "run",
+        "file",
+        "--paths",
+        "/srv",
+        "--name",
+        f"^{PLANTED_NAME}$",
+        "-t",
+        "all",
+        "--json",
+    )
     assert done.returncode == 3, done.stderr
     hosts = {e["host"]: e["status"] for e in events(done.stdout) if e["event"] == "host"}
     assert hosts["lab-001"] == "hostkey-mismatch"
