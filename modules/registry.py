@@ -11,7 +11,10 @@ from functools import cache
 
 from modules.base import Module
 
-_MODULES = ("modules.file:FileModule",)
+_MODULES = (
+    "modules.file:FileModule",
+    "modules.pkg:PkgModule",
+)
 
 
 @cache

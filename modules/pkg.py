@@ -1,0 +1,190 @@
+"""The ``pkg`` module: installed packages from dpkg, rpm and apk, by name and version regexes.
+
+dpkg and apk keep their databases as text files, read here directly below the investigated root
+(so a mounted image or a container's rootfs works without its tools). rpm's database is binary
+(Berkeley DB, NDB or SQLite depending on the release), so it is asked through the ``rpm`` tool,
+with ``--root``, when that tool is installed; otherwise rpm is skipped quietly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.treewalk import real_path
+
+DPKG_STATUS = "/var/lib/dpkg/status"
+APK_INSTALLED = "/lib/apk/db/installed"
+#: Where rpm keeps its database (the second since Fedora 36 / RHEL 9).
+RPM_DBS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
+#: dpkg states of a package that is not (or no longer) on disk.
+_DPKG_ABSENT = {"not-installed", "config-files"}
+_RPM_FORMAT = r"%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n"
+_RPM_TIMEOUT = 120
+
+Package = tuple[str, str, str | None]  # name, version, arch
+
+
+def _stanzas(text: str) -> Iterator[dict[str, str]]:
+    """Blank-line separated ``Key: value`` records (dpkg); continuation lines are skipped."""
+    record: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if record:
+                yield record
+                record = {}
+        elif not line[0].isspace():
+            key, sep, value = line.partition(":")
+            if sep:
+                record[key] = value.strip()
+    if record:
+        yield record
+
+
+def parse_dpkg_status(text: str) -> Iterator[Package]:
+    """Installed packages of a dpkg status file; versions as dpkg prints them (epoch:ver-rev)."""
+    for rec in _stanzas(text):
+        state = rec.get("Status", "").split()
+        if "Package" not in rec or not state or state[-1] in _DPKG_ABSENT:
+            continue
+        yield rec["Package"], rec.get("Version", ""), rec.get("Architecture")
+
+
+def parse_apk_installed(text: str) -> Iterator[Package]:
+    """Packages of an apk database: records of ``X:value`` lines (P name, V version, A arch)."""
+    record: dict[str, str] = {}
+    for line in [*text.splitlines(), ""]:
+        if len(line) >= 2 and line[1] == ":":
+            record.setdefault(line[0], line[2:])
+        elif not line.strip() and record:
+            if "P" in record:
+                yield record["P"], record.get("V", ""), record.get("A")
+            record = {}
+
+
+def parse_rpm_output(text: str) -> Iterator[Package]:
+    """Lines of ``rpm -qa --qf NAME\\tVERSION\\tARCH``; gpg-pubkey pseudo packages are kept."""
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[0]:
+            arch = None if parts[2] in ("", "(none)") else parts[2]
+            yield parts[0], parts[1], arch
+
+
+class PkgModule(Module):
+    """Lists installed packages whose name (and version) match, across package managers."""
+
+    name = "pkg"
+    summary = "Installed packages (dpkg, rpm, apk) by name and version"
+    params = (
+        Param(
+            "name",
+            "regex",
+            "Regex searched in the package name; several: any may match (default: every package)",
+            repeatable=True,
+        ),
+        Param(
+            "version",
+            "regex",
+            "Regex searched in the version (as the manager prints it); several: any may match",
+            repeatable=True,
+        ),
+    )
+    columns = (
+        Column("name", "Package name"),
+        Column("version", "Version as the package manager prints it (dpkg: epoch:version-rev)"),
+        Column("arch", "Architecture (amd64, x86_64, noarch, ...)"),
+        Column("source", "Package manager: dpkg, rpm or apk"),
+    )
+
+    def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
+        names = [re.compile(p) for p in params["name"]]
+        versions = [re.compile(p) for p in params["version"]]
+        stats = {"databases": 0, "packages_scanned": 0, "matches": 0, "errors": 0}
+        try:
+            for source, packages in self._sources(ctx, stats):
+                for name, version, arch in packages:
+                    stats["packages_scanned"] += 1
+                    if names and not any(rx.search(name) for rx in names):
+                        continue
+                    if versions and not any(rx.search(version) for rx in versions):
+                        continue
+                    ctx.emit({"name": name, "version": version, "arch": arch, "source": source})
+                    stats["matches"] += 1
+                ctx.progress(stats)
+        except LimitReached as err:  # the agent's cap, raised by emit
+            err.stats = dict(stats)
+            raise
+        if not stats["databases"]:
+            ctx.error("no package database found (dpkg, rpm, apk)")
+        return stats
+
+    def _sources(
+        self, ctx: RunContext, stats: dict[str, int]
+    ) -> Iterator[tuple[str, Iterator[Package]]]:
+        for source, path, parse in (
+            ("dpkg", DPKG_STATUS, parse_dpkg_status),
+            ("apk", APK_INSTALLED, parse_apk_installed),
+        ):
+            text = _read_below(ctx.root, path, ctx, stats)
+            if text is not None:
+                stats["databases"] += 1
+                yield source, parse(text)
+        rpm_out = _query_rpm(ctx, stats)
+        if rpm_out is not None:
+            stats["databases"] += 1
+            yield "rpm", parse_rpm_output(rpm_out)
+
+
+def _read_below(root: str, path: str, ctx: RunContext, stats: dict[str, int]) -> str | None:
+    """A database file below root; None when absent (no such manager), soft error if unreadable."""
+    try:
+        real = real_path(root, path)
+        with open(real, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        stats["errors"] += 1
+        ctx.error(f"{path}: {err.strerror or err}")
+        return None
+
+
+def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
+    """``rpm -qa`` output for the root, or None when rpm or its database is absent."""
+    rpm = shutil.which("rpm")
+    if rpm is None:
+        return None
+    for db in RPM_DBS:
+        try:
+            if os.path.isdir(real_path(ctx.root, db)):
+                break
+        except OSError:
+            continue
+    else:
+        return None  # rpm is installed (e.g. on Debian for alien) but nothing is managed by it
+    argv = [rpm, "-qa", "--root", os.path.abspath(ctx.root), "--qf", _RPM_FORMAT]
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=_RPM_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        stats["errors"] += 1
+        ctx.error(f"rpm: {err}")
+        return None
+    if done.returncode != 0:
+        stats["errors"] += 1
+        ctx.error(f"rpm exited with {done.returncode}: {done.stderr.strip()[:200]}")
+        return None
+    return done.stdout
