@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -179,6 +180,9 @@ class Module(ABC):
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     columns: ClassVar[tuple[Column, ...]] = ()
+    example: ClassVar[dict[str, Any]] = {}
+    """Params of a typical run: shown by ``describe`` and run by the generic module tests
+    (against ``tests/data/modules/root``), so it must validate."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -252,6 +256,11 @@ class Module(ABC):
             lines.append(f"  {usage:<24} {p.help}" + (f" ({'; '.join(notes)})" if notes else ""))
         lines += ["", "columns:"]
         lines += [f"  {c.name:<12} {c.kind:<5} {c.help}" for c in self.columns]
+        lines += [
+            "",
+            "example:",
+            "  " + shlex.join(["spyglass", "run", self.name, *self.cli_args(self.example)]),
+        ]
         return "\n".join(lines)
 
     def add_arguments(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -264,6 +273,22 @@ class Module(ABC):
         return {
             p.name: getattr(namespace, p.name) for p in self.params if hasattr(namespace, p.name)
         }
+
+    def cli_args(self, params: dict[str, Any]) -> list[str]:
+        """The command-line flags that give ``params`` (the inverse of ``params_from_cli``);
+        switches left at their default are omitted."""
+        argv: list[str] = []
+        for p in self.params:
+            if p.name not in params:
+                continue
+            value = params[p.name]
+            if p.kind == "bool":
+                if value != p.default:
+                    argv.append(p.flag if value else f"--no-{p.flag[2:]}")
+                continue
+            for item in value if p.repeatable else [value]:
+                argv += [p.flag, str(item)]
+        return argv
 
     @abstractmethod
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:

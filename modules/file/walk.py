@@ -1,0 +1,291 @@
+"""The file module's engine: walk the requested trees and apply the filters to each entry.
+
+The walk is iterative (no recursion limit), reads each directory through a descriptor opened
+with O_NOFOLLOW, never follows a symlink, and remembers every directory by (st_dev, st_ino), so
+bind-mount loops end. Per entry, the cheap filters run first on the directory entry and its
+lstat; only a regular file that survives them is opened, once, for content and digests.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from modules.context import LimitReached, RunContext
+from modules.file.filters import meta_checks
+from modules.file.mounts import FALLBACK_PRUNED, mount_table, never_enter
+from modules.file.reader import Inspection, Reader, TooBig, compile_content
+from modules.file.rootpath import resolve_in_root, shown_path
+from modules.kinds import HASH_HEX_LENGTHS
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+# O_NONBLOCK: should a FIFO or device slip past the S_ISREG check, opening it still won't hang.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TICK = 1024  # entries between progress reports and cancellation checks
+
+T = TypeVar("T")
+
+
+class _Cancelled(Exception):
+    """The investigator cancelled: unwind the walk and return the stats so far."""
+
+
+class _PathEntry:
+    """A requested path that is not a directory, dressed as the DirEntry ``_consider`` expects."""
+
+    def __init__(self, name: str, st: os.stat_result) -> None:
+        self.name = name
+        self._st = st
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return self._st
+
+
+class FileSearch:
+    """One run of the file module over validated params."""
+
+    def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.paths: list[str] = params["paths"]
+        self.root = os.path.abspath(ctx.root)
+        self.match_any: bool = params["match_any"]
+        self.meta = meta_checks(params, time.time())
+        inverted = set(params["mismatch"])
+        self.hashes = {a: {h.lower() for h in params[a]} for a in HASH_HEX_LENGTHS if params[a]}
+        self.deep = [(a, a in inverted) for a in (["content"] if params["content"] else [])]
+        self.deep += [(a, a in inverted) for a in self.hashes]
+        self.filtered = bool(self.meta or self.deep)
+        self.reader = Reader(
+            regexes=[compile_content(p) for p in params["content"]],
+            algos=list(self.hashes),
+            macroal=params["macroal"],
+            match_any=self.match_any,
+            decompress=params["decompress"],
+            max_size=params["max_file_size"],
+        )
+        self.return_sha256: bool = params["return_sha256"]
+        self.max_depth: int | None = params["max_depth"]
+        self.match_limit: int = params["match_limit"]
+        self.max_file_size: int | None = params["max_file_size"]
+        self.max_errors: int = params["max_errors"]
+        self.xdev: bool = params["xdev"]
+        self.mounts = mount_table()
+        self.visited: set[tuple[int, int]] = set()
+        self.stats = dict.fromkeys(
+            ("files_scanned", "dirs_scanned", "bytes_read", "matches", "errors", "skipped"), 0
+        )
+        self._ticks = 0
+
+    def run(self) -> dict[str, int]:
+        try:
+            for path in self.paths:
+                self._start(path)
+        except _Cancelled:
+            pass
+        except LimitReached as err:  # ours, or the agent's cap raised by emit
+            err.stats = self._snapshot()
+            raise
+        return self._snapshot()
+
+    def _snapshot(self) -> dict[str, int]:
+        self.stats["bytes_read"] = self.reader.bytes_read
+        return dict(self.stats)
+
+    def _start(self, path: str) -> None:
+        shown = shown_path(path)
+        try:
+            real = resolve_in_root(self.root, shown)
+            st = os.lstat(real)
+        except OSError as err:
+            self._error(shown, err)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._walk(real, shown, st.st_dev)
+        else:
+            self.stats["files_scanned"] += 1
+            self._consider(_PathEntry(os.path.basename(shown), st), shown, real, None)
+
+    def _walk(self, top: str, shown_top: str, dev: int) -> None:
+        stack = [(top, shown_top, 0)]
+        while stack:
+            real, shown, depth = stack.pop()
+            try:
+                fd = os.open(real, _DIR_FLAGS)
+            except OSError as err:
+                self._error(shown, err)
+                continue
+            try:
+                self._list(fd, real, shown, depth, dev, stack)
+            except OSError as err:
+                self._error(shown, err)
+            finally:
+                os.close(fd)
+
+    def _list(
+        self,
+        fd: int,
+        real: str,
+        shown: str,
+        depth: int,
+        dev: int,
+        stack: list[tuple[str, str, int]],
+    ) -> None:
+        st = os.fstat(fd)
+        key = (st.st_dev, st.st_ino)
+        if key in self.visited:
+            return
+        self.visited.add(key)
+        if self.xdev and st.st_dev != dev:
+            self.stats["skipped"] += 1
+            return
+        stats = self.stats
+        stats["dirs_scanned"] += 1
+        descend = self.max_depth is None or depth < self.max_depth
+        real_base = real.rstrip("/") + "/"
+        shown_base = shown.rstrip("/") + "/"
+        subdirs = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                self._ticks += 1
+                if self._ticks >= _TICK:
+                    self._tick()
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if descend:
+                            subdirs.append(entry.name)
+                        continue
+                    stats["files_scanned"] += 1
+                    self._consider(entry, shown_base + entry.name, entry.name, fd)
+                except OSError as err:
+                    self._error(shown_base + entry.name, err)
+        for name in subdirs:
+            if self._pruned(real_base + name, shown_base + name):
+                stats["skipped"] += 1
+            else:
+                stack.append((real_base + name, shown_base + name, depth + 1))
+
+    def _pruned(self, real: str, shown: str) -> bool:
+        """Mount points met below a requested path: other filesystems under xdev, and pseudo or
+        network filesystems always. Decided from the mount table, before opening them."""
+        fstype = self.mounts.get(real)
+        if fstype is None:
+            return not self.mounts and shown in FALLBACK_PRUNED
+        return self.xdev or never_enter(fstype)
+
+    def _consider(
+        self, entry: os.DirEntry[str] | _PathEntry, shown: str, target: str, dir_fd: int | None
+    ) -> None:
+        """Apply the filters to one non-directory entry and emit it if it matches."""
+        matched: list[str] = []
+        match_all = not self.match_any
+        st = None
+        for check in self.meta:
+            if check.needs_stat and st is None:
+                st = entry.stat(follow_symlinks=False)
+            if check.test(entry.name, shown, st) is not check.inverted:
+                matched.append(check.name)
+            elif match_all:
+                return
+        inspection = None
+        if self.deep:
+            if st is None:
+                st = entry.stat(follow_symlinks=False)
+            inspection = self._open(st, shown, target, dir_fd, self.reader.inspect)
+            if inspection is None:  # not a regular file, too big, or unreadable: unknown
+                if match_all:
+                    return
+            else:
+                for name, inverted in self.deep:
+                    if name == "content":
+                        hit = inspection.content
+                    else:
+                        hit = inspection.digests[name] in self.hashes[name]
+                    if hit is not inverted:
+                        matched.append(name)
+                    elif match_all:
+                        return
+        if self.match_any and self.filtered and not matched:
+            return
+        if st is None:
+            st = entry.stat(follow_symlinks=False)
+        self._emit(shown, st, matched, inspection, target, dir_fd)
+
+    def _open(
+        self,
+        st: os.stat_result,
+        shown: str,
+        target: str,
+        dir_fd: int | None,
+        read: Callable[[int], T],
+    ) -> T | None:
+        """Run ``read`` on the file if it is a regular file within max_file_size; None (counted
+        as skipped or as an error) otherwise. FIFOs, devices and sockets are never opened."""
+        if not stat.S_ISREG(st.st_mode) or (
+            self.max_file_size is not None and st.st_size > self.max_file_size
+        ):
+            self.stats["skipped"] += 1
+            return None
+        try:
+            fd = os.open(target, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as err:
+            self._error(shown, err)
+            return None
+        try:
+            now = os.fstat(fd)
+            if not stat.S_ISREG(now.st_mode) or (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+                self.stats["skipped"] += 1  # replaced since it was listed
+                return None
+            return read(fd)
+        except TooBig:
+            self.stats["skipped"] += 1
+            return None
+        except (OSError, zlib.error) as err:
+            self._error(shown, err)
+            return None
+        finally:
+            os.close(fd)
+
+    def _emit(
+        self,
+        shown: str,
+        st: os.stat_result,
+        matched: list[str],
+        inspection: Inspection | None,
+        target: str,
+        dir_fd: int | None,
+    ) -> None:
+        sha256 = inspection.digests.get("sha256") if inspection is not None else None
+        if sha256 is None and self.return_sha256 and stat.S_ISREG(st.st_mode):
+            sha256 = self._open(st, shown, target, dir_fd, self.reader.sha256)
+        self.ctx.emit(
+            {
+                "path": shown,
+                "size": st.st_size,
+                "mode": stat.filemode(st.st_mode),
+                "mtime": int(st.st_mtime),
+                "sha256": sha256,
+                "matched": matched,
+            }
+        )
+        self.stats["matches"] += 1
+        if self.stats["matches"] >= self.match_limit:
+            raise LimitReached(f"file: match_limit of {self.match_limit} reached", self._snapshot())
+
+    def _tick(self) -> None:
+        self._ticks = 0
+        self.ctx.progress(self._snapshot())
+        if self.ctx.cancelled():
+            raise _Cancelled
+
+    def _error(self, shown: str, err: Exception) -> None:
+        """Count a soft error; report the first ``max_errors`` of them, then say we stopped."""
+        self.stats["errors"] += 1
+        count = self.stats["errors"]
+        if count <= self.max_errors:
+            self.ctx.error(f"{shown}: {getattr(err, 'strerror', None) or err}")
+        elif count == self.max_errors + 1:
+            self.ctx.error(f"more than {self.max_errors} errors: further ones are only counted")
