@@ -14,6 +14,7 @@ from modules.base import Module
 _MODULES = (
     "modules.file:FileModule",
     "modules.pkg:PkgModule",
+    "modules.sshkey:SshKeyModule",
 )
 
 

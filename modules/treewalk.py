@@ -108,8 +108,7 @@ def walk(
                 if (dst.st_dev, dst.st_ino) in visited or (xdev and dst.st_dev != st.st_dev):
                     continue
                 visited.add((dst.st_dev, dst.st_ino))
-                with os.scandir(fd) as it:
-                    entries = list(it)
+                listed = _list(fd, shown_dir, on_error)
             except OSError as err:
                 on_error(shown_dir, err)
                 continue
@@ -117,20 +116,30 @@ def walk(
                 os.close(fd)
             base_real = real_dir.rstrip("/") + "/"
             base_shown = shown_dir.rstrip("/") + "/"
-            for entry in entries:
-                child_shown = base_shown + entry.name
-                try:
-                    est = entry.stat(follow_symlinks=False)
-                except OSError as err:
-                    on_error(child_shown, err)
-                    continue
+            for name, est in listed:
+                child_shown = base_shown + name
                 if stat.S_ISDIR(est.st_mode):
                     if (max_depth is None or depth < max_depth) and (
                         child_shown not in _PSEUDO_TOPS
                     ):
-                        stack.append((base_real + entry.name, child_shown, depth + 1))
+                        stack.append((base_real + name, child_shown, depth + 1))
                     continue
-                yield Found(child_shown, base_real + entry.name, est)
+                yield Found(child_shown, base_real + name, est)
+
+
+def _list(
+    fd: int, shown_dir: str, on_error: Callable[[str, OSError], None]
+) -> list[tuple[str, os.stat_result]]:
+    """Names and lstats of a directory's entries, taken while its descriptor is open (the
+    entries of ``scandir(fd)`` stat relative to it)."""
+    out = []
+    with os.scandir(fd) as it:
+        for entry in it:
+            try:
+                out.append((entry.name, entry.stat(follow_symlinks=False)))
+            except OSError as err:
+                on_error(shown_dir.rstrip("/") + "/" + entry.name, err)
+    return out
 
 
 def read_head(found: Found, limit: int) -> bytes:

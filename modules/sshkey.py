@@ -1,0 +1,366 @@
+"""The ``sshkey`` module: SSH keys on disk, with type, size and OpenSSH SHA256 fingerprint.
+
+Like MIG's sshkey, its point is correlation: a private key's fingerprint on one host, the same
+fingerprint in ``authorized_keys`` on others, is who can reach what. Fingerprints are computed as
+``ssh-keygen -l`` prints them: ``SHA256:`` + unpadded base64 of the SHA-256 of the key blob.
+
+Every key format keeps or yields the public blob without a passphrase except encrypted PEM:
+OpenSSH-format private keys carry it in clear before the encrypted section, unencrypted PEM and
+PKCS#8 keys give it through ``cryptography``. For an encrypted PEM key the fingerprint comes from
+an adjacent ``.pub`` file when there is one (as MIG did), otherwise it stays unknown.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+import stat
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.treewalk import Found, read_head, real_path, walk
+from protocol.errors import ParamError
+
+#: Files larger than this are not keys (an authorized_keys file may be larger: see below).
+MAX_KEY_FILE = 64 * 1024
+MAX_AUTHORIZED_FILE = 4 * 1024 * 1024
+_HEAD = 64
+_AUTHORIZED_NAMES = frozenset({"authorized_keys", "authorized_keys2"})
+_HOST_KEY_RE = re.compile(r"ssh_host_\w*key(\.pub)?$")
+_FINGERPRINT_RE = re.compile(r"(?:SHA256:)?([A-Za-z0-9+/]{43})=?")
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+_ECDSA_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
+#: Public key algorithms of OpenSSH (the token before the base64 blob on a key line).
+_KEY_TYPES = frozenset(
+    [
+        "ssh-rsa",
+        "ssh-dss",
+        "ssh-ed25519",
+        "ssh-ed448",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ]
+)
+_CERT_SUFFIX = "-cert-v01@openssh.com"
+_PEM_RE = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----\r?\n(.*?)-----END \1PRIVATE KEY-----", re.DOTALL
+)
+
+KeyInfo = tuple[str | None, int | None, str | None]  # type, bits, fingerprint
+
+
+def fingerprint(blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+class _Wire:
+    """Reads SSH wire-format fields (RFC 4251 §5) from a blob; ValueError when it runs short."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def string(self) -> bytes:
+        if self.pos + 4 > len(self.data):
+            raise ValueError("truncated key blob")
+        (n,) = struct.unpack_from(">I", self.data, self.pos)
+        start = self.pos + 4
+        if start + n > len(self.data):
+            raise ValueError("truncated key blob")
+        self.pos = start + n
+        return self.data[start : self.pos]
+
+    def uint32(self) -> int:
+        if self.pos + 4 > len(self.data):
+            raise ValueError("truncated key blob")
+        (n,) = struct.unpack_from(">I", self.data, self.pos)
+        self.pos += 4
+        return n
+
+    def mpint_bits(self) -> int:
+        return int.from_bytes(self.string(), "big").bit_length()
+
+
+def describe_blob(blob: bytes) -> KeyInfo:
+    """Type, bits and fingerprint of a public key blob (certificates: of the certified key)."""
+    wire = _Wire(blob)
+    key_type = wire.string().decode("ascii", "replace")
+    base = key_type.removesuffix(_CERT_SUFFIX)
+    if base != key_type:
+        wire.string()  # a certificate's nonce precedes the key fields
+    bits: int | None = None
+    if base == "ssh-rsa":
+        wire.string()  # e
+        bits = wire.mpint_bits()
+    elif base == "ssh-dss":
+        bits = wire.mpint_bits()  # p
+    elif base.startswith(("ecdsa-sha2-", "sk-ecdsa-sha2-")):
+        bits = _ECDSA_BITS.get(wire.string().decode("ascii", "replace"))
+    elif base in ("ssh-ed25519", "sk-ssh-ed25519@openssh.com"):
+        bits = 256
+    elif base == "ssh-ed448":
+        bits = 456
+    return key_type, bits, fingerprint(blob)
+
+
+def split_key_line(line: str) -> tuple[str, str, bytes] | None:
+    """``[options] type base64 [comment]`` -> (options, type, blob); None for anything else.
+
+    Options may hold quoted spaces (``command="a b"``), so the key type is searched token by
+    token rather than assumed at a fixed position.
+    """
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    tokens = _tokens(line)
+    for i, token in enumerate(tokens[:-1]):
+        if token in _KEY_TYPES or token.endswith(_CERT_SUFFIX):
+            try:
+                blob = base64.b64decode(tokens[i + 1], validate=True)
+            except binascii.Error:
+                return None
+            return " ".join(tokens[:i]), token, blob
+    return None
+
+
+def _tokens(line: str) -> list[str]:
+    """Whitespace-separated tokens, double quotes (with backslash escapes) keeping spaces."""
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = escaped = False
+    for ch in line:
+        if escaped:
+            cur.append(ch)
+            escaped = False
+        elif ch == "\\" and quoted:
+            cur.append(ch)
+            escaped = True
+        elif ch == '"':
+            cur.append(ch)
+            quoted = not quoted
+        elif ch.isspace() and not quoted:
+            if cur:
+                out.append("".join(cur))
+                cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        out.append("".join(cur))
+    return out
+
+
+def private_keys(data: bytes) -> Iterator[tuple[bool, KeyInfo]]:
+    """(encrypted, key info) of each private key in a PEM-armoured file."""
+    for m in _PEM_RE.finditer(data):
+        label = m[1].decode("ascii").strip()
+        body = m[2]
+        if label == "OPENSSH":
+            yield from _openssh_private(body)
+        else:
+            yield _pem_private(label, m[0], body)
+
+
+def _openssh_private(body: bytes) -> Iterator[tuple[bool, KeyInfo]]:
+    """The OpenSSH format (PROTOCOL.key): cipher name and public blobs are in clear."""
+    raw = base64.b64decode(b"".join(body.split()))
+    if not raw.startswith(_OPENSSH_MAGIC):
+        raise ValueError("not an openssh-key-v1 private key")
+    wire = _Wire(raw[len(_OPENSSH_MAGIC) :])
+    cipher = wire.string()
+    wire.string()  # kdf name
+    wire.string()  # kdf options
+    for _ in range(min(wire.uint32(), 16)):
+        yield cipher != b"none", describe_blob(wire.string())
+
+
+def _pem_private(label: str, armoured: bytes, body: bytes) -> tuple[bool, KeyInfo]:
+    """Traditional PEM (RSA, DSA, EC) and PKCS#8; the public half needs the key decrypted."""
+    guessed = {"RSA": "ssh-rsa", "DSA": "ssh-dss", "EC": "ecdsa"}.get(label)
+    if label == "ENCRYPTED" or b"Proc-Type: 4,ENCRYPTED" in body:  # PKCS#8, or PEM headers
+        return True, (guessed, None, None)
+    # Heavy import, and only needed for PEM keys (OpenSSH-format keys need none of it).
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(armoured, password=None)
+    line = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return False, describe_blob(base64.b64decode(line.split()[1]))
+
+
+def _kind(name: str, parent: str, fallback: str) -> str:
+    if _HOST_KEY_RE.fullmatch(name):
+        return "host"
+    if name in _AUTHORIZED_NAMES or parent == "authorized_keys":
+        return "authorized"
+    return fallback
+
+
+class SshKeyModule(Module):
+    """Finds authorized_keys entries and private, public and host keys below the given paths."""
+
+    name = "sshkey"
+    summary = "SSH keys (authorized, private, public, host) with type, bits and fingerprint"
+    params = (
+        Param(
+            "paths",
+            "path",
+            "Directories to search, as seen from the agent's root",
+            repeatable=True,
+            default=("/root", "/home", "/etc/ssh"),
+        ),
+        Param(
+            "max_depth",
+            "int",
+            "Deepest level entered below each path (0: its entries only)",
+            default=8,
+            minimum=0,
+        ),
+        Param(
+            "fingerprint",
+            "string",
+            "Only keys with this SHA256 fingerprint (SHA256:... as ssh-keygen -l prints it)",
+            repeatable=True,
+        ),
+    )
+    columns = (
+        Column("path", "File holding the key, as seen from the agent's root", "path"),
+        Column("kind", "authorized (an authorized_keys entry), private, public or host"),
+        Column("type", "Key algorithm, e.g. ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256"),
+        Column("bits", "Key size in bits", "int"),
+        Column("fingerprint_sha256", "SHA256:... as ssh-keygen -l prints it"),
+        Column("encrypted", "Private keys: protected by a passphrase", "bool"),
+    )
+
+    def check(self, params: dict[str, Any]) -> None:
+        for i, value in enumerate(params["fingerprint"]):
+            if not _FINGERPRINT_RE.fullmatch(value):
+                raise ParamError(
+                    f"fingerprint[{i}]: expected SHA256: and 43 base64 characters, got {value!r}"
+                )
+
+    def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
+        return _Search(params, ctx).run()
+
+
+class _Search:
+    """One run of the sshkey module."""
+
+    def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.params = params
+        self.wanted = {
+            "SHA256:" + m[1]
+            for m in map(_FINGERPRINT_RE.fullmatch, params["fingerprint"])
+            if m is not None
+        }
+        self.stats = dict.fromkeys(("files_scanned", "keys_found", "matches", "errors"), 0)
+
+    def run(self) -> dict[str, int]:
+        try:
+            for found in walk(
+                self.ctx.root,
+                self.params["paths"],
+                max_depth=self.params["max_depth"],
+                on_error=self._error,
+            ):
+                self.stats["files_scanned"] += 1
+                if self.stats["files_scanned"] % 1024 == 0:
+                    self.ctx.progress(self.stats)
+                    if self.ctx.cancelled():
+                        break
+                self._file(found)
+        except LimitReached as err:  # the agent's cap, raised by emit
+            err.stats = dict(self.stats)
+            raise
+        return dict(self.stats)
+
+    def _file(self, found: Found) -> None:
+        if not stat.S_ISREG(found.st.st_mode):
+            return
+        name = os.path.basename(found.shown)
+        parent = os.path.basename(os.path.dirname(found.shown))
+        authorized = _kind(name, parent, "") == "authorized"
+        if found.st.st_size > (MAX_AUTHORIZED_FILE if authorized else MAX_KEY_FILE):
+            return
+        try:
+            head = b"" if authorized else read_head(found, _HEAD)
+            armoured = head.startswith(b"-----BEGIN ")
+            if not (authorized or armoured or head.split(b" ", 1)[0] in _TYPE_BYTES):
+                return
+            data = read_head(found, found.st.st_size + 1)
+        except OSError as err:
+            self._error(found.shown, err)
+            return
+        try:
+            if armoured:
+                self._private(found.shown, name, parent, data)
+            else:
+                self._public(found.shown, name, parent, data)
+        except (ValueError, TypeError) as err:  # malformed key, unsupported algorithm
+            self._error(found.shown, err)
+
+    def _private(self, shown: str, name: str, parent: str, data: bytes) -> None:
+        kind = _kind(name, parent, "private")
+        for encrypted, info in private_keys(data):
+            if info[2] is None:
+                info = self._adjacent_pub(shown) or info
+            self._emit(shown, kind, info, encrypted)
+
+    def _public(self, shown: str, name: str, parent: str, data: bytes) -> None:
+        kind = _kind(name, parent, "public")
+        text = data.decode("utf-8", "replace")
+        for number, line in enumerate(text.splitlines(), 1):
+            parts = split_key_line(line)
+            if parts is None:
+                if kind == "authorized" and line.strip() and not line.lstrip().startswith("#"):
+                    self._error(f"{shown}:{number}", ValueError("not a key line"))
+                continue
+            try:
+                self._emit(shown, kind, describe_blob(parts[2]), None)
+            except ValueError as err:
+                self._error(f"{shown}:{number}", err)
+
+    def _adjacent_pub(self, shown: str) -> KeyInfo | None:
+        """type, bits, fingerprint from ``KEY.pub`` next to an encrypted PEM key, if any."""
+        try:
+            with open(real_path(self.ctx.root, shown + ".pub"), "rb") as f:
+                parts = split_key_line(f.read(MAX_KEY_FILE).decode("utf-8", "replace"))
+            return None if parts is None else describe_blob(parts[2])
+        except (OSError, ValueError):
+            return None
+
+    def _emit(self, shown: str, kind: str, info: KeyInfo, encrypted: bool | None) -> None:
+        self.stats["keys_found"] += 1
+        key_type, bits, fp = info
+        if self.wanted and fp not in self.wanted:
+            return
+        self.ctx.emit(
+            {
+                "path": shown,
+                "kind": kind,
+                "type": key_type,
+                "bits": bits,
+                "fingerprint_sha256": fp,
+                "encrypted": encrypted,
+            }
+        )
+        self.stats["matches"] += 1
+
+    def _error(self, where: str, err: Exception) -> None:
+        self.stats["errors"] += 1
+        self.ctx.error(f"{where}: {getattr(err, 'strerror', None) or err}")
+
+
+_TYPE_BYTES = frozenset(t.encode() for t in _KEY_TYPES) | frozenset(
+    (t + _CERT_SUFFIX).encode() for t in _KEY_TYPES if not t.startswith("ssh-ed448")
+)
