@@ -1,0 +1,96 @@
+"""Past runs as data: export to JSON lines or CSV and the diff of two runs (CLI and TUI share it).
+
+Pure functions over a ``Store``; the front ends only format what these return.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from console.output import columns_of
+from console.store import Store
+
+
+def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
+    """The run's events as ``run --json`` prints them: matches, then one record per host."""
+    for match in store.matches(run_id):
+        yield {"event": "match", **match}
+    for h in store.hosts(run_id):
+        yield {
+            "event": "host",
+            "host": h["host"],
+            "status": h["status"],
+            "reason": h["reason"],
+            "detail": h["detail"],
+            "matches": h["matches"],
+            "elapsed_ms": h["elapsed_ms"],
+        }
+
+
+def write_jsonl(store: Store, run_id: str, out: TextIO) -> int:
+    """Write the run as JSON lines; returns the number of lines."""
+    count = 0
+    for record in jsonl_records(store, run_id):
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+    return count
+
+
+def csv_cell(value: Any) -> str:
+    """CSV cells an attacker named: neutralise spreadsheet formulas, keep the text intact."""
+    if isinstance(value, list):
+        text = ",".join(map(str, value))
+    else:
+        text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def write_csv(store: Store, run_id: str, modules: list[str], out: TextIO) -> int:
+    """Write the run's matches as CSV (host, op, module, declared columns); returns row count."""
+    cols = [c for m in dict.fromkeys(modules) for c in columns_of(m)]
+    writer = csv.writer(out)
+    writer.writerow(["host", "op", "module", *cols])
+    count = 0
+    for match in store.matches(run_id):
+        data = match["data"] if isinstance(match["data"], dict) else {}
+        writer.writerow(
+            [
+                csv_cell(match["host"]),
+                match["op"],
+                csv_cell(match["module"]),
+                *[csv_cell(data.get(c)) for c in cols],
+            ]
+        )
+        count += 1
+    return count
+
+
+@dataclass
+class RunDiff:
+    """What changed between two runs: host statuses, and result rows that came or went."""
+
+    hosts: list[tuple[str, str, str]] = field(default_factory=list)
+    """(host, old status or "-", new status or "-") for each host whose status changed."""
+    removed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    added: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _row_key(match: dict[str, Any]) -> tuple[str, str]:
+    return match["host"], json.dumps(match["data"], sort_keys=True, ensure_ascii=False)
+
+
+def diff_runs(store: Store, before_id: str, after_id: str) -> RunDiff:
+    rows = [{_row_key(m) for m in store.matches(r)} for r in (before_id, after_id)]
+    hosts = [{h["host"]: h["status"] for h in store.hosts(r)} for r in (before_id, after_id)]
+    diff = RunDiff()
+    for host in sorted(set(hosts[0]) | set(hosts[1])):
+        old, new = hosts[0].get(host, "-"), hosts[1].get(host, "-")
+        if old != new:
+            diff.hosts.append((host, old, new))
+    diff.removed = [(h, json.loads(d)) for h, d in sorted(rows[0] - rows[1])]
+    diff.added = [(h, json.loads(d)) for h, d in sorted(rows[1] - rows[0])]
+    return diff

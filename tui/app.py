@@ -1,0 +1,255 @@
+"""The spyglass investigator console (Textual): compose, sign, launch, watch, history, approvals.
+
+A front end over ``console/``: fan-out, signing and storage are the engine's; this package only
+arranges them on screen. ``run_app(args)`` is what ``spyglass`` (no command) and the demo call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from console.investigation import Investigation
+from inventory.model import Host
+from protocol.action import Action
+from protocol.envelope import Envelope
+from protocol.errors import SigningError, SpyglassError
+from tui.approvals_screen import ApprovalsScreen
+from tui.compose_screen import ComposeScreen
+from tui.confirm_screen import ConfirmLaunch
+from tui.help_screen import HelpScreen
+from tui.history_screen import HistoryScreen
+from tui.prompt_screen import Prompt
+from tui.runstate import RunState
+from tui.session import Session
+from tui.watch_screen import WatchScreen
+
+
+class SpyglassApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "spyglass"
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("f2", "compose", "Compose", id="app.compose"),
+        Binding("f3", "watch", "Watch", id="app.watch"),
+        Binding("f4", "history", "History", id="app.history"),
+        Binding("f5", "approvals", "Approvals", id="app.approvals"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(self, session: Session, *, concurrency: int = 256) -> None:
+        super().__init__()
+        self.session = session
+        self.concurrency = concurrency
+        self.current: RunState | None = None
+        self._investigation: Investigation | None = None
+
+    def on_mount(self) -> None:
+        self.push_screen(ComposeScreen())
+        if self.session.inventory_error:
+            self.notify(self.session.inventory_error, severity="error", timeout=10)
+
+    async def on_unmount(self) -> None:
+        if self._investigation is not None:
+            self._investigation.cancel()
+        await self.session.close()
+
+    # -- navigation ------------------------------------------------------------------------
+    def action_compose(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def action_watch(self) -> None:
+        if self.current is None:
+            self.notify("no investigation yet: compose one (f2) or reopen one (f4)")
+            return
+        current = self.current
+        if isinstance(self.screen, WatchScreen) and self.screen.state is current:
+            return
+        self.push_screen(WatchScreen(current))
+
+    def action_history(self) -> None:
+        if not isinstance(self.screen, HistoryScreen):
+            self.push_screen(HistoryScreen())
+
+    def action_approvals(self) -> None:
+        if not isinstance(self.screen, ApprovalsScreen):
+            self.push_screen(ApprovalsScreen())
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Compose", "Write a new action", self.action_compose)
+        yield SystemCommand("Watch", "The current investigation", self.action_watch)
+        yield SystemCommand(
+            "History", "Past investigations: reopen, export, diff", self.action_history
+        )
+        yield SystemCommand(
+            "Approvals", "Add your signature to an envelope file, launch it", self.action_approvals
+        )
+        yield SystemCommand("Help", "Key bindings and what each screen does", self.action_help)
+        if isinstance(screen, ComposeScreen):
+            yield SystemCommand(
+                "Sign and launch", "Sign the composed action and launch it", screen.action_launch
+            )
+            yield SystemCommand(
+                "Sign only",
+                "Sign and save the envelope for a second approver",
+                screen.action_sign_only,
+            )
+        if self.current is not None and not self.current.finished:
+            current = self.current
+            yield SystemCommand(
+                "Cancel investigation",
+                "Stop the running investigation",
+                lambda: self.cancel_run(current),
+            )
+        if isinstance(screen, HistoryScreen):
+            yield SystemCommand(
+                "Export JSON lines",
+                "Write the highlighted run as JSONL",
+                screen.action_export_jsonl,
+            )
+            yield SystemCommand(
+                "Export CSV", "Write the highlighted run's matches as CSV", screen.action_export_csv
+            )
+            yield SystemCommand(
+                "Diff", "Compare the marked run with the highlighted one", screen.action_diff
+            )
+
+    # -- launching -------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self.current is not None and not self.current.finished and self.current.live
+
+    def confirm_and_launch(self, action: Action, envelope: Envelope | None = None) -> None:
+        """Ask, then sign (unless ``envelope`` is already signed enough) and launch."""
+        if self.running:
+            self.notify("an investigation is running: cancel it (c) or wait", severity="warning")
+            return
+        try:
+            hosts = self.session.select(action.target)
+        except SpyglassError as err:
+            self.notify(str(err), severity="error", title="Nothing launched")
+            return
+        if not hosts:
+            self.notify(
+                f"target {action.target!r} matches no host",
+                severity="error",
+                title="Nothing launched",
+            )
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "launch":
+                self._sign_and_launch(action, hosts, envelope)
+            elif choice == "sign-only":
+                self.sign_only(action, envelope)
+
+        signatures = len(envelope.signatures) if envelope else 0
+        self.push_screen(ConfirmLaunch(action, len(hosts), signatures=signatures), chosen)
+
+    def sign_only(self, action: Action, envelope: Envelope | None = None) -> None:
+        default = f"action-{action.id}.json"
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self._sign_to_file(action, Path(path), envelope)
+
+        self.push_screen(
+            Prompt(
+                "Save the signed envelope to",
+                default,
+                note="another approver adds a signature in Approvals (f5) or with "
+                "`spyglass action sign FILE`",
+            ),
+            chosen,
+        )
+
+    async def _sign(self, envelope: Envelope) -> Envelope | None:
+        """Sign in a thread (gpg blocks); ask for a passphrase in the TUI if gpg needs one."""
+        passphrase: str | None = None
+        for _attempt in range(3):
+            try:
+                return await asyncio.to_thread(self.session.sign, envelope, passphrase)
+            except SigningError as err:
+                if "already signed" in str(err) or not Session.needs_passphrase(err):
+                    self.notify(str(err), severity="error", title="Not signed")
+                    return None
+                passphrase = await self.push_screen_wait(
+                    Prompt("Passphrase for your signing key", password=True, note=str(err)[:200])
+                )
+                if not passphrase:
+                    return None
+        self.notify("signing failed three times", severity="error", title="Not signed")
+        return None
+
+    @work(group="sign", exclusive=True, exit_on_error=False)
+    async def _sign_to_file(self, action: Action, path: Path, envelope: Envelope | None) -> None:
+        signed = await self._sign(envelope or Envelope(action))
+        if signed is None:
+            return
+        try:
+            signed.save(path)
+        except OSError as err:
+            self.notify(f"{path}: {err.strerror}", severity="error", title="Not saved")
+            return
+        self.notify(f"wrote {path} with {len(signed.signatures)} signature(s)", title="Signed")
+
+    @work(group="sign", exclusive=True, exit_on_error=False)
+    async def _sign_and_launch(
+        self, action: Action, hosts: list[Host], envelope: Envelope | None
+    ) -> None:
+        if envelope is None:
+            envelope = await self._sign(Envelope(action))
+            if envelope is None:
+                return
+        self.launch(envelope, hosts)
+
+    def launch(self, envelope: Envelope, hosts: list[Host]) -> RunState:
+        """Start the fan-out of a signed envelope and show it."""
+        state = RunState(envelope.action.to_dict(), [h.name for h in hosts])
+        self.current = state
+        self.action_compose()
+        self.push_screen(WatchScreen(state))
+        self._run_investigation(envelope, hosts, state)
+        return state
+
+    @work(group="investigation", exclusive=True, exit_on_error=False)
+    async def _run_investigation(
+        self, envelope: Envelope, hosts: list[Host], state: RunState
+    ) -> None:
+        try:
+            investigation = Investigation(
+                envelope, hosts, self.session.pool(), self.session.store, self.concurrency
+            )
+            self._investigation = investigation
+            await investigation.run(state.sink)
+        except SpyglassError as err:
+            state.error = str(err)
+        finally:
+            state.finished = True
+            self._investigation = None
+
+    def cancel_run(self, state: RunState) -> None:
+        if state is self.current and self._investigation is not None:
+            state.cancelling = True
+            self._investigation.cancel()
+            self.notify("cancelling: hosts still running end as cancelled")
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Entry point for ``spyglass`` / ``spyglass tui`` / the demo."""
+    app = SpyglassApp(Session.from_args(args), concurrency=getattr(args, "concurrency", 256))
+    result = app.run()
+    return int(result or 0)

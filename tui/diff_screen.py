@@ -1,0 +1,70 @@
+"""The difference between two runs: hosts whose status changed, rows that appeared or went."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from console.history import RunDiff
+from tui import format as fmt
+from tui.rows import ColumnSpec, RowModel, make_row
+from tui.vtable import VirtualTable
+
+DIFF_COLUMNS = (
+    ColumnSpec("change", "±", "text", 2, 8),
+    ColumnSpec("host", "host", "text", 8, 40),
+    ColumnSpec("what", "what", "text", 20, 200),
+)
+
+
+class DiffScreen(Screen[None]):
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="diff.back")]
+
+    def __init__(self, before: str, after: str, diff: RunDiff) -> None:
+        super().__init__(id="diff")
+        self.before, self.after, self.diff = before, after, diff
+        self.model = RowModel(DIFF_COLUMNS)
+        rows = [
+            make_row(DIFF_COLUMNS, ["~", host, f"status {old} -> {new}"], fmt.cell)
+            for host, old, new in diff.hosts
+        ]
+        rows += [make_row(DIFF_COLUMNS, ["-", h, d], fmt.cell) for h, d in diff.removed]
+        rows += [make_row(DIFF_COLUMNS, ["+", h, d], fmt.cell) for h, d in diff.added]
+        self.model.append(rows)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        d = self.diff
+        yield Static(
+            Text.assemble(
+                ("before ", "dim"),
+                self.before,
+                ("  after ", "dim"),
+                self.after,
+                "\n",
+                (f"{len(d.hosts)} hosts changed status, ", ""),
+                (f"{len(d.removed)} rows disappeared", "red"),
+                ", ",
+                (f"{len(d.added)} rows appeared", "green"),
+            ),
+            id="diff-summary",
+        )
+        yield VirtualTable(
+            self.model,
+            styles_by_value={
+                "+": Style(color="green", bold=True),
+                "-": Style(color="red", bold=True),
+            },
+            id="diff-table",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "diff"
+        table = self.query_one("#diff-table", VirtualTable)
+        table.refresh_rows()
+        table.focus()

@@ -1,0 +1,53 @@
+"""Turning values an agent sent into safe display text.
+
+Everything from an agent is attacker-controlled on a compromised host: it is escaped with
+``console.output.printable`` (control characters become ``\\x1b``-style escapes) and shown as
+``rich.text.Text`` or raw segments, never parsed as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rich.text import Text
+
+from console.output import printable
+
+
+def cell(value: Any, kind: str = "text") -> str:
+    """One line of plain, escaped text for a table cell."""
+    if value is None:
+        return ""
+    if kind == "time" and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+        except (OverflowError, OSError, ValueError):
+            return str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return printable(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    return printable(value)
+
+
+def safe(value: Any, style: str = "") -> Text:
+    """A Text that shows ``value`` literally, whatever brackets or escapes it holds."""
+    return Text(cell(value), style=style)
+
+
+def pretty_json(value: Any) -> Text:
+    """Indented JSON as literal text (for the action preview and agent identity)."""
+    return Text(printable_lines(json.dumps(value, indent=2, ensure_ascii=False)))
+
+
+def printable_lines(text: str) -> str:
+    """Like ``printable`` but keeps line breaks."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def duration_ms(ms: int | None) -> str:
+    if not ms:
+        return ""
+    return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{ms // 60_000}m{(ms // 1000) % 60:02d}s"

@@ -1,0 +1,46 @@
+"""Help: what each screen is for and the keys active here (read from the bindings themselves)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+ABOUT = """\
+Compose (f2): pick a module, fill its form (checked as you type), write a target selector
+(live count and list of hosts), set the expiry; the preview is the exact action you sign.
+ctrl+l signs it with your gpg key and, after a confirmation naming the host count, launches it.
+Watch (f3): counters, one row per host, matches streaming in. / filters, s sorts the highlighted
+column (left/right choose it), Enter opens a host, c cancels the run.
+History (f4): past runs. Enter reopens, j / v export JSON lines / CSV, space marks a run and d
+diffs it with the highlighted one.
+Approvals (f5): add your signature to an envelope file, launch it.
+ctrl+p opens the command palette. Everything agents send is shown literally, never as markup."""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", id="help.close"),
+        Binding("f1", "dismiss", "Close", show=False),
+    ]
+
+    def __init__(self, under: Screen[object]) -> None:
+        super().__init__(id="help")
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        table = Table("key", "action", "id", box=None, header_style="bold")
+        seen: set[str] = set()
+        for node in (self.under, *self.under.query("*"), self.app):
+            for binding in getattr(node, "BINDINGS", []):
+                if not isinstance(binding, Binding) or binding.id is None or binding.id in seen:
+                    continue
+                seen.add(binding.id)
+                table.add_row(Text(binding.key), Text(binding.description), Text(binding.id))
+        with VerticalScroll(id="help-box"):
+            yield Static(Text(ABOUT), id="help-about")
+            yield Static(table, id="help-keys")

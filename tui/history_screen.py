@@ -1,0 +1,198 @@
+"""History: past investigations from the results store; reopen, export, diff."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from console import history
+from console.dispatch import HostResult
+from tui import format as fmt
+from tui.diff_screen import DiffScreen
+from tui.prompt_screen import Prompt
+from tui.rows import ColumnSpec, RowModel, make_row
+from tui.runstate import RunState
+from tui.vtable import VirtualTable
+from tui.watch_screen import WatchScreen
+
+if TYPE_CHECKING:
+    from tui.app import SpyglassApp
+
+RUN_COLUMNS = (
+    ColumnSpec("started", "started (UTC)", "time", 19, 19),
+    ColumnSpec("name", "name", "text", 12, 40),
+    ColumnSpec("target", "target", "text", 8, 30),
+    ColumnSpec("modules", "module", "text", 6, 16),
+    ColumnSpec("hosts", "hosts", "int", 5, 7),
+    ColumnSpec("matched", "matched", "int", 7, 7),
+    ColumnSpec("nomatch", "no match", "int", 8, 8),
+    ColumnSpec("failed", "failed", "int", 6, 6),
+    ColumnSpec("id", "id", "text", 26, 64),
+)
+
+
+def load_run(store: Any, run_id: str) -> RunState:
+    """A finished RunState rebuilt from the store (hosts, results, every match row)."""
+    run = store.run(run_id)
+    envelope = json.loads(run["envelope"])
+    action = envelope.get("action", {}) if isinstance(envelope, dict) else {}
+    hosts = store.hosts(run["id"])
+    state = RunState(action, [h["host"] for h in hosts], live=False)
+    for h in hosts:
+        agent = json.loads(h["agent"]) if h["agent"] else None
+        state.set_result(
+            HostResult(
+                h["host"],
+                h["status"],
+                h["reason"],
+                h["detail"],
+                h["matches"],
+                h["elapsed_ms"],
+                agent,
+            )
+        )
+    state.flush_hosts()
+    state.add_matches(store.matches(run["id"]))
+    return state
+
+
+class HistoryScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "reopen", "Reopen", id="history.reopen", priority=True),
+        Binding("j", "export_jsonl", "Export JSONL", id="history.export_jsonl"),
+        Binding("v", "export_csv", "Export CSV", id="history.export_csv"),
+        Binding("space", "mark", "Mark for diff", id="history.mark"),
+        Binding("d", "diff", "Diff marked ↔ this", id="history.diff"),
+        Binding("r", "reload", "Reload", id="history.reload"),
+        Binding("escape", "app.pop_screen", "Back", id="history.back"),
+    ]
+
+    app: SpyglassApp
+
+    def __init__(self) -> None:
+        super().__init__(id="history")
+        self.model = RowModel(RUN_COLUMNS)
+        self.marked: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="history-status")
+        yield VirtualTable(self.model, id="runs")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "history"
+        self.action_reload()
+        self.query_one("#runs", VirtualTable).focus()
+
+    def action_reload(self) -> None:
+        self.model.clear()
+        try:
+            runs = self.app.session.store.runs()
+        except Exception as err:  # a broken store is shown, not raised
+            self._status(f"cannot read the results store: {err}", error=True)
+            return
+        rows = [
+            make_row(
+                RUN_COLUMNS,
+                [
+                    r["started"],
+                    r["name"],
+                    r["target"],
+                    r["modules"],
+                    r["hosts"],
+                    r["matched"],
+                    r["nomatch"],
+                    r["failed"],
+                    r["id"],
+                ],
+                fmt.cell,
+                key=r["id"],
+            )
+            for r in runs
+        ]
+        self.model.append(rows)
+        self.query_one("#runs", VirtualTable).refresh_rows()
+        self._status(f"{len(rows)} runs in {self.app.session.store_path}")
+
+    def _status(self, text: str, *, error: bool = False) -> None:
+        marked = f"   marked for diff: {self.marked}" if self.marked else ""
+        self.query_one("#history-status", Static).update(
+            Text(text + marked, style="bold red" if error else "")
+        )
+
+    def _selected(self) -> str | None:
+        row = self.query_one("#runs", VirtualTable).current_row
+        if row is None:
+            self.notify("no run selected")
+            return None
+        return str(row.key)
+
+    @on(VirtualTable.RowSelected, "#runs")
+    def _row_selected(self) -> None:
+        self.action_reopen()
+
+    def action_reopen(self) -> None:
+        if (run_id := self._selected()) is None:
+            return
+        state = load_run(self.app.session.store, run_id)
+        self.app.push_screen(WatchScreen(state))
+
+    def action_mark(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self.marked = None if self.marked == run_id else run_id
+            self._status(f"{len(self.model)} runs")
+
+    def action_diff(self) -> None:
+        if (run_id := self._selected()) is None:
+            return
+        if self.marked is None or self.marked == run_id:
+            self.notify("mark a run with space, then highlight another one and press d")
+            return
+        diff = history.diff_runs(self.app.session.store, self.marked, run_id)
+        self.app.push_screen(DiffScreen(self.marked, run_id, diff))
+
+    def action_export_jsonl(self) -> None:
+        self._export("jsonl")
+
+    def action_export_csv(self) -> None:
+        self._export("csv")
+
+    def _export(self, kind: str) -> None:
+        if (run_id := self._selected()) is None:
+            return
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.export(run_id, Path(path), kind)
+
+        self.app.push_screen(
+            Prompt(f"Export run {run_id} as {kind.upper()} to", f"spyglass-{run_id}.{kind}"), chosen
+        )
+
+    def export(self, run_id: str, path: Path, kind: str) -> int:
+        store = self.app.session.store
+        try:
+            with path.open("w", newline="" if kind == "csv" else None) as out:
+                if kind == "csv":
+                    modules = store.run(run_id)["modules"].split(",")
+                    count = history.write_csv(store, run_id, modules, out)
+                else:
+                    count = history.write_jsonl(store, run_id, out)
+        except OSError as err:
+            self.notify(f"{path}: {err.strerror}", severity="error", title="Not exported")
+            return 0
+        self.notify(f"wrote {count} lines to {path}", title="Exported")
+        return count
+
+    def when(self, started: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))

@@ -1,0 +1,208 @@
+"""Watch: live counters, one row per host, and the streaming matches table.
+
+Engine events only land in ``RunState.pending``; a timer applies them in bounded slices and then
+repaints, so the cost per tick stays small however fast agents answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.style import Style
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Label, Static
+
+from tui.host_detail import HostDetailScreen
+from tui.runstate import RunState
+from tui.vtable import VirtualTable
+
+if TYPE_CHECKING:
+    from tui.app import SpyglassApp
+
+TICK = 0.05
+"""Seconds between repaints while events arrive."""
+SLICE = 0.03
+"""Longest time one tick may spend applying events, so the loop never stalls for long."""
+
+STATUS_STYLES = {
+    "matched": Style(color="green", bold=True),
+    "nomatch": Style(color="bright_black"),
+    "connecting": Style(color="cyan"),
+    "running": Style(color="cyan", bold=True),
+    "queued": Style(color="bright_black", italic=True),
+    **{
+        k: Style(color="red", bold=True)
+        for k in ("unreachable", "auth-failed", "hostkey-mismatch", "rejected", "timeout", "error")
+    },
+    "cancelled": Style(color="yellow"),
+}
+
+
+class WatchScreen(Screen[None]):
+    BINDINGS = [
+        Binding("c", "cancel_run", "Cancel run", id="watch.cancel"),
+        Binding("slash", "focus_filter", "Filter", id="watch.filter"),
+        Binding("h", "focus_hosts", "Hosts", id="watch.hosts"),
+        Binding("m", "focus_matches", "Matches", id="watch.matches"),
+        Binding("escape", "back", "Back", id="watch.back"),
+    ]
+
+    app: SpyglassApp
+
+    def __init__(self, state: RunState) -> None:
+        super().__init__(id="watch")
+        self.state = state
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="run-title")
+        yield Static("", id="counters")
+        with Vertical(id="hosts-pane"):
+            yield VirtualTable(self.state.host_model, styles_by_value=STATUS_STYLES, id="hosts")
+        with Vertical(id="matches-pane"):
+            yield Label("", id="matches-label")
+            yield Input(placeholder="filter matches as you type (/)", id="filter")
+            yield VirtualTable(self.state.match_model, follow=True, id="matches")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "spyglass"
+        self.sub_title = "watch" if self.state.live else "history"
+        self._render_title()
+        self.tick()
+        self.set_interval(TICK, self.tick)
+        self.query_one("#matches", VirtualTable).focus()
+
+    # -- updates ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Apply queued events for at most ``SLICE`` seconds, then repaint what changed."""
+        state = self.state
+        deadline = time.perf_counter() + SLICE
+        changed = False
+        while state.pending and time.perf_counter() < deadline:
+            changed |= state.drain(500)
+        if changed or self._needs_paint:
+            self._needs_paint = False
+            self.query_one("#hosts", VirtualTable).refresh_rows()
+            self.query_one("#matches", VirtualTable).refresh_rows()
+            self._render_counters()
+        if state.finished != self._was_finished:
+            self._was_finished = state.finished
+            self._render_title()
+            self._render_counters()
+
+    _needs_paint = True
+    _was_finished = False
+
+    def _render_title(self) -> None:
+        s = self.state
+        if s.error:
+            phase = Text(f"failed: {s.error}", style="bold red")
+        elif not s.finished:
+            phase = Text("cancelling…" if s.cancelling else "running", style="bold cyan")
+        else:
+            phase = Text("finished", style="bold green")
+        self.query_one("#run-title", Static).update(
+            Text.assemble(
+                (s.name, "bold"),
+                "  ",
+                phase,
+                "\n",
+                ("action ", "dim"),
+                s.id,
+                ("  target ", "dim"),
+                s.target,
+                ("  module ", "dim"),
+                ", ".join(s.modules),
+            )
+        )
+
+    def _render_counters(self) -> None:
+        s = self.state
+        c = s.counts
+        failed = s.failed_by_kind()
+        parts: list[tuple[str, str] | str] = [
+            ("targeted ", "dim"),
+            (str(len(s.hosts)), "bold"),
+            ("  queued ", "dim"),
+            (str(c["queued"]), "bold"),
+            ("  connecting ", "dim"),
+            (str(c["connecting"]), "bold cyan"),
+            ("  running ", "dim"),
+            (str(c["running"]), "bold cyan"),
+            ("  matched ", "dim"),
+            (str(c["matched"]), "bold green"),
+            ("  no match ", "dim"),
+            (str(c["nomatch"]), "bold"),
+            ("  failed ", "dim"),
+            (str(sum(failed.values())), "bold red" if failed else "bold"),
+        ]
+        if failed:
+            reasons = s.rejected_reasons()
+            kinds = []
+            for kind, n in failed.items():
+                extra = ""
+                if kind == "rejected" and reasons:
+                    extra = "[" + ", ".join(f"{r} {k}" for r, k in sorted(reasons.items())) + "]"
+                kinds.append(f"{kind} {n}{extra}")
+            parts.append((" (" + ", ".join(kinds) + ")", "red"))
+        self.query_one("#counters", Static).update(Text.assemble(*parts))
+        shown = len(s.match_model)
+        label = f"matches: {s.match_count}"
+        if s.match_model.filter_text:
+            label += f" ({shown} shown by the filter)"
+        self.query_one("#matches-label", Label).update(Text(label, style="bold"))
+
+    # -- interaction -----------------------------------------------------------------------
+    @on(Input.Changed, "#filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self.state.match_model.set_filter(event.value)
+        table = self.query_one("#matches", VirtualTable)
+        table.follow = not event.value
+        table.cursor_row = 0
+        table.refresh_rows()
+        self._render_counters()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#matches", VirtualTable).focus()
+
+    @on(VirtualTable.RowSelected, "#hosts")
+    def _host_selected(self, event: VirtualTable.RowSelected) -> None:
+        self.app.push_screen(HostDetailScreen(self.state, str(event.row.key)))
+
+    @on(VirtualTable.RowSelected, "#matches")
+    def _match_selected(self, event: VirtualTable.RowSelected) -> None:
+        match = event.row.ref
+        self.app.push_screen(HostDetailScreen(self.state, match.host, match=match))
+
+    def action_cancel_run(self) -> None:
+        if self.state.finished:
+            self.notify("this investigation has already finished")
+            return
+        self.app.cancel_run(self.state)
+        self._render_title()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_focus_hosts(self) -> None:
+        self.query_one("#hosts", VirtualTable).focus()
+
+    def action_focus_matches(self) -> None:
+        self.query_one("#matches", VirtualTable).focus()
+
+    def action_back(self) -> None:
+        if isinstance(self.focused, Input):
+            self.query_one("#matches", VirtualTable).focus()
+            return
+        if len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+        else:
+            self.app.action_compose()
