@@ -12,8 +12,10 @@ import time
 from typing import Any
 
 from modules.base import LimitReached, RunContext
-from modules.registry import get_module
+from modules.registry import all_modules, get_module
 from protocol.frames import encode_frame
+
+all_modules()  # imported in the forkserver, so every forked child starts with them loaded
 
 PROGRESS_EVERY = 0.5
 MAX_ERRORS_REPORTED = 100

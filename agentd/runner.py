@@ -19,7 +19,9 @@ from agentd.config import LimitsSection
 from protocol.errors import FrameError
 from protocol.frames import read_frame
 
-PRELOAD = ["agentd.child", "modules.registry"]
+# The forkserver imports these once; "agentd.cli" is there because multiprocessing re-runs the
+# main module in each child, which then costs nothing but cached imports.
+PRELOAD = ["agentd.cli", "agentd.child"]
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(PRELOAD)
 
