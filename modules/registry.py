@@ -15,6 +15,7 @@ _MODULES = (
     "modules.file:FileModule",
     "modules.pkg:PkgModule",
     "modules.sshkey:SshKeyModule",
+    "modules.agent_info:AgentModule",
 )
 
 

@@ -1,0 +1,138 @@
+"""The ``agent`` module: who this endpoint is and how its agent is set up, in one row.
+
+``spyglass inventory check`` runs it to confirm a host answers as the one the inventory names.
+It describes the live host the agent runs on, not the investigated root. The limits it reports
+are those the agent applied to the module's own process (CPU and address-space rlimits, nice):
+a module sees nothing of the agent's configuration beyond them.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import socket
+import time
+from typing import Any
+
+from modules.base import Column, Module, RunContext
+
+_OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
+_RLIMITS = (
+    ("cpu_seconds", resource.RLIMIT_CPU),
+    ("address_space", resource.RLIMIT_AS),
+    ("open_files", resource.RLIMIT_NOFILE),
+    ("core", resource.RLIMIT_CORE),
+)
+
+
+def os_name() -> str:
+    """PRETTY_NAME from os-release, else the system name and release (``Linux 6.1``)."""
+    for path in _OS_RELEASE:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    key, _, value = line.strip().partition("=")
+                    if key == "PRETTY_NAME" and value:
+                        return value.strip().strip("\"'")
+        except OSError:
+            continue
+    return f"{platform.system()} {platform.release()}"
+
+
+def agent_version() -> str:
+    """The installed spyglass version (the agent's, since modules ship with it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spyglass")
+    except PackageNotFoundError:  # running from a source tree
+        return "0+source"
+
+
+def uptime() -> int | None:
+    """Seconds since boot."""
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            return int(float(f.read().split()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+    import psutil  # heavy import; only where /proc/uptime is missing (macOS)
+
+    return int(time.time() - psutil.boot_time())
+
+
+def addresses() -> list[str]:
+    """``iface address/prefix`` for every IPv4 and IPv6 address outside loopback."""
+    import ipaddress
+
+    import psutil  # heavy import, kept out of module loading
+
+    out = []
+    for iface, addrs in sorted(psutil.net_if_addrs().items()):
+        for a in addrs:
+            if a.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            ip = ipaddress.ip_address(a.address.split("%", 1)[0])
+            if ip.is_loopback:
+                continue
+            prefix = ""
+            if a.netmask:
+                try:
+                    net = ipaddress.ip_network(f"{ip}/{a.netmask}", strict=False)
+                    prefix = f"/{net.prefixlen}"
+                except ValueError:
+                    pass
+            out.append(f"{iface} {a.address}{prefix}")
+    return out
+
+
+def limits() -> list[str]:
+    """``name=value`` for the resource limits of this process (soft limit, or unlimited)."""
+    out = []
+    for name, which in _RLIMITS:
+        soft, _hard = resource.getrlimit(which)
+        out.append(f"{name}={'unlimited' if soft == resource.RLIM_INFINITY else soft}")
+    out.append(f"nice={os.getpriority(os.PRIO_PROCESS, 0)}")
+    return out
+
+
+class AgentModule(Module):
+    """Reports the endpoint's identity and the agent's health."""
+
+    name = "agent"
+    summary = "The endpoint's identity and agent health: host, OS, kernel, uptime, addresses"
+    params = ()
+    columns = (
+        Column("hostname", "Host name, as the kernel knows it (no resolver lookup)"),
+        Column("os", "Operating system, from os-release (PRETTY_NAME)"),
+        Column("kernel", "Kernel name, release and machine, as uname -srm"),
+        Column("uptime", "Seconds since boot", "int"),
+        Column("addresses", "Interface addresses outside loopback: iface address/prefix", "list"),
+        Column("agent_version", "spyglass version of the agent"),
+        Column("modules", "Modules this agent can run", "list"),
+        Column("limits", "Resource limits applied to module runs (rlimits, nice)", "list"),
+    )
+
+    def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
+        from modules.registry import all_modules  # the registry imports this module
+
+        uname = os.uname()
+        try:
+            addrs = addresses()
+        except (OSError, ValueError) as err:
+            ctx.error(f"addresses: {err}")
+            addrs = []
+        ctx.emit(
+            {
+                "hostname": socket.gethostname(),
+                "os": os_name(),
+                "kernel": f"{uname.sysname} {uname.release} {uname.machine}",
+                "uptime": uptime(),
+                "addresses": addrs,
+                "agent_version": agent_version(),
+                "modules": [m.name for m in all_modules()],
+                "limits": limits(),
+            }
+        )
+        return {"rows": 1}
