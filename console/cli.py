@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file", type=Path)
     show.set_defaults(handler=cmd_action_show)
 
+    runbook = commands.add_parser("runbook", help="TOML runbooks of steps, run in order")
+    runbook_cmds = runbook.add_subparsers(dest="runbook_command", required=True)
+    rcheck = runbook_cmds.add_parser("check", help="validate every step without connecting")
+    rcheck.add_argument("file", type=Path)
+    rcheck.set_defaults(handler=cmd_runbook_check)
+    rrun = runbook_cmds.add_parser("run", help="sign and run the steps, then write a report")
+    rrun.add_argument("file", type=Path)
+    rrun.add_argument("--json", action="store_true", help="a JSON report instead of Markdown")
+    rrun.add_argument(
+        "--report", type=Path, metavar="FILE", help="write the report to FILE (default: stdout)"
+    )
+    rrun.add_argument("--concurrency", type=int, default=256, help="hosts in flight at once")
+    rrun.set_defaults(handler=cmd_runbook_run)
+
     modules = commands.add_parser("modules", help="the investigation modules")
     modules_cmds = modules.add_subparsers(dest="modules_command", required=True)
     modules_cmds.add_parser("list").set_defaults(handler=cmd_modules_list)
@@ -259,6 +273,68 @@ def cmd_action_show(args: argparse.Namespace) -> int:
     print(json.dumps(envelope.action.to_dict(), indent=2, ensure_ascii=False))
     print(f"{len(envelope.signatures)} signature(s)")
     return 0
+
+
+def cmd_runbook_check(args: argparse.Namespace) -> int:
+    from console.runbook import load_runbook
+
+    book = load_runbook(args.file)
+    inventory = open_inventory(args) if args.inventory else None
+    for step in book.steps:
+        notes = []
+        if step.only_hosts_matched_by:
+            notes.append(f"only hosts matched by {step.only_hosts_matched_by!r}")
+        if step.stop_if:
+            notes.append("stop if " + " or ".join(step.stop_if))
+        if inventory is not None:
+            count = len(inventory.select(step.target))
+            notes.append(f"{count} host(s) in {inventory.path.name}")
+            if not count:
+                print(
+                    f"{args.file.name}: warning: step {step.name!r}: target {step.target!r} "
+                    "matches no host",
+                    file=sys.stderr,
+                )
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        print(
+            f"{step.index + 1}. {printable(step.name)}: {step.module} on "
+            f"{printable(step.target)}, expires after {step.expire} s{extra}"
+        )
+    print(f"{args.file}: {len(book.steps)} step(s) OK", file=sys.stderr)
+    return 0
+
+
+def cmd_runbook_run(args: argparse.Namespace) -> int:
+    from console.runbook import RunbookReport, load_runbook, render, run_runbook
+
+    book = load_runbook(args.file)
+    inventory = open_inventory(args)
+    sign_with = signer(args)
+    store = open_store(args)
+
+    async def go() -> RunbookReport:
+        pool = Pool(Connector(inventory))
+        try:
+            return await run_runbook(
+                book, inventory, pool, store, sign_with, concurrency=args.concurrency
+            )
+        finally:
+            await pool.close()
+
+    try:
+        report = asyncio.run(go())
+    finally:
+        store.close()
+    text = render(report, as_json=args.json)
+    if args.report:
+        args.report.write_text(text, encoding="utf-8")
+        print(f"report written to {args.report}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    status = report.exit_status()
+    if status == 2:
+        print("spyglass: no step of the runbook was launched", file=sys.stderr)
+    return status
 
 
 def cmd_modules_list(args: argparse.Namespace) -> int:
