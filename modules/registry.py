@@ -16,6 +16,7 @@ _MODULES = (
     "modules.pkg:PkgModule",
     "modules.sshkey:SshKeyModule",
     "modules.agent_info:AgentModule",
+    "modules.netstat:NetstatModule",
 )
 
 
