@@ -13,7 +13,7 @@ import platform
 import resource
 import socket
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 from modules.base import Column, Module, RunContext
 
@@ -103,6 +103,7 @@ class AgentModule(Module):
     name = "agent"
     summary = "The endpoint's identity and agent health: host, OS, kernel, uptime, addresses"
     params = ()
+    example: ClassVar[dict[str, Any]] = {}
     columns = (
         Column("hostname", "Host name, as the kernel knows it (no resolver lookup)"),
         Column("os", "Operating system, from os-release (PRETTY_NAME)"),

@@ -95,6 +95,7 @@ class PkgModule(Module):
             repeatable=True,
         ),
     )
+    example = {"name": ["^openssl$", "^libssl"], "version": ["^3\\."]}
     columns = (
         Column("name", "Package name"),
         Column("version", "Version as the package manager prints it (dpkg: epoch:version-rev)"),

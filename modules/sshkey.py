@@ -232,6 +232,7 @@ class SshKeyModule(Module):
             repeatable=True,
         ),
     )
+    example = {"paths": ["/root", "/home"], "max_depth": 4}
     columns = (
         Column("path", "File holding the key, as seen from the agent's root", "path"),
         Column("kind", "authorized (an authorized_keys entry), private, public or host"),

@@ -84,6 +84,7 @@ class NetstatModule(Module):
             repeatable=True,
         ),
     )
+    example = {"listening_port": [22], "connected_ip": ["203.0.113.0/24"]}
     columns = (
         Column("check", "Parameter that found the row"),
         Column("value", "Its value that found the row"),
