@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("file", type=Path)
     _launch_flags(launch, target_required=False)
     launch.set_defaults(handler=cmd_action_launch)
-    show = action_cmds.add_parser("show", help="show an envelope's action and signers")
+    show = action_cmds.add_parser(
+        "show",
+        help="show an envelope's action and signers, and whether an agent's ACL would accept it",
+        description="With --config, exit status 0 if that agent would accept the envelope, "
+        "1 if it would reject it.",
+    )
     show.add_argument("file", type=Path)
+    show.add_argument(
+        "--config",
+        type=Path,
+        metavar="AGENTD_TOML",
+        help="an agent configuration: evaluate its keyring and [acl.*] on this envelope",
+    )
+    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
     show.set_defaults(handler=cmd_action_show)
 
     runbook = commands.add_parser("runbook", help="TOML runbooks of steps, run in order")
@@ -269,10 +282,89 @@ def cmd_action_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_action_show(args: argparse.Namespace) -> int:
+    from console.approvals import inspect_envelope, read_agent_policy
+
     envelope = load_envelope(args.file)
-    print(json.dumps(envelope.action.to_dict(), indent=2, ensure_ascii=False))
-    print(f"{len(envelope.signatures)} signature(s)")
-    return 0
+    agent = read_agent_policy(args.config) if args.config else None
+    infos, verdict = inspect_envelope(envelope, os.environ.get("GNUPGHOME"), agent)
+    action = envelope.action
+    if args.json:
+        doc: dict[str, Any] = {
+            "action": action.to_dict(),
+            "signatures": [
+                {
+                    "fingerprint": i.fingerprint,
+                    "uid": i.uid,
+                    "status": i.status,
+                    "seen_by": i.seen_by,
+                }
+                for i in infos
+            ],
+        }
+        if verdict is not None:
+            doc["agent"] = {
+                "config": str(verdict.agent.path),
+                "name": verdict.agent.name,
+                "accepted": verdict.accepted,
+                "reason": verdict.reason,
+                "detail": verdict.detail,
+                "modules": [
+                    {
+                        "module": m.module,
+                        "rule": m.rule,
+                        "weight": m.weight,
+                        "minimum_weight": m.needed,
+                        "signers": m.signers,
+                    }
+                    for m in verdict.modules
+                ],
+            }
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        _print_action(envelope, infos)
+        if verdict is not None:
+            _print_verdict(verdict)
+    if verdict is None:
+        return 0
+    return 0 if verdict.accepted else 1
+
+
+def _print_action(envelope: Envelope, infos: list[Any]) -> None:
+    action = envelope.action
+    now = int(time.time())
+    left = action.expire_after - now
+    when = "expired" if left < 0 else f"expires in {left} s"
+    print(f"action {action.id}: {printable(action.name)}")
+    print(f"  target: {printable(action.target)}")
+    if action.description:
+        print(f"  description: {printable(action.description)}")
+    print(
+        f"  valid {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(action.valid_from))} to "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(action.expire_after))} ({when})"
+    )
+    for i, op in enumerate(action.operations):
+        params = json.dumps(op.params, ensure_ascii=False, sort_keys=True)
+        print(f"  operation {i}: {op.module} {printable(params)}")
+    print(f"signatures: {len(infos)}")
+    for info in infos:
+        who = info.fingerprint or "unknown key"
+        uid = f" {printable(info.uid)}" if info.uid else ""
+        print(f"  {info.index + 1}. {who}{uid}: {info.status} ({info.seen_by})")
+
+
+def _print_verdict(verdict: Any) -> None:
+    print(f"agent {printable(verdict.agent.name)} ({verdict.agent.path}):")
+    for m in verdict.modules:
+        signers = ", ".join(s[-16:] for s in m.signers) or "no signer it counts"
+        mark = "ok" if m.ok else "NOT ENOUGH"
+        print(
+            f"  {m.module}: {m.rule} needs weight {m.needed}, signers weigh {m.weight} "
+            f"({signers}): {mark}"
+        )
+    if verdict.accepted:
+        print("  verdict: would be accepted")
+    else:
+        print(f"  verdict: would be rejected: {verdict.reason}: {printable(verdict.detail)}")
 
 
 def cmd_runbook_check(args: argparse.Namespace) -> int:

@@ -1,0 +1,236 @@
+"""Approvals (k-of-n): who signed an envelope, and would a given agent's ACL accept it?
+
+``spyglass action show FILE --config agentd.toml`` answers before launching: it verifies the
+signatures against that agent's investigators folder and runs the agent's own pipeline
+(``protocol.verify.verify_envelope``: time, signatures, signers, ACL) on the envelope, so the
+verdict shown is the one the agent would reach, then details the weight each module gets.
+
+The agent configuration is read here rather than through ``agentd.config``: the console never
+imports the agent (DESIGN §1 layers). Only the keys that matter for the verdict are read
+(``agent.investigators``, ``agent.skew``, ``agent.max_lifetime``, ``[acl.*]``), with the same
+meaning; ``tests/test_approvals.py`` checks this reading against ``agentd.config.load_config``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gnupg
+
+from protocol.acl import Acl, AclRule
+from protocol.envelope import Envelope
+from protocol.errors import ConfigError, Rejected
+from protocol.signing import Keyring, SigCheck
+from protocol.verify import Policy, verify_envelope
+
+
+@dataclass(frozen=True)
+class AgentPolicy:
+    """What an agent's configuration says about accepting actions."""
+
+    path: Path
+    name: str
+    investigators: Path
+    acl: Acl
+    policy: Policy
+
+
+def read_agent_policy(path: str | Path) -> AgentPolicy:
+    """The verdict-relevant part of an ``agentd.toml``; ConfigError names the file and key."""
+    path = Path(path).resolve()
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"{path}: {err.strerror}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    where = path.name
+    agent = data.get("agent", {})
+    if not isinstance(agent, dict):
+        raise ConfigError(f"{where}: agent: expected a table")
+    folder = agent.get("investigators", "investigators")
+    skew, lifetime = agent.get("skew", 60), agent.get("max_lifetime", 86400)
+    for key, value, kind in (
+        ("investigators", folder, str),
+        ("skew", skew, int),
+        ("max_lifetime", lifetime, int),
+    ):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"{where}: agent.{key}: expected a {kind.__name__}")
+    return AgentPolicy(
+        path,
+        str(agent.get("name", "agent")),
+        (path.parent / folder).resolve(),
+        _acl(data.get("acl", {}), f"{where}: acl"),
+        Policy(skew, lifetime),
+    )
+
+
+def _acl(table: Any, where: str) -> Acl:
+    """``[acl.MODULE]`` tables, read with agentd's rules (see the module docstring)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected tables [acl.MODULE]")
+    rules = {}
+    for module, rule in table.items():
+        if not isinstance(rule, dict) or set(rule) - {"minimum_weight", "investigators"}:
+            raise ConfigError(f"{where}.{module}: expected minimum_weight and investigators")
+        weight = rule.get("minimum_weight", 1)
+        people = rule.get("investigators", {})
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            raise ConfigError(f"{where}.{module}.minimum_weight: expected an integer >= 1")
+        if not isinstance(people, dict) or not all(
+            isinstance(w, int) and not isinstance(w, bool) for w in people.values()
+        ):
+            raise ConfigError(f"{where}.{module}.investigators: expected {{FINGERPRINT = weight}}")
+        rules[module] = AclRule(weight, {fpr.upper(): w for fpr, w in people.items()})
+    return Acl(rules)
+
+
+@dataclass
+class SignatureInfo:
+    index: int
+    fingerprint: str | None
+    uid: str
+    status: str  # valid / bad / unknown-key / malformed, as seen by the keyring that knew most
+    seen_by: str  # "local keyring", "agent keyring" or "nobody"
+
+
+@dataclass
+class ModuleWeight:
+    module: str
+    rule: str  # "acl.file" or "acl.default" or "none"
+    weight: int
+    needed: int
+    signers: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rule != "none" and self.weight >= self.needed
+
+
+@dataclass
+class Verdict:
+    """Would this agent accept the envelope? ``reason`` is the DESIGN §2 rejection reason."""
+
+    agent: AgentPolicy
+    accepted: bool
+    reason: str | None
+    detail: str
+    modules: list[ModuleWeight]
+
+
+def _scratch_home() -> Path:
+    # gpg-agent sockets break past ~107 characters: keep the temporary GNUPGHOME short.
+    return Path(tempfile.mkdtemp(prefix="sgk", dir="/tmp"))
+
+
+def _drop_home(home: Path) -> None:
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
+    )
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _local_keys(gnupghome: str | None) -> tuple[list[str], dict[str, str]]:
+    """The investigator's own public keys (armored) and uid by fingerprint, if a home exists."""
+    home = gnupghome or str(Path.home() / ".gnupg")
+    if not Path(home).is_dir():
+        return [], {}
+    gpg = gnupg.GPG(gnupghome=home, options=["--no-autostart"])
+    gpg.encoding = "utf-8"
+    keys = gpg.list_keys()
+    uids = {str(k["fingerprint"]).upper(): (k.get("uids") or [""])[0] for k in keys}
+    armored = str(gpg.export_keys([k["fingerprint"] for k in keys])) if keys else ""
+    return ([armored] if armored.strip() else []), uids
+
+
+def _uids(home: Path) -> dict[str, str]:
+    gpg = gnupg.GPG(gnupghome=str(home), options=["--no-autostart"])
+    gpg.encoding = "utf-8"
+    return {str(k["fingerprint"]).upper(): (k.get("uids") or [""])[0] for k in gpg.list_keys()}
+
+
+def inspect_envelope(
+    envelope: Envelope, gnupghome: str | None, agent: AgentPolicy | None, now: int | None = None
+) -> tuple[list[SignatureInfo], Verdict | None]:
+    """Each signature's signer (resolved from the local keyring and the agent's, when known),
+    and the agent's verdict when an agent configuration is given."""
+    data = envelope.action.canonical_bytes()
+    homes: list[Path] = []
+    try:
+        armored, uids = _local_keys(gnupghome)
+        rings: list[tuple[str, Keyring]] = []
+        if armored:
+            homes.append(_scratch_home())
+            rings.append(("local keyring", Keyring(homes[-1], armored)))
+        agent_ring: Keyring | None = None
+        if agent is not None:
+            if not agent.investigators.is_dir():
+                raise ConfigError(
+                    f"{agent.path.name}: agent.investigators: no folder {agent.investigators}"
+                )
+            homes.append(_scratch_home())
+            keys = [p.read_text() for p in sorted(agent.investigators.glob("*.asc"))]
+            agent_ring = Keyring(homes[-1], keys)
+            rings.append(("agent keyring", agent_ring))
+            uids = {**_uids(homes[-1]), **uids}
+        infos = []
+        for i, signature in enumerate(envelope.signatures):
+            seen_by, check = _best([(name, ring.check(data, signature)) for name, ring in rings])
+            fpr = check.fingerprint if check else None
+            status = check.status if check else "unknown-key"
+            infos.append(SignatureInfo(i, fpr, uids.get(fpr or "", ""), status, seen_by))
+        verdict = None
+        if agent is not None and agent_ring is not None:
+            verdict = evaluate(envelope, agent, agent_ring, now)
+        return infos, verdict
+    finally:
+        for home in homes:
+            _drop_home(home)
+
+
+def _best(checks: list[tuple[str, SigCheck]]) -> tuple[str, SigCheck | None]:
+    rank = {"valid": 0, "bad": 1, "malformed": 2, "unknown-key": 3}
+    if not checks:
+        return "nobody", None
+    seen_by, check = min(checks, key=lambda c: rank[c[1].status])
+    return (seen_by if check.status != "unknown-key" else "nobody"), check
+
+
+def evaluate(
+    envelope: Envelope, agent: AgentPolicy, keyring: Keyring, now: int | None = None
+) -> Verdict:
+    """Run the agent's verification pipeline on the envelope and the per-module weights."""
+    now = int(time.time()) if now is None else now
+    signers: list[str] = []
+    data = envelope.action.canonical_bytes()
+    for signature in envelope.signatures:
+        check = keyring.check(data, signature)
+        if check.status == "valid" and check.fingerprint and check.fingerprint not in signers:
+            signers.append(check.fingerprint)
+    modules = []
+    for module in dict.fromkeys(envelope.action.modules):
+        rule = agent.acl.rule_for(module)
+        name = f"acl.{module}" if module in agent.acl.rules else "acl.default" if rule else "none"
+        counted = [s for s in signers if rule and rule.investigators.get(s, 0)]
+        modules.append(
+            ModuleWeight(
+                module,
+                name,
+                rule.weight(signers) if rule else 0,
+                rule.minimum_weight if rule else 1,
+                counted,
+            )
+        )
+    try:
+        verify_envelope(envelope.to_dict(), keyring, agent.acl, now, agent.policy)
+    except Rejected as err:
+        return Verdict(agent, False, err.reason, err.detail, modules)
+    return Verdict(agent, True, None, "", modules)
