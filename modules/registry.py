@@ -17,6 +17,7 @@ _MODULES = (
     "modules.sshkey:SshKeyModule",
     "modules.agent_info:AgentModule",
     "modules.netstat:NetstatModule",
+    "modules.process:ProcessModule",
 )
 
 
