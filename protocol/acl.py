@@ -16,7 +16,9 @@ class AclRule:
     investigators: Mapping[str, int] = field(default_factory=dict)
 
     def weight(self, signers: Iterable[str]) -> int:
-        return sum(self.investigators.get(fpr.upper(), 0) for fpr in set(signers))
+        """Fingerprints compare case-insensitively, and a signer counts once whatever its case."""
+        people = {fpr.upper(): weight for fpr, weight in self.investigators.items()}
+        return sum(people.get(fpr, 0) for fpr in {fpr.upper() for fpr in signers})
 
 
 @dataclass(frozen=True, slots=True)

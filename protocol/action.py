@@ -90,6 +90,9 @@ _ACTION_FIELDS: dict[str, tuple[type, int]] = {
 }
 
 
+_NOUNS = {int: "an integer", str: "a string", list: "an array"}
+
+
 def new_action_id() -> str:
     """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32, sortable by time."""
     value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
@@ -127,7 +130,7 @@ def parse_action(raw: object) -> Action:
     for key, (kind, max_len) in _ACTION_FIELDS.items():
         value = raw[key]
         if not _is_type(value, kind):
-            raise ActionError(f"action.{key}: expected {kind.__name__}, got {_json_type(value)}")
+            raise ActionError(f"action.{key}: expected {_NOUNS[kind]}, got {_json_type(value)}")
         if kind is str and len(value) > max_len:
             raise ActionError(f"action.{key}: longer than {max_len} characters")
     if not _ID_RE.fullmatch(raw["id"]):
@@ -153,8 +156,23 @@ def parse_action(raw: object) -> Action:
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 bytes of a float-free JSON value (see the module docstring for why this is JCS)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """RFC 8785 bytes of a float-free JSON value (see the module docstring for why this is JCS).
+
+    Keys are put in RFC 8785 order (UTF-16 code units) first, so the result stays JCS for any
+    keys: Python's ``sort_keys`` orders by code point, which differs once a key holds a character
+    above U+FFFF next to one in U+E000-U+FFFF (RFC 8785 §3.2.3).
+    """
+    ordered = _jcs_ordered(value)
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _jcs_ordered(value: Any) -> Any:
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+        return {k: _jcs_ordered(value[k]) for k in keys}
+    if isinstance(value, list | tuple):
+        return [_jcs_ordered(item) for item in value]
+    return value
 
 
 def _parse_operation(raw: object, where: str) -> Operation:

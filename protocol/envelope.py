@@ -27,14 +27,15 @@ class Envelope:
         return Envelope(self.action, (*self.signatures, signature))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        Path(path).write_text(text, encoding="utf-8")
 
 
 def parse_envelope(raw: object) -> Envelope:
     """Validate an envelope exactly; signatures are only checked for shape here, not verified."""
     if not isinstance(raw, dict):
         raise ActionError("envelope: expected a JSON object")
-    if unknown := sorted(set(raw) - {"action", "signatures"}):
+    if unknown := sorted(set(raw) - {"action", "signatures"}, key=str):
         raise ActionError(f"envelope: unknown field {unknown[0]!r}")
     if "action" not in raw or "signatures" not in raw:
         raise ActionError("envelope: needs 'action' and 'signatures'")
@@ -42,17 +43,26 @@ def parse_envelope(raw: object) -> Envelope:
     if not isinstance(signatures, list) or len(signatures) > MAX_SIGNATURES:
         raise ActionError(f"envelope.signatures: expected an array of at most {MAX_SIGNATURES}")
     for i, sig in enumerate(signatures):
-        if not isinstance(sig, str) or len(sig) > MAX_SIGNATURE_CHARS:
+        if not isinstance(sig, str) or len(sig) > MAX_SIGNATURE_CHARS or not _is_unicode(sig):
             raise ActionError(f"envelope.signatures[{i}]: expected an armored signature string")
     return Envelope(parse_action(raw["action"]), tuple(signatures))
+
+
+def _is_unicode(text: str) -> bool:
+    """False for lone surrogates (from a JSON "\\udc80" escape), which break hashing and gpg."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_envelope(path: str | Path) -> Envelope:
     """Read an envelope file written by ``--sign-only`` or ``action sign``."""
     try:
-        raw = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise ActionError(f"{path}: {err.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, RecursionError) as err:  # JSON, UTF-8, or an int of over 4300 digits
         raise ActionError(f"{path}: not a JSON envelope ({err})") from None
     return parse_envelope(raw)

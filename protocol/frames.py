@@ -22,7 +22,12 @@ class ByteReader(Protocol):
 
 
 def encode_frame(message: dict[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a non-UTF-8 file name decoded with surrogateescape, say) has no UTF-8
+        # form; its \udcXX escape is valid JSON text and decodes back to the same string.
+        body = json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode()
     if len(body) > max_frame:
         raise FrameTooLarge(f"frame of {len(body)} bytes exceeds the {max_frame}-byte limit")
     return _HEADER.pack(len(body)) + body
@@ -32,7 +37,8 @@ def decode_body(body: bytes) -> dict[str, Any]:
     """Parse one frame body; anything but a JSON object with a string ``type`` is a FrameError."""
     try:
         message = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and Python's 4300-digit int limit.
+    except (ValueError, RecursionError) as err:
         raise FrameError(f"frame is not UTF-8 JSON: {err}") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise FrameError("frame is not a JSON object with a string 'type'")

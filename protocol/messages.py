@@ -120,7 +120,8 @@ TO_CONSOLE: dict[str, type[Message]] = {
 
 def decode_message(frame: dict[str, Any], table: dict[str, type[Message]]) -> Message:
     """Build the message a frame declares, checking it strictly against its dataclass."""
-    cls = table.get(frame.get("type", ""))
+    kind = frame.get("type")
+    cls = table.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise FrameError(f"unexpected message type {frame.get('type')!r}")
     hints = _hints(cls)
