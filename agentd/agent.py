@@ -80,6 +80,7 @@ class Agent:
             "version": AGENT_VERSION,
             "platform": f"{platform.system().lower()}-{platform.machine()}",
             "modules": self.modules,
+            "time_ms": int(time.time() * 1000),  # lets `inventory check` measure clock skew
         }
         return AgentHello(version=1, agent=info)
 
