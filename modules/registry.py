@@ -18,6 +18,7 @@ _MODULES = (
     "modules.agent_info:AgentModule",
     "modules.netstat:NetstatModule",
     "modules.process:ProcessModule",
+    "modules.yara_scan:YaraModule",
 )
 
 

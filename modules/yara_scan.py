@@ -1,0 +1,311 @@
+"""The ``yara`` module: YARA rules, sent as source text, run on files and process memory.
+
+Rules are compiled on the agent (no libyara version skew between console and agent), with
+``include`` refused: an action must not make the agent read its own files as rules. Files are
+chosen by the file module's metadata filters (name, path_re, size, mtime, mode) over the shared
+tree walker of ``modules.treewalk``; each file is opened without following symlinks and handed to
+libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed. Process memory is
+scanned through libyara (ptrace rights needed); the agent's own processes are never scanned.
+
+Rows say which rules matched with their tags, meta and the offsets of each string, never the
+matched bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.file.declaration import META_FILTERS
+from modules.kinds import parse_age, parse_size
+from modules.treewalk import FILE_FLAGS, Found, walk
+from protocol.errors import ParamError
+
+#: Offsets reported per string; ``count`` still says how many there were.
+MAX_OFFSETS = 100
+MAX_ERRORS = 100
+_COMPARE: dict[str, Callable[[int, int], bool]] = {
+    "<": int.__lt__,
+    ">": int.__gt__,
+    "=": int.__eq__,
+}
+
+
+def compile_rules(source: str) -> Any:
+    """Compiled rules; ParamError naming the parameter on a syntax error or an include."""
+    import yara  # heavy import, only when rules are compiled
+
+    try:
+        return yara.compile(source=source, includes=False)
+    except yara.Error as err:
+        raise ParamError(f"rules: invalid yara rules: {err}") from None
+
+
+def file_checks(params: dict[str, Any], now: float) -> list[Callable[[Found], bool]]:
+    """The file module's metadata filters, each value one check that must hold."""
+    checks: list[Callable[[Found], bool]] = []
+    for pattern in params["name"]:
+        rx = re.compile(pattern)
+        checks.append(lambda f, rx=rx: rx.search(os.path.basename(f.shown)) is not None)
+    for pattern in params["path_re"]:
+        rx = re.compile(pattern)
+        checks.append(lambda f, rx=rx: rx.search(f.shown) is not None)
+    for text in params["size"]:
+        op, limit = parse_size(text)
+        cmp = _COMPARE[op]
+        checks.append(lambda f, cmp=cmp, limit=limit: cmp(f.st.st_size, limit))
+    for text in params["mtime"]:
+        op, seconds = parse_age(text)
+        cutoff = now - seconds
+        if op == "<":
+            checks.append(lambda f, cutoff=cutoff: f.st.st_mtime >= cutoff)
+        else:
+            checks.append(lambda f, cutoff=cutoff: f.st.st_mtime < cutoff)
+    for pattern in params["mode"]:
+        rx = re.compile(pattern)
+        checks.append(lambda f, rx=rx: rx.search(stat.filemode(f.st.st_mode)) is not None)
+    return checks
+
+
+def describe_matches(matches: list[Any]) -> list[dict[str, Any]]:
+    """yara.Match objects as JSON: rule, tags, meta, string identifiers and offsets."""
+    out = []
+    for m in matches:
+        strings = []
+        for s in m.strings:
+            offsets = [i.offset for i in s.instances]
+            strings.append(
+                {
+                    "identifier": s.identifier,
+                    "offsets": offsets[:MAX_OFFSETS],
+                    "count": len(offsets),
+                }
+            )
+        out.append(
+            {
+                "rule": m.rule,
+                "namespace": m.namespace,
+                "tags": list(m.tags),
+                "meta": dict(m.meta),
+                "strings": strings,
+            }
+        )
+    return out
+
+
+class YaraModule(Module):
+    """Runs YARA rules over files chosen like the file module does, and over processes."""
+
+    name = "yara"
+    summary = "YARA rules over files (file module filters) and process memory"
+    params = (
+        Param(
+            "rules", "yara", "YARA rules, as source text (include is not allowed)", required=True
+        ),
+        Param(
+            "paths",
+            "path",
+            "Directories to walk or files to scan, absolute, as seen from the agent's root",
+            repeatable=True,
+        ),
+        *META_FILTERS,
+        Param(
+            "max_depth",
+            "int",
+            "Deepest level entered below each path (0: its entries only)",
+            minimum=0,
+        ),
+        Param(
+            "max_file_size",
+            "int",
+            "Skip larger files (bytes)",
+            default=256 * 1024 * 1024,
+            minimum=0,
+        ),
+        Param("xdev", "bool", "Stay on each path's filesystem", default=True),
+        Param("pids", "int", "Scan the memory of these processes", repeatable=True, minimum=1),
+        Param(
+            "process_name",
+            "regex",
+            "Scan the memory of processes whose name matches",
+            repeatable=True,
+        ),
+        Param("fast", "bool", "Stop at the first hit of a string (fewer offsets reported)"),
+        Param(
+            "timeout_per_target",
+            "int",
+            "Seconds allowed for scanning one file or process",
+            default=60,
+            minimum=1,
+        ),
+        Param(
+            "match_limit", "int", "Stop after this many matching targets", default=1000, minimum=1
+        ),
+    )
+    columns = (
+        Column("target", "file or process"),
+        Column("path", "Scanned file, as seen from the agent's root", "path"),
+        Column("pid", "Scanned process", "int"),
+        Column(
+            "rules",
+            "Matching rules: rule, namespace, tags, meta, strings (identifier, offsets, count)",
+            "list",
+        ),
+    )
+    example = {
+        "rules": 'rule webshell : php { strings: $a = "eval(base64_decode(" condition: $a }',
+        "paths": ["/var/www"],
+        "name": ["\\.php$"],
+        "size": ["<1M"],
+    }
+
+    def check(self, params: dict[str, Any]) -> None:
+        if not (params["paths"] or params["pids"] or params["process_name"]):
+            raise ParamError("paths: give paths, pids or process_name to scan")
+        compile_rules(params["rules"])
+
+    def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
+        scan = _Scan(params, ctx)
+        try:
+            scan.run()
+        except LimitReached as err:  # ours, or the agent's cap raised by emit
+            err.stats = dict(scan.stats)
+            raise
+        return dict(scan.stats)
+
+
+class _Scan:
+    def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
+        self.p = params
+        self.ctx = ctx
+        self.rules = compile_rules(params["rules"])
+        self.checks = file_checks(params, time.time())
+        self.stats = dict.fromkeys(
+            (
+                "files_scanned",
+                "processes_scanned",
+                "bytes_scanned",
+                "matches",
+                "errors",
+                "timeouts",
+                "skipped",
+            ),
+            0,
+        )
+
+    def run(self) -> None:
+        if self.p["paths"]:
+            self._files()
+        if self.p["pids"] or self.p["process_name"]:
+            self._processes()
+
+    def _match(self, **target: Any) -> list[Any] | None:
+        import yara  # heavy import, loaded by compile_rules already
+
+        def warned(_kind: int, _data: Any) -> int:
+            return yara.CALLBACK_CONTINUE  # too many matches: libyara caps them, we go on
+
+        try:
+            return self.rules.match(
+                **target,
+                timeout=self.p["timeout_per_target"],
+                fast=self.p["fast"],
+                warnings_callback=warned,
+            )
+        except yara.TimeoutError:
+            self.stats["timeouts"] += 1  # counted apart, and reported as an error by the caller
+            raise
+
+    def _files(self) -> None:
+        import yara  # heavy import
+
+        max_size: int = self.p["max_file_size"]
+        for found in walk(
+            self.ctx.root,
+            self.p["paths"],
+            max_depth=self.p["max_depth"],
+            xdev=self.p["xdev"],
+            on_error=lambda shown, err: self._error(shown, err),
+        ):
+            if self.ctx.cancelled():
+                return
+            if not stat.S_ISREG(found.st.st_mode) or not all(c(found) for c in self.checks):
+                continue
+            if found.st.st_size > max_size:
+                self.stats["skipped"] += 1
+                continue
+            self.stats["files_scanned"] += 1
+            try:
+                fd = os.open(found.real, FILE_FLAGS)
+            except OSError as err:
+                self._error(found.shown, err)
+                continue
+            try:
+                now = os.fstat(fd)
+                if (now.st_dev, now.st_ino) != (found.st.st_dev, found.st.st_ino):
+                    self.stats["skipped"] += 1  # replaced since it was listed
+                    continue
+                # libyara opens by name: this name is the descriptor we checked, not a path
+                # someone could swap for a symlink meanwhile.
+                matches = self._match(filepath=f"/proc/self/fd/{fd}")
+                self.stats["bytes_scanned"] += now.st_size
+            except (yara.Error, OSError) as err:
+                self._error(found.shown, err)
+                continue
+            finally:
+                os.close(fd)
+            if matches:
+                self._emit({"target": "file", "path": found.shown, "pid": None}, matches)
+            if self.stats["files_scanned"] % 256 == 0:
+                self.ctx.progress(self.stats)
+
+    def _processes(self) -> None:
+        import psutil  # heavy import
+        import yara
+
+        from modules.process import protected_pids
+
+        protected = protected_pids()
+        wanted = set(self.p["pids"])
+        names = [re.compile(p) for p in self.p["process_name"]]
+        if names:
+            for proc in psutil.process_iter(attrs=["pid", "name"], ad_value=None):
+                if any(rx.search(proc.info["name"] or "") for rx in names):
+                    wanted.add(proc.info["pid"])
+        for pid in sorted(wanted):
+            if self.ctx.cancelled():
+                return
+            if pid in protected:
+                self.stats["skipped"] += 1
+                continue
+            if not psutil.pid_exists(pid):
+                self._error(f"pid {pid}", OSError("no such process"))
+                continue
+            self.stats["processes_scanned"] += 1
+            try:
+                matches = self._match(pid=pid)
+            except yara.Error as err:
+                self._error(f"pid {pid}", err)
+                continue
+            if matches:
+                self._emit({"target": "process", "path": None, "pid": pid}, matches)
+
+    def _emit(self, row: dict[str, Any], matches: list[Any]) -> None:
+        row["rules"] = describe_matches(matches)
+        self.ctx.emit(row)
+        self.stats["matches"] += 1
+        limit: int = self.p["match_limit"]
+        if self.stats["matches"] >= limit:
+            raise LimitReached(f"yara: match_limit of {limit} reached", dict(self.stats))
+
+    def _error(self, where: str, err: Exception) -> None:
+        self.stats["errors"] += 1
+        if self.stats["errors"] <= MAX_ERRORS:
+            self.ctx.error(f"{where}: {getattr(err, 'strerror', None) or err}")
+        elif self.stats["errors"] == MAX_ERRORS + 1:
+            self.ctx.error(f"more than {MAX_ERRORS} errors: further ones are only counted")
