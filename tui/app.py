@@ -234,7 +234,11 @@ class SpyglassApp(App[int]):
                 envelope, hosts, self.session.pool(), self.session.store, self.concurrency
             )
             self._investigation = investigation
-            await investigation.run(state.sink)
+            run = asyncio.ensure_future(investigation.run(state.sink))
+            await asyncio.sleep(0)  # the dispatcher creates its host tasks
+            if state.cancelling:  # cancel pressed before the fan-out had started
+                investigation.cancel()
+            await run
         except SpyglassError as err:
             state.error = str(err)
         finally:
@@ -242,10 +246,12 @@ class SpyglassApp(App[int]):
             self._investigation = None
 
     def cancel_run(self, state: RunState) -> None:
-        if state is self.current and self._investigation is not None:
-            state.cancelling = True
+        if state is not self.current or state.finished:
+            return
+        state.cancelling = True
+        if self._investigation is not None:
             self._investigation.cancel()
-            self.notify("cancelling: hosts still running end as cancelled")
+        self.notify("cancelling: hosts still running end as cancelled")
 
 
 def run_app(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ class ApprovalsScreen(Screen[None]):
     app: SpyglassApp
 
     def __init__(self) -> None:
-        super().__init__(id="approvals")
+        super().__init__()
         self.envelope: Envelope | None = None
         self.path: Path | None = None
 

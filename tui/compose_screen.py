@@ -38,7 +38,7 @@ class ComposeScreen(Screen[None]):
     app: SpyglassApp
 
     def __init__(self) -> None:
-        super().__init__(id="compose")
+        super().__init__()
         self.module = all_modules()[0]
         self.params: dict[str, Any] = {}
         self.param_errors: dict[str, str] = {"*": "loading"}

@@ -23,7 +23,7 @@ class ConfirmLaunch(ModalScreen[str | None]):
     ]
 
     def __init__(self, action: Action, host_count: int, *, signatures: int = 0) -> None:
-        super().__init__(id="confirm")
+        super().__init__()
         self.action = action
         self.host_count = host_count
         self.signatures = signatures

@@ -25,7 +25,7 @@ class DiffScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="diff.back")]
 
     def __init__(self, before: str, after: str, diff: RunDiff) -> None:
-        super().__init__(id="diff")
+        super().__init__()
         self.before, self.after, self.diff = before, after, diff
         self.model = RowModel(DIFF_COLUMNS)
         rows = [

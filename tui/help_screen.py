@@ -29,7 +29,7 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def __init__(self, under: Screen[object]) -> None:
-        super().__init__(id="help")
+        super().__init__()
         self.under = under
 
     def compose(self) -> ComposeResult:

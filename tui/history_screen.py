@@ -79,7 +79,7 @@ class HistoryScreen(Screen[None]):
     app: SpyglassApp
 
     def __init__(self) -> None:
-        super().__init__(id="history")
+        super().__init__()
         self.model = RowModel(RUN_COLUMNS)
         self.marked: str | None = None
 
@@ -122,7 +122,7 @@ class HistoryScreen(Screen[None]):
         ]
         self.model.append(rows)
         self.query_one("#runs", VirtualTable).refresh_rows()
-        self._status(f"{len(rows)} runs in {self.app.session.store_path}")
+        self._status(f"{len(rows)} runs in {self.app.session.store_path.name}")
 
     def _status(self, text: str, *, error: bool = False) -> None:
         marked = f"   marked for diff: {self.marked}" if self.marked else ""

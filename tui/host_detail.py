@@ -22,7 +22,7 @@ class HostDetailScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="host.back")]
 
     def __init__(self, state: RunState, host: str, match: MatchEvent | None = None) -> None:
-        super().__init__(id="host-detail")
+        super().__init__()
         self.state, self.host, self.match = state, host, match
         self.model = RowModel(state.match_model.columns)
         self.model.append(state.matches_of(host))

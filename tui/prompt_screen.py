@@ -19,7 +19,7 @@ class Prompt(ModalScreen[str | None]):
     def __init__(
         self, question: str, value: str = "", *, password: bool = False, note: str = ""
     ) -> None:
-        super().__init__(id="prompt")
+        super().__init__()
         self.question, self.value, self.password, self.note = question, value, password, note
 
     def compose(self) -> ComposeResult:

@@ -56,7 +56,7 @@ class WatchScreen(Screen[None]):
     app: SpyglassApp
 
     def __init__(self, state: RunState) -> None:
-        super().__init__(id="watch")
+        super().__init__()
         self.state = state
 
     def compose(self) -> ComposeResult:

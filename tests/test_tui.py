@@ -1,0 +1,336 @@
+"""The TUI driven with Pilot against a real lab (real agents, real gpg), plus its pure parts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from console.lab import Lab, lab_down, lab_up
+from protocol.envelope import load_envelope
+from tui.app import SpyglassApp
+from tui.compose_screen import ComposeScreen
+from tui.confirm_screen import ConfirmLaunch
+from tui.history_screen import HistoryScreen
+from tui.host_detail import HostDetailScreen
+from tui.prompt_screen import Prompt
+from tui.rows import ColumnSpec, RowModel, make_row
+from tui.session import Session
+from tui.watch_screen import WatchScreen
+
+HOSTILE_DIR = "[red]x["
+HOSTILE_ESC = "esc\x1b[2J\x1b[31mred.php"
+SIZE = (150, 45)
+
+
+@pytest.fixture(scope="module")
+def tui_lab() -> Iterator[Lab]:
+    """Four agents; lab-004 has the seed web shell, lab-002 two hostile file names."""
+    directory = Path(tempfile.mkdtemp(prefix="sgt", dir="/tmp"))
+    hostile = directory / "seeds" / "lab-002" / "srv" / "hostile"
+    (hostile / HOSTILE_DIR).mkdir(parents=True)
+    (hostile / HOSTILE_DIR / "a.php").write_text("<?php ?>\n")
+    (hostile / HOSTILE_ESC).write_text("<?php ?>\n")
+    lab = lab_up(directory / "lab", 4, seed_files=directory / "seeds")
+    try:
+        yield lab
+    finally:
+        lab_down(lab.dir)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(lab.gnupghome), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def make_app(tui_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("GNUPGHOME", str(tui_lab.gnupghome))
+    monkeypatch.chdir(tmp_path)
+
+    def make(concurrency: int = 256, store: Path | None = None) -> SpyglassApp:
+        session = Session(str(tui_lab.inventory), store or tmp_path / "results.db")
+        return SpyglassApp(session, concurrency=concurrency)
+
+    return make
+
+
+async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+async def compose_php_query(pilot, name_regex: str = r"\.php$") -> None:
+    """Keyboard only: the paths field has focus on start; tab goes to the name field."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+    assert app.focused.id == "p-file-paths"
+    await pilot.press(*"/srv")
+    await pilot.press("tab", *name_regex)
+    await pilot.pause()
+
+
+async def launch_and_finish(pilot) -> None:
+    app = pilot.app
+    await pilot.press("ctrl+l")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
+    await pilot.press("y")
+    await wait_for(pilot, lambda: app.current is not None and app.current.finished)
+    await pilot.pause(0.2)  # a last tick applies the final events
+
+
+def statuses(app: SpyglassApp) -> dict[str, tuple[str, str]]:
+    return {r.cells[0]: (r.cells[1], r.cells[2]) for r in app.current.host_model.rows}
+
+
+async def test_compose_launch_watch(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        screen = app.screen
+        assert screen.query_one("#target-status", Static).render().plain == "4 of 4 hosts"
+        preview = json.loads(str(screen.query_one("#preview", Static).render()))
+        assert preview["operations"] == [
+            {"module": "file", "params": {"paths": ["/srv"], "name": [r"\.php$"]}}
+        ]
+        await launch_and_finish(pilot)
+        assert isinstance(app.screen, WatchScreen)
+        assert statuses(app) == {
+            "lab-001": ("nomatch", "0"),
+            "lab-002": ("matched", "2"),
+            "lab-003": ("nomatch", "0"),
+            "lab-004": ("matched", "1"),
+        }
+        model = app.current.match_model
+        assert [c.key for c in model.columns] == [
+            "host",
+            "path",
+            "size",
+            "mode",
+            "mtime",
+            "sha256",
+            "matched",
+        ]
+        rows = sorted((r.cells[0], r.cells[1]) for r in model.rows)
+        assert rows == [
+            ("lab-002", "/srv/hostile/[red]x[/a.php"),
+            ("lab-002", "/srv/hostile/esc\\x1b[2J\\x1b[31mred.php"),
+            ("lab-004", "/srv/www/uploads/.cache.php"),
+        ]
+        counters = app.screen.query_one("#counters", Static).render().plain
+        assert "matched 2" in counters and "no match 2" in counters and "failed 0" in counters
+        # the run is in the store
+        store = app.session.store
+        run = store.runs()[0]
+        assert (run["matched"], run["nomatch"], run["failed"]) == (2, 2, 0)
+
+
+async def test_hostile_names_display_literally(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        await launch_and_finish(pilot)
+        svg = app.export_screenshot()
+        assert "[red]x[/a.php" in svg.replace("&#160;", " ")
+        assert "\x1b" not in svg
+        # filter as you type, then open the hostile row's host detail
+        await pilot.press("slash", *"red]x")
+        await pilot.pause(0.2)
+        model = app.current.match_model
+        assert len(model) == 1 and model.visible(0).cells[0] == "lab-002"
+        await pilot.press("enter", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostDetailScreen))
+        svg = app.export_screenshot()
+        assert "\x1b" not in svg
+        assert "[red]x[/a.php" in svg.replace("&#160;", " ")
+        text = app.screen.query_one("#host-match", Static).render().plain
+        assert "[red]x[/a.php" in text
+        await pilot.press("escape")
+        assert isinstance(app.screen, WatchScreen)
+
+
+async def test_bad_regex_launches_nothing(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot, name_regex="(unclosed")
+        error = app.screen.query_one("#err-file-name", Static).render().plain
+        assert "invalid regex" in error and "name[0]" in error
+        assert "invalid regex" in app.screen.query_one("#compose-status", Static).render().plain
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ComposeScreen)
+        assert app.current is None
+        assert app.session.store.runs() == []
+
+
+async def test_bad_selector_launches_nothing(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        await pilot.press("ctrl+t", "ctrl+u", *"env=prod and (")
+        await pilot.pause()
+        status = app.screen.query_one("#target-status", Static).render().plain
+        assert "column 15" in status
+        await pilot.press("ctrl+u", *"role=nosuchrole")
+        await pilot.pause()
+        assert app.screen.query_one("#target-status", Static).render().plain == "0 of 4 hosts"
+        await pilot.press("ctrl+u", *"env=prod and (")
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ComposeScreen)
+        assert app.current is None
+        assert app.session.store.runs() == []
+
+
+async def test_cancel_stops_the_run(make_app, tui_lab: Lab) -> None:
+    """The agents are frozen (SIGSTOP), so every host is still in flight when c is pressed."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
+        for pid in tui_lab.pids:
+            os.killpg(pid, signal.SIGSTOP)
+        try:
+            await pilot.press("y")
+            await wait_for(pilot, lambda: isinstance(app.screen, WatchScreen))
+            await wait_for(pilot, lambda: app.current.counts["connecting"] == 4)
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.current.finished)
+        finally:
+            for pid in tui_lab.pids:
+                os.killpg(pid, signal.SIGCONT)
+        await pilot.pause(0.2)
+        assert statuses(app) == {f"lab-00{i}": ("cancelled", "0") for i in range(1, 5)}
+        assert "cancelled 4" in app.screen.query_one("#counters", Static).render().plain
+        run = app.session.store.runs()[0]
+        assert run["finished"] is not None and run["failed"] == 4
+
+
+async def test_history_reopen_export_diff(make_app, tmp_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        await launch_and_finish(pilot)
+        first = app.current.id
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        # second run of the same query, narrower target
+        await pilot.press("ctrl+t", "ctrl+u", *"name=lab-004")
+        await launch_and_finish(pilot)
+        second = app.current.id
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        history = app.screen
+        assert [str(r.key) for r in history.model.rows] == [second, first]
+        # reopen the older run (second row)
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, WatchScreen))
+        reopened = app.screen.state
+        assert reopened.id == first and not reopened.live
+        assert reopened.match_count == 3
+        assert reopened.counts["matched"] == 2 and reopened.counts["nomatch"] == 2
+        await pilot.press("escape")
+        assert app.screen is history
+        # export JSON lines through the prompt
+        await pilot.press("j")
+        await wait_for(pilot, lambda: isinstance(app.screen, Prompt))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        lines = (tmp_path / f"spyglass-{first}.jsonl").read_text().splitlines()
+        events = [json.loads(line) for line in lines]
+        assert sum(e["event"] == "match" for e in events) == 3
+        assert sum(e["event"] == "host" for e in events) == 4
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, Prompt))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+        csv_text = (tmp_path / f"spyglass-{first}.csv").read_text()
+        assert csv_text.splitlines()[0] == "host,op,module,path,size,mode,mtime,sha256,matched"
+        # diff: mark the newer run, highlight the older one
+        await pilot.press("up", "space", "down", "d")
+        await pilot.pause()
+        diff = app.screen.diff
+        assert [h for h, _, _ in diff.hosts] == ["lab-001", "lab-002", "lab-003"]
+        assert len(diff.added) == 2 and diff.removed == []
+
+
+async def test_sign_only_then_approvals_launch(make_app, tmp_path: Path) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, Prompt))
+        await pilot.press("ctrl+u", *"env.json", "enter")
+        path = tmp_path / "env.json"
+        await wait_for(pilot, path.exists)
+        envelope = load_envelope(path)
+        assert len(envelope.signatures) == 1
+        assert app.session.store.runs() == []  # signing only launches nothing
+        await pilot.press("f5")
+        await pilot.pause()
+        await pilot.press(*"env.json", "enter")
+        await pilot.pause()
+        assert "1 signature(s)" in app.screen.query_one("#envelope-status", Static).render().plain
+        await pilot.press("ctrl+g")  # the same key cannot sign twice
+        await pilot.pause(0.5)
+        assert len(load_envelope(path).signatures) == 1
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.current is not None and app.current.finished)
+        assert app.current.id == envelope.action.id
+        assert app.session.store.runs()[0]["id"] == envelope.action.id
+
+
+async def test_help_and_palette(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        keys = app.screen.query_one("#help-keys", Static).render()
+        assert keys is not None
+        assert "compose.launch" in app.export_screenshot()
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in ("Compose", "History", "Approvals", "Help", "Sign and launch", "Sign only"):
+            assert wanted in titles
+
+
+# -- pure parts ----------------------------------------------------------------------------
+def test_row_model_filter_sort_upsert() -> None:
+    cols = [ColumnSpec("host", "host"), ColumnSpec("size", "size", "int")]
+    model = RowModel(cols)
+
+    def row(host: str, size: int | None, key: str | None = None):
+        return make_row(cols, [host, size], lambda v, _k: "" if v is None else str(v), key=key)
+
+    model.append([row("b", 10), row("a", 2), row("c", None)])
+    model.toggle_sort(1)
+    assert [r.cells[0] for r in model.visible_rows()] == ["a", "b", "c"]
+    model.toggle_sort(1)
+    assert [r.cells[0] for r in model.visible_rows()] == ["b", "a", "c"]
+    model.append([row("d", 5)])
+    assert [r.cells[0] for r in model.visible_rows()] == ["b", "d", "a", "c"]
+    model.toggle_sort(1)
+    model.set_filter("B")
+    assert [r.cells[0] for r in model.visible_rows()] == ["b"]
+    model.append([row("bb", 1)])
+    assert len(model) == 2
+    model.set_filter("")
+    model.upsert(row("x", 1, key="k"))
+    model.upsert(row("y", 1, key="k"))
+    assert len(model) == 6 and model.get("k").cells[0] == "y"
