@@ -123,7 +123,7 @@ def _yara(value: str, _name: str) -> None:
     import yara  # heavy optional import, only needed when a yara parameter is checked
 
     try:
-        yara.compile(source=value)
+        yara.compile(source=value, includes=False)
     except yara.Error as err:
         raise ValueError(f"invalid yara rules: {err}") from None
 

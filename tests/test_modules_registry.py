@@ -44,7 +44,8 @@ def test_flags_build_a_parser(module: Module) -> None:
     module.add_arguments(parser)
     required = [p for p in module.params if p.required]
     argv = [arg for p in required for arg in (p.flag, "/")]
-    assert module.params_from_cli(parser.parse_args(argv)) == {p.name: ["/"] for p in required}
+    expected = {p.name: ["/"] if p.repeatable else "/" for p in required}
+    assert module.params_from_cli(parser.parse_args(argv)) == expected
 
 
 DATA_ROOT = Path(__file__).parent / "data" / "modules" / "root"
