@@ -57,14 +57,24 @@ def _gpg(home: str | Path, *, verify_only: bool) -> gnupg.GPG:
 def _check_one(gpg: gnupg.GPG, data: bytes, signature: str) -> SigCheck:
     if not signature.lstrip().startswith(ARMOR_HEADER):
         return SigCheck("malformed", None, "not an ASCII-armored OpenPGP signature")
-    with tempfile.NamedTemporaryFile("w", dir=_scratch_dir(), suffix=".asc") as sig_file:
-        sig_file.write(signature)
+    try:
+        armored = signature.encode()
+    except UnicodeEncodeError:
+        return SigCheck("malformed", None, "signature is not valid Unicode")
+    with tempfile.NamedTemporaryFile("wb", dir=_scratch_dir(), suffix=".asc") as sig_file:
+        sig_file.write(armored)
         sig_file.flush()
         result = gpg.verify_data(sig_file.name, data)
+    # One armored block may hold several signature packets; python-gnupg then reports only the
+    # last one, so a second key's signature would be hidden (or credited) without being counted.
+    if (result.stderr or "").count("[GNUPG:] NEWSIG") > 1:
+        return SigCheck("malformed", None, "more than one signature in one armored block")
     fingerprint = result.pubkey_fingerprint or result.fingerprint or result.key_id or None
     fingerprint = fingerprint.upper() if fingerprint else None
     if result.valid:
         return SigCheck("valid", fingerprint)
+    if result.key_status:  # the maths holds, but the key expired or was revoked
+        return SigCheck("bad", fingerprint, f"signature by {fingerprint}: {result.key_status}")
     if result.status == "no public key":
         return SigCheck("unknown-key", fingerprint, f"no public key {fingerprint}")
     if result.status == "signature bad":
@@ -103,7 +113,7 @@ class Keyring:
 
     def check(self, data: bytes, signature: str) -> SigCheck:
         """Verify one detached signature over ``data``; outcomes are cached per keyring."""
-        key = (self.digest, _digest(data, signature.encode()))
+        key = (self.digest, _digest(data, signature.encode("utf-8", "surrogatepass")))
         with self._cache_lock:
             if (hit := self._cache.get(key)) is not None:
                 self._cache.move_to_end(key)
@@ -127,7 +137,9 @@ class Signer:
     ) -> None:
         home = gnupghome or os.environ.get("GNUPGHOME") or Path.home() / ".gnupg"
         if not Path(home).is_dir():
-            raise SigningError(f"no GnuPG home at {home}: set GNUPGHOME or run `spyglass keys init`")
+            raise SigningError(
+                f"no GnuPG home at {home}: set GNUPGHOME or run `spyglass keys init`"
+            )
         self._gpg = _gpg(home, verify_only=False)
         secret = self._gpg.list_keys(secret=True)
         if key:

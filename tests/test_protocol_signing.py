@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,98 @@ def test_signer_of(alice: Investigator, mallory: Investigator) -> None:
     assert signer_of(alice.signer._gpg, b"x", "garbage") is None
 
 
+def test_keyring_check_never_raises_on_odd_strings(keyring: Keyring) -> None:
+    outcome = keyring.check(b"data", "-----BEGIN PGP SIGNATURE-----\n\ud800\n")
+    assert outcome == SigCheck("malformed", None, "signature is not valid Unicode")
+    assert keyring.check(b"data", "\udc80").status == "malformed"
+
+
+def _crc24(data: bytes) -> int:
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return crc & 0xFFFFFF
+
+
+def dearmor(signature: str) -> bytes:
+    lines = signature.strip().splitlines()
+    body = lines[lines.index("") + 1 : -1]
+    return base64.b64decode("".join(line for line in body if not line.startswith("=")))
+
+
+def armor(packets: bytes) -> str:
+    text = base64.b64encode(packets).decode()
+    lines = [text[i : i + 64] for i in range(0, len(text), 64)]
+    crc = base64.b64encode(_crc24(packets).to_bytes(3, "big")).decode()
+    body = "\n".join(lines)
+    return f"-----BEGIN PGP SIGNATURE-----\n\n{body}\n={crc}\n-----END PGP SIGNATURE-----\n"
+
+
+def test_one_armored_block_holds_one_signature(
+    alice: Investigator, bob: Investigator, keyring: Keyring, acl: Acl
+) -> None:
+    raw = action_raw("file")
+    data = parse_action(raw).canonical_bytes()
+    by_alice, by_bob = alice.signer.sign_bytes(data), bob.signer.sign_bytes(data)
+    assert keyring.check(data, armor(dearmor(by_alice))).status == "valid"  # the helper is sound
+    bundle = armor(dearmor(by_alice) + dearmor(by_bob))
+    assert keyring.check(data, bundle) == SigCheck(
+        "malformed", None, "more than one signature in one armored block"
+    )
+    err = rejected({"action": raw, "signatures": [bundle]}, keyring, acl)
+    assert (err.reason, err.detail) == (
+        "bad-signature",
+        "signature 0: more than one signature in one armored block",
+    )
+    # nor can a bundle hide a second signature by a key that also signs on its own
+    err = rejected({"action": raw, "signatures": [bundle, by_alice]}, keyring, acl)
+    assert err.reason == "bad-signature"
+
+
+@pytest.fixture(scope="module")
+def expired(keys: KeyFactory) -> tuple[str, str, str]:
+    """A key that expired in 2020 and a signature it made while still valid: (fpr, pub, sig)."""
+    home = keys.home()
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback"]
+    subprocess.run(
+        [
+            *gpg,
+            "--passphrase",
+            "",
+            "--faked-system-time",
+            "20200101T000000",
+            "--quick-gen-key",
+            "Old <old@spyglass.invalid>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    signature = subprocess.run(
+        [*gpg, "--faked-system-time", "20200101T000100", "--detach-sign", "--armor"],
+        input=b"old data",
+        check=True,
+        capture_output=True,
+    ).stdout.decode()
+    public = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True)
+    fingerprint = Keyring(keys.home(), [public.stdout.decode()]).fingerprints[0]
+    return fingerprint, public.stdout.decode(), signature
+
+
+def test_expired_key_is_named(keys: KeyFactory, expired: tuple[str, str, str]) -> None:
+    fingerprint, public, signature = expired
+    outcome = Keyring(keys.home(), [public]).check(b"old data", signature)
+    assert outcome == SigCheck(
+        "bad", fingerprint, f"signature by {fingerprint}: signing key has expired"
+    )
+
+
 # --- Signer --------------------------------------------------------------------------------------
 
 
@@ -190,6 +284,8 @@ def test_signer_without_keys(keys: KeyFactory) -> None:
     with pytest.raises(SigningError) as caught:
         Signer(home)
     assert str(caught.value) == f"no secret signing key in {home}"
+    with pytest.raises(SigningError, match=r"no GnuPG home at .*: set GNUPGHOME"):
+        Signer(home / "absent")
 
 
 def test_two_keys_in_one_home(keys: KeyFactory) -> None:
