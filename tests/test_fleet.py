@@ -147,3 +147,51 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class _Bastion(asyncssh.SSHServer):
+    """A jump host that only forwards TCP (what `ssh -J` needs), like a locked-down sshd."""
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):  # type: ignore[no-untyped-def]
+        return True
+
+
+async def test_host_reached_through_a_jump_host(
+    lab: Lab, lab_env: dict[str, str], tmp_path: Path
+) -> None:
+    import asyncio
+
+    bastion_key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.listen(
+        "127.0.0.1",
+        0,
+        server_factory=_Bastion,
+        server_host_keys=[bastion_key],
+        authorized_client_keys=str(lab.dir / "console_ed25519.pub"),
+        gss_host=None,
+    )
+    try:
+        port = server.sockets[0].getsockname()[1]
+        bastion_line = f"[127.0.0.1]:{port} {bastion_key.export_public_key().decode().strip()}"
+        inventory = lab_inventory(
+            lab, tmp_path, (lab.dir / "known_hosts").read_text() + bastion_line + "\n"
+        )
+        inventory["hosts"].append(
+            {"name": "bastion", "address": "127.0.0.1", "port": port, "tags": {"role": "jump"}}
+        )
+        for host in inventory["hosts"]:
+            if host["name"] == "lab-002":
+                host["jump"] = "bastion"
+        env = {**lab_env, "SPYGLASS_INVENTORY": str(save(inventory, tmp_path))}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "console.cli", "run", "file", "--paths", "/srv",
+            "--name", "^planted-ioc.bin$", "-t", "name=lab-002", "--json",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()
+        events = [json.loads(line) for line in out.decode().splitlines()]
+        assert [e["status"] for e in events if e["event"] == "host"] == ["matched"]
+    finally:
+        server.close()
+        await server.wait_closed()
