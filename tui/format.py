@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
 
-from console.output import printable
+from console.output import _CONTROL, printable
 
 
 def cell(value: Any, kind: str = "text") -> str:
@@ -51,3 +52,19 @@ def duration_ms(ms: int | None) -> str:
     if not ms:
         return ""
     return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{ms // 60_000}m{(ms // 1000) % 60:02d}s"
+
+
+def formatter(kind: str) -> Callable[[Any], str]:
+    """``cell`` specialised for one column kind, with a fast path for plain strings and ints
+    (the matches table formats every cell of up to 100,000 rows)."""
+    if kind == "time":
+        return lambda v: cell(v, "time")
+
+    def fast(value: Any) -> str:
+        if type(value) is str:
+            return value.translate(_CONTROL)
+        if type(value) is int:
+            return str(value)
+        return cell(value, kind)
+
+    return fast

@@ -30,18 +30,31 @@ class ColumnSpec:
 
 
 class Row:
-    """One row: display cells (already safe plain text), sortable values, and what it stands for."""
+    """One row: display cells (already safe plain text), raw values, and what it stands for."""
 
-    __slots__ = ("cells", "key", "ref", "search", "values")
+    __slots__ = ("_search", "cells", "key", "raw", "ref")
 
     def __init__(
-        self, cells: tuple[str, ...], values: tuple[Any, ...], key: Any = None, ref: Any = None
+        self, cells: tuple[str, ...], raw: tuple[Any, ...], key: Any = None, ref: Any = None
     ) -> None:
         self.cells = cells
-        self.values = values
+        self.raw = raw
         self.key = key
         self.ref = ref
-        self.search = "\t".join(cells).casefold()
+        self._search: str | None = None
+
+    @property
+    def search(self) -> str:
+        """Lower-cased text of the whole row, made on the first filter that needs it."""
+        if self._search is None:
+            self._search = "\t".join(self.cells).casefold()
+        return self._search
+
+    def sort_value(self, column: int, numeric: bool) -> Any:
+        value = self.raw[column]
+        if numeric:
+            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return None if value is None else self.cells[column]
 
 
 class RowModel:
@@ -146,19 +159,21 @@ class RowModel:
 
     def _sort_key(self, index: int) -> tuple[int, Any]:
         assert self.sort_column is not None
-        value = self.rows[index].values[self.sort_column]
+        numeric = self.columns[self.sort_column].kind in NUMERIC
+        value = self.rows[index].sort_value(self.sort_column, numeric)
         if value is None:
-            return (1, 0) if self.columns[self.sort_column].kind in NUMERIC else (1, "")
+            return (1, 0) if numeric else (1, "")
         return (0, value)
 
     def _sort_view(self) -> None:
         assert self._view is not None
         if self.sort_column is not None:
             # Missing values sort last in both directions.
-            present = [i for i in self._view if self.rows[i].values[self.sort_column] is not None]
-            missing = [i for i in self._view if self.rows[i].values[self.sort_column] is None]
-            present.sort(key=self._sort_key, reverse=self.sort_reverse)
-            self._view = present + missing
+            keyed = [(self._sort_key(i), i) for i in self._view]
+            present = [(k, i) for k, i in keyed if k[0] == 0]
+            missing = [i for k, i in keyed if k[0] == 1]
+            present.sort(key=lambda pair: pair[0], reverse=self.sort_reverse)
+            self._view = [i for _, i in present] + missing
 
     def _rebuild(self) -> None:
         self._view_dirty = False
@@ -190,10 +205,4 @@ def make_row(
 ) -> Row:
     """A row from raw values: ``fmt(value, kind)`` makes each display cell."""
     cells = tuple(fmt(v, c.kind) for v, c in zip(values, columns, strict=True))
-    sortable = tuple(
-        (v if isinstance(v, int | float) and not isinstance(v, bool) else None)
-        if c.kind in NUMERIC
-        else (cell if v is not None else None)
-        for v, c, cell in zip(values, columns, cells, strict=True)
-    )
-    return Row(cells, sortable, key=key, ref=ref)
+    return Row(cells, tuple(values), key=key, ref=ref)

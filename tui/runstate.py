@@ -86,6 +86,7 @@ class RunState:
         self.hosts: dict[str, HostInfo] = {name: HostInfo(name) for name in host_names}
         self.host_model = RowModel(HOST_COLUMNS)
         self.match_model = RowModel(match_columns(self.modules))
+        self._match_formatters = [(c.key, fmt.formatter(c.kind)) for c in self.match_model.columns]
         self.match_count = 0
         self.counts: Counter[str] = Counter()
         self._dirty_hosts: set[str] = set(self.hosts)
@@ -101,14 +102,17 @@ class RunState:
         if not self.pending:
             return False
         matches: list[Row] = []
-        pending, columns = self.pending, self.match_model.columns
-        keys = [c.key for c in columns[1:]]
+        pending = self.pending
+        keyed = self._match_formatters
+        host_fmt = keyed[0][1]
+        rest = keyed[1:]
         for _ in range(min(budget, len(pending))):
             event = pending.popleft()
             if type(event) is MatchEvent:
-                data = event.data if isinstance(event.data, dict) else {}
-                values = [event.host, *(data.get(k) for k in keys)]
-                matches.append(make_row(columns, values, fmt.cell, ref=event))
+                data = event.data if type(event.data) is dict else {}
+                raw = (event.host, *[data.get(k) for k, _ in rest])
+                cells = (host_fmt(event.host), *[f(data.get(k)) for k, f in rest])
+                matches.append(Row(cells, raw, ref=event))
             elif type(event) is StateEvent:
                 info = self._host(event.host)
                 if info.result is None:

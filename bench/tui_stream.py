@@ -1,0 +1,152 @@
+"""Benchmark: stream 100,000 match rows and 5,000 host updates into the running TUI (headless).
+
+Reports the longest event-loop stall while the stream is applied, and the time from the last
+event's arrival until the last row has been drawn in the matches table; the baseline is the
+longest stall of the same idle app measured in the same run.
+
+    .venv/bin/python bench/tui_stream.py [--matches 100000] [--hosts 5000] [--rate 50000]
+
+``--rate`` paces the producer (events per second, 0 = as fast as possible), like agents
+answering over the network. Goal (issue 4): no stall over 100 ms, last row visible within 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from console.dispatch import HostEvent, HostResult, MatchEvent, StateEvent
+from tui.app import SpyglassApp
+from tui.runstate import RunState
+from tui.session import Session
+from tui.vtable import VirtualTable
+from tui.watch_screen import WatchScreen
+
+CHUNK = 500
+
+
+class StallMonitor:
+    """Sleeps 5 ms at a time and records how late each wake-up was."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.005)
+            self.longest = max(self.longest, time.perf_counter() - start - 0.005)
+
+    def start(self) -> None:
+        self.longest = 0.0
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> float:
+        assert self._task is not None
+        self._task.cancel()
+        return self.longest
+
+
+def events(n_matches: int, n_hosts: int) -> list[list[object]]:
+    """Chunks of events as agents would send them: states, matches spread over hosts, results."""
+    hosts = [f"host-{i:05d}" for i in range(n_hosts)]
+    stream: list[object] = [StateEvent(h, "connecting") for h in hosts]
+    stream += [StateEvent(h, "running") for h in hosts]
+    per_host = max(1, n_matches // n_hosts)
+    for i in range(n_matches):
+        host = hosts[(i // per_host) % n_hosts]
+        stream.append(
+            MatchEvent(
+                host,
+                0,
+                "file",
+                {
+                    "path": f"/srv/www/uploads/file-{i:06d}.php",
+                    "size": i % 5000,
+                    "mode": "-rw-r--r--",
+                    "mtime": 1764400000 + i,
+                    "matched": ["name"],
+                },
+            )
+        )
+    stream += [HostEvent(HostResult(h, "matched", matches=per_host, elapsed_ms=900)) for h in hosts]
+    return [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
+
+
+async def bench(n_matches: int, n_hosts: int, rate: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="sgb", dir="/tmp") as tmp:
+        inventory = Path(tmp) / "inventory.toml"
+        inventory.write_text('[[hosts]]\nname = "host-00000"\naddress = "127.0.0.1"\n')
+        app = SpyglassApp(Session(str(inventory), Path(tmp) / "results.db"))
+        async with app.run_test(size=(160, 50)) as pilot:
+            action = {
+                "id": "BENCH0000000000000000000000",
+                "name": "bench",
+                "target": "all",
+                "operations": [{"module": "file", "params": {}}],
+            }
+            state = RunState(action, [f"host-{i:05d}" for i in range(n_hosts)])
+            app.current = state
+            await app.push_screen(WatchScreen(state))
+            await pilot.pause(0.3)
+            table = app.screen.query_one("#matches", VirtualTable)
+            chunks = events(n_matches, n_hosts)
+            total = sum(len(c) for c in chunks)
+
+            monitor = StallMonitor()
+            monitor.start()
+            await asyncio.sleep(0.5)
+            idle = monitor.stop()
+
+            monitor.start()
+            start = time.perf_counter()
+            sent = 0
+            for chunk in chunks:
+                for event in chunk:
+                    state.sink(event)  # type: ignore[arg-type]
+                sent += len(chunk)
+                if rate:
+                    ahead = sent / rate - (time.perf_counter() - start)
+                    await asyncio.sleep(max(0.0, ahead))
+                else:
+                    await asyncio.sleep(0)
+            last_arrival = time.perf_counter()
+            while state.pending or table.rendered_rows < n_matches:
+                await asyncio.sleep(0.005)
+            visible = time.perf_counter() - last_arrival
+            busy = monitor.stop()
+            assert state.counts["matched"] == n_hosts, state.counts
+            return {
+                "events": total,
+                "stream_s": last_arrival - start,
+                "idle_stall_ms": idle * 1000,
+                "max_stall_ms": busy * 1000,
+                "last_row_visible_s": visible,
+            }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--matches", type=int, default=100_000)
+    parser.add_argument("--hosts", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=50_000, help="events/s, 0 = unpaced")
+    args = parser.parse_args()
+    r = asyncio.run(bench(args.matches, args.hosts, args.rate))
+    print(f"events streamed:            {r['events']:,} in {r['stream_s']:.2f} s")
+    print(f"idle app, longest stall:    {r['idle_stall_ms']:.1f} ms (baseline)")
+    print(
+        f"streaming, longest stall:   {r['max_stall_ms']:.1f} ms "
+        f"({r['max_stall_ms'] / max(r['idle_stall_ms'], 0.1):.1f}x baseline; goal < 100 ms)"
+    )
+    print(f"last row visible after:     {r['last_row_visible_s'] * 1000:.0f} ms (goal < 1000 ms)")
+
+
+if __name__ == "__main__":
+    main()
