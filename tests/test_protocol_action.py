@@ -307,7 +307,9 @@ def test_bad_ids(bad_id: str) -> None:
     rejects(valid_raw(id=bad_id), message)
 
 
-@pytest.mark.parametrize("good_id", ["abcdefgh", "A-1-b-2-", "-" * 8, "Z" * 64, "01JD3M8Q7K2Y5V0C4T6N9P1R3S"])
+@pytest.mark.parametrize(
+    "good_id", ["abcdefgh", "A-1-b-2-", "-" * 8, "Z" * 64, "01JD3M8Q7K2Y5V0C4T6N9P1R3S"]
+)
 def test_good_ids(good_id: str) -> None:
     assert parse_action(valid_raw(id=good_id)).id == good_id
 
