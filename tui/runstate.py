@@ -89,7 +89,7 @@ class RunState:
         self._match_formatters = [(c.key, fmt.formatter(c.kind)) for c in self.match_model.columns]
         self.match_count = 0
         self.counts: Counter[str] = Counter()
-        self._dirty_hosts: set[str] = set(self.hosts)
+        self._dirty_hosts: dict[str, None] = dict.fromkeys(self.hosts)  # ordered
         self.flush_hosts()
 
     # -- feeding ---------------------------------------------------------------------------
@@ -119,11 +119,11 @@ class RunState:
                     info.state = event.state
                     if event.state == "connecting":
                         info.started = time.monotonic()
-                    self._dirty_hosts.add(event.host)
+                    self._dirty_hosts[event.host] = None
             elif type(event) is HostEvent:
                 info = self._host(event.result.host)
                 info.result = event.result
-                self._dirty_hosts.add(info.name)
+                self._dirty_hosts[info.name] = None
         if matches:
             self.match_model.append(matches)
             self.match_count += len(matches)
@@ -146,7 +146,7 @@ class RunState:
 
     def set_result(self, result: HostResult) -> None:
         self._host(result.host).result = result
-        self._dirty_hosts.add(result.host)
+        self._dirty_hosts[result.host] = None
 
     def flush_hosts(self) -> None:
         """Rewrite the rows of hosts that changed and recount the counters."""

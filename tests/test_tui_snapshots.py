@@ -1,0 +1,124 @@
+"""Snapshots of the compose, watch (finished, synthetic stable data) and history screens."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input
+
+from console.dispatch import HostEvent, HostResult, MatchEvent
+from console.store import Store
+from tui.app import SpyglassApp
+from tui.runstate import RunState
+from tui.session import Session
+from tui.watch_screen import WatchScreen
+
+SIZE = (140, 40)
+INVENTORY = "".join(
+    f'[[hosts]]\nname = "lab-00{i}"\naddress = "127.0.0.{i + 1}"\n'
+    f'tags = {{ role = "{role}", env = "{env}" }}\n\n'
+    for i, role, env in (
+        (1, "web", "staging"),
+        (2, "db", "prod"),
+        (3, "web", "prod"),
+        (4, "cache", "prod"),
+    )
+)
+ACTION = {
+    "version": 1,
+    "id": "01JD3M8Q7K2Y5V0C4T6N9P1R3S",
+    "name": "web shell sweep",
+    "description": "",
+    "target": "all",
+    "valid_from": 1764400000,
+    "expire_after": 1764400300,
+    "operations": [{"module": "file", "params": {"paths": ["/srv"], "name": [r"\.php$"]}}],
+}
+
+
+@pytest.fixture(autouse=True)
+def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Input, "cursor_blink", False)
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpyglassApp:
+    monkeypatch.setattr("protocol.action.new_action_id", lambda: ACTION["id"])
+    monkeypatch.setattr("protocol.action.time", types.SimpleNamespace(time=lambda: 1764400000))
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(INVENTORY)
+    return SpyglassApp(Session(str(inventory), tmp_path / "results.db"))
+
+
+def finished_state() -> RunState:
+    state = RunState(ACTION, [f"lab-00{i}" for i in range(1, 5)])
+    rows = [
+        ("lab-002", "/srv/hostile/[red]x[/a.php", 9),
+        ("lab-002", "/srv/hostile/esc\x1b[2J\x1b[31mred.php", 9),
+        ("lab-004", "/srv/www/uploads/.cache.php", 75),
+    ]
+    for host, path, size in rows:
+        data = {
+            "path": path,
+            "size": size,
+            "mode": "-rw-r--r--",
+            "mtime": 1764300000,
+            "matched": ["name"],
+        }
+        state.sink(MatchEvent(host, 0, "file", data))
+    results = [
+        HostResult("lab-001", "nomatch", elapsed_ms=412),
+        HostResult("lab-002", "matched", matches=2, elapsed_ms=530),
+        HostResult("lab-003", "rejected", "acl", "file needs weight 2, got 1", elapsed_ms=120),
+        HostResult("lab-004", "matched", matches=1, elapsed_ms=488),
+    ]
+    for result in results:
+        state.sink(HostEvent(result))
+    state.finished = True
+    return state
+
+
+def test_compose_snapshot(snap_compare, app: SpyglassApp) -> None:
+    async def fill(pilot) -> None:
+        await pilot.pause()
+        await pilot.press(*"/srv", "tab", *r"\.php$", "tab", "tab", *"(bad")
+        await pilot.press("ctrl+t", "ctrl+u", *"env=prod")
+        await pilot.pause()
+
+    assert snap_compare(app, run_before=fill, terminal_size=SIZE)
+
+
+def test_watch_finished_snapshot(snap_compare, app: SpyglassApp) -> None:
+    async def show(pilot) -> None:
+        await pilot.pause()
+        state = finished_state()
+        app.current = state
+        await app.push_screen(WatchScreen(state))
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, run_before=show, terminal_size=SIZE)
+
+
+def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path) -> None:
+    store = Store(tmp_path / "results.db")
+    for n, (run_id, target) in enumerate(
+        (("01RUNAAAAAAAAAAAAAAAAAAAAA", "all"), ("01RUNBBBBBBBBBBBBBBBBBBBBB", "env=prod"))
+    ):
+        store.begin_run(run_id, f"file on {target}", target, ["file"], {"action": ACTION}, 4)
+        store.set_host(run_id, "lab-004", "matched", None, "", 1, 400, None)
+        store.add_match(run_id, "lab-004", 0, "file", {"path": "/srv/www/uploads/.cache.php"})
+        store.finish_run(run_id, 1, 3 - n, n)
+        store.db.execute(
+            "UPDATE runs SET started = ?, finished = ? WHERE id = ?",
+            (1764400000 + 3600 * n, 1764400002 + 3600 * n, run_id),
+        )
+    store.close()
+
+    async def show(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("f4")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, run_before=show, terminal_size=SIZE)
