@@ -102,9 +102,14 @@ class Agent:
         return await asyncio.shield(pending)
 
     async def serve(
-        self, reader: ByteReader, write: Callable[[bytes], Awaitable[None]], peer: str
+        self,
+        reader: ByteReader,
+        write: Callable[[bytes], Awaitable[None]],
+        peer: str,
+        closed: asyncio.Future[Any] | None = None,
     ) -> None:
-        await Channel(self, write, peer).serve(reader)
+        """Serve one channel; ``closed`` resolves when the peer closes it (not on half-close)."""
+        await Channel(self, write, peer).serve(reader, closed)
 
     def close(self) -> None:
         self.replay.close()
@@ -128,7 +133,7 @@ class Channel:
     async def send(self, message: Message) -> None:
         await self._write(encode_frame(message.to_frame(), self.agent.config.agent.max_frame))
 
-    async def serve(self, reader: ByteReader) -> None:
+    async def serve(self, reader: ByteReader, closed: asyncio.Future[Any] | None = None) -> None:
         config = self.agent.config.agent
         try:
             while True:
@@ -137,6 +142,7 @@ class Channel:
                     async with asyncio.timeout(idle):
                         frame = await read_frame(reader, config.max_frame)
                     if frame is None:
+                        await self._drain(closed)
                         return
                     message = decode_message(frame, TO_AGENT)
                 except FrameError as err:
@@ -151,6 +157,15 @@ class Channel:
                 task.cancel()
             if self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _drain(self, closed: asyncio.Future[Any] | None) -> None:
+        """End of input. A half-close (``ssh -s ... < request``, or ``write_eof``) still gets
+        its answers: wait for the running actions, unless the peer closes the channel, which
+        cancels them (``serve``'s finally). Without a ``closed`` signal, cancel at once."""
+        if closed is None:
+            return
+        while self.tasks and not closed.done():
+            await asyncio.wait({*self.tasks, closed}, return_when=asyncio.FIRST_COMPLETED)
 
     async def _on_hello(self, _message: Any) -> None:
         await self.send(self.agent.hello())

@@ -36,9 +36,14 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
             process.stdout.write(data)
             await process.stdout.drain()
 
-        # If the console goes away, serve() has already cancelled its running operations.
-        with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):
-            await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}")
+        # If the console goes away, serve() has already cancelled its running operations;
+        # a mere end of input (half-close) lets them finish and answer.
+        closed = asyncio.ensure_future(process.channel.wait_closed())
+        try:
+            with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):
+                await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}", closed)
+        finally:
+            closed.cancel()
         process.exit(0)
 
     bound = []

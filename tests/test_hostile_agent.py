@@ -1,0 +1,261 @@
+"""A hostile client against a real agent: slowloris, stalled frames, huge headers, channel floods,
+action floods and a stranger's SSH key. The agent must stay up, keep its memory bounded, answer
+``busy`` beyond ``max_concurrent``, drop idle channels, and keep serving a normal client.
+
+The agent under test runs alone, with small limits (idle_timeout 2 s, login_timeout 2 s,
+max_concurrent 2), and trusts the lab's investigator key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import psutil
+import pytest
+import tomli_w
+
+from console.lab import Lab
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
+from protocol.frames import encode_frame, read_frame
+from protocol.signing import Signer
+from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent, write_agent
+from tests.conftest import short_tmp
+
+IDLE = 2
+MAX_CONCURRENT = 2
+SLOW_LINE = b"a" * 40 + b"!\n"  # `(a+)+$` backtracks for ages on this line
+RSS_GROWTH_LIMIT = 64 << 20  # what the agent may grow by while under attack
+
+
+def hostile_agent_dir(lab: Lab, **limits: Any) -> Path:
+    """An agent folder trusting the lab investigator, with short idle and login timeouts."""
+    directory = short_tmp("ha")
+    signer = Signer(lab.gnupghome)
+    write_agent(
+        directory,
+        investigators={"lab": signer.export_public()},
+        acl={"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}},
+        limits={"module_timeout": 60, "max_concurrent": MAX_CONCURRENT, **limits},
+    )
+    config_path = directory / "agentd.toml"
+    config = tomllib.loads(config_path.read_text())
+    config["agent"].update(idle_timeout=IDLE, login_timeout=IDLE)
+    config_path.write_bytes(tomli_w.dumps(config).encode())
+    srv = directory / "root" / "srv"
+    srv.mkdir(parents=True)
+    (srv / "hello.txt").write_text("hello\n")
+    (srv / "slow.txt").write_bytes(SLOW_LINE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def agent(lab: Lab) -> Iterator[AgentProc]:
+    started = start_agent(hostile_agent_dir(lab))
+    yield started
+    stop_agent(started)
+
+
+@pytest.fixture(scope="module")
+def signer(lab: Lab) -> Signer:
+    return Signer(lab.gnupghome)
+
+
+def rss(agent: AgentProc) -> int:
+    """Resident memory of the agent process (not its forkserver or operation children)."""
+    return int(psutil.Process(agent.proc.pid).memory_info().rss)
+
+
+def signed(signer: Signer, **params: Any) -> dict[str, Any]:
+    action = make_action("hostile", "all", [Operation("file", {"paths": ["/srv"], **params})])
+    return signer.sign(Envelope(action)).to_dict()
+
+
+async def connect(agent: AgentProc, key: asyncssh.SSHKey | None = None) -> Any:
+    return await asyncssh.connect(
+        agent.host,
+        agent.port,
+        username="t",
+        client_keys=[key or agent.console_key],
+        known_hosts=([agent.host_key.convert_to_public()], [], []),
+        config=None,
+        agent_path=None,
+    )
+
+
+async def read_all(process: Any, timeout: float = 30) -> list[dict[str, Any]]:
+    """Every frame until the agent closes the channel (bounded by ``timeout``)."""
+    frames = []
+    async with asyncio.timeout(timeout):
+        while (frame := await read_frame(process.stdout)) is not None:
+            frames.append(frame)
+    return frames
+
+
+async def assert_still_serves(agent: AgentProc, signer: Signer) -> None:
+    frames = await converse(agent, run_frames(signed(signer, name=["^hello"])))
+    assert [f["type"] for f in frames] == ["accepted", "match", "done", "finished"], frames
+    assert frames[1]["data"]["path"] == "/srv/hello.txt"
+
+
+def assert_alive(agent: AgentProc) -> None:
+    assert agent.proc.poll() is None, (agent.dir / "agentd.log").read_text()[-2000:]
+
+
+async def test_slowloris_channels_are_closed_after_idle_timeout_while_others_are_served(
+    agent: AgentProc, signer: Signer
+) -> None:
+    conns = [await connect(agent) for _ in range(3)]
+    try:
+        silent = [
+            await conn.create_process(subsystem="spyglass", encoding=None)
+            for conn in conns
+            for _ in range(20)
+        ]
+        await assert_still_serves(agent, signer)  # served while 60 channels sit silent
+        endings = await asyncio.gather(*(read_all(p, timeout=IDLE * 10) for p in silent))
+        for frames in endings:  # each one told why, then closed (read_all saw the end)
+            assert [f["type"] for f in frames] == ["error"]
+            assert "idle" in frames[0]["detail"]
+    finally:
+        for conn in conns:
+            conn.close()
+    assert_alive(agent)
+    await assert_still_serves(agent, signer)
+
+
+async def test_silent_tcp_connections_are_dropped_after_login_timeout(
+    agent: AgentProc, signer: Signer
+) -> None:
+    """Connections that never finish the SSH handshake hold nothing for long."""
+    socks = [
+        socket.create_connection((agent.host, agent.port), timeout=IDLE * 10) for _ in range(30)
+    ]
+    try:
+        await assert_still_serves(agent, signer)
+        for sock in socks:
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(4096):  # the version banner, then nothing until it hangs up
+                    pass
+    finally:
+        for sock in socks:
+            sock.close()
+    assert_alive(agent)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        struct.pack(">I", 100)[:2],  # half a header
+        struct.pack(">I", 100) + b'{"type": "hel',  # a header, then half the body
+    ],
+    ids=["half-header", "half-body"],
+)
+async def test_half_a_frame_then_stall_is_closed(
+    agent: AgentProc, signer: Signer, raw: bytes
+) -> None:
+    async with await connect(agent) as conn:
+        process = await conn.create_process(subsystem="spyglass", encoding=None)
+        process.stdin.write(raw)
+        frames = await read_all(process, timeout=IDLE * 10)
+    assert [f["type"] for f in frames] == ["error"] and "idle" in frames[0]["detail"]
+    await assert_still_serves(agent, signer)
+
+
+async def test_a_4_gib_header_gets_an_error_and_no_allocation(
+    agent: AgentProc, signer: Signer
+) -> None:
+    before = rss(agent)
+    async with await connect(agent) as conn:
+        processes = [
+            await conn.create_process(subsystem="spyglass", encoding=None) for _ in range(20)
+        ]
+        for process in processes:
+            process.stdin.write(struct.pack(">I", 0xFFFFFFFF) + b"{" * 1024)
+        endings = await asyncio.gather(*(read_all(p) for p in processes))
+    for frames in endings:
+        assert [f["type"] for f in frames] == ["error"]
+        assert "exceeds" in frames[0]["detail"]
+    assert rss(agent) - before < RSS_GROWTH_LIMIT
+    await assert_still_serves(agent, signer)
+
+
+async def test_400_channels_at_once_on_four_connections(agent: AgentProc, signer: Signer) -> None:
+    before = rss(agent)
+    hello = encode_frame({"type": "hello", "versions": [1]})
+    conns = [await connect(agent) for _ in range(4)]
+
+    async def one(conn: Any) -> dict[str, Any]:
+        process = await conn.create_process(subsystem="spyglass", encoding=None)
+        process.stdin.write(hello)
+        async with asyncio.timeout(60):
+            frame = await read_frame(process.stdout)
+        process.stdin.write_eof()
+        await read_all(process)  # clean end of stream: the agent closes too
+        return frame or {}
+
+    try:
+        answers = await asyncio.gather(*(one(c) for c in conns for _ in range(100)))
+    finally:
+        for conn in conns:
+            conn.close()
+    assert len(answers) == 400
+    assert all(a.get("type") == "hello" and a["version"] == 1 for a in answers)
+    assert_alive(agent)
+    assert rss(agent) - before < RSS_GROWTH_LIMIT
+    await assert_still_serves(agent, signer)
+
+
+async def test_action_flood_gets_busy_beyond_max_concurrent_and_replayed_for_copies(
+    agent: AgentProc, signer: Signer
+) -> None:
+    # Fill both slots with actions that spin until their channel closes.
+    slow = [signed(signer, content=["(a+)+$"]) for _ in range(MAX_CONCURRENT)]
+    async with await connect(agent) as hold:
+        holders = []
+        for envelope in slow:
+            process = await hold.create_process(subsystem="spyglass", encoding=None)
+            process.stdin.write(run_frames(envelope))
+            async with asyncio.timeout(30):
+                first = await read_frame(process.stdout)
+            assert first is not None and first["type"] == "accepted", first
+            holders.append(process)
+        # Then flood: fresh signed actions, and copies of a running one, as fast as we can,
+        # on separate channels and pipelined on one channel.
+        fresh = [signed(signer, name=["^hello"]) for _ in range(8)]
+        copies = [slow[0]] * 8
+        async with await connect(agent) as flood:
+            answers = await asyncio.gather(
+                *(converse(agent, run_frames(e)) for e in fresh + copies)
+            )
+            pipelined = await flood.create_process(subsystem="spyglass", encoding=None)
+            pipelined.stdin.write(b"".join(run_frames(e) for e in fresh))
+            pipelined.stdin.write_eof()
+            piped = await read_all(pipelined)
+        for process in holders:
+            process.close()  # cancels the spinning actions
+    reasons = [a[-1].get("reason") for a in answers]
+    assert reasons[:8] == ["busy"] * 8, answers[:8]
+    assert reasons[8:] == ["replayed"] * 8, answers[8:]
+    assert [f.get("reason") for f in piped] == ["busy"] * 8, piped
+    assert_alive(agent)
+    await assert_still_serves(agent, signer)  # the slots were freed
+
+
+async def test_unknown_ssh_key_is_refused_and_reaches_nothing(
+    agent: AgentProc, signer: Signer
+) -> None:
+    audit_before = len(agent.audit)
+    stranger = asyncssh.generate_private_key("ssh-ed25519")
+    with pytest.raises(asyncssh.PermissionDenied):
+        await connect(agent, stranger)
+    assert len(agent.audit) == audit_before  # no channel, no frame, no decision logged
+    await assert_still_serves(agent, signer)
