@@ -1,0 +1,158 @@
+"""Endpoint safety: a misbehaving operation is stopped by the agent's limits, reported with the
+right ``done`` status, and the agent carries on. No test module is added to the product: real
+modules are driven into pathological cases.
+
+- memory: the file module's content search buffers a line (up to 8 MiB) and Python's regex engine
+  keeps a mark per repetition of a capturing group, so ``^(?:(a)|b)*c`` over one 4 MB line wants
+  well over 512 MB; the child's RLIMIT_AS turns that into a MemoryError;
+- CPU: ``(a+)+$`` on 40 a's and a ``!`` backtracks for ages, ended by RLIMIT_CPU (SIGXCPU);
+- output: ``name: .`` over 5,000 files runs into the agent's match cap, or its result-bytes cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from console.lab import Lab
+from protocol.signing import Signer
+from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent
+from tests.test_hostile_agent import assert_alive, assert_still_serves, hostile_agent_dir, signed
+
+MEMORY_MB = 256
+MATCH_CAP = 100
+BYTES_CAP = 4000
+FLOOD_FILES = 5000
+DECOY = b"decoy:x:0:0:inside the root:/:/bin/false\n"
+DECOY_SHA256 = hashlib.sha256(DECOY).hexdigest()
+
+
+def _populate(root: Path) -> None:
+    srv = root / "srv"
+    (srv / "big.txt").write_bytes(b"a" * 4_000_000 + b"\n")
+    flood = srv / "flood"
+    flood.mkdir()
+    for i in range(FLOOD_FILES):
+        (flood / f"f{i:05d}").touch()
+    # Symlinks planted by an attacker, pointing out of the root.
+    (srv / "etc").symlink_to("/etc")
+    (srv / "passwd").symlink_to("/etc/passwd")
+    (srv / "up").symlink_to("../../../../../../..")
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_bytes(DECOY)
+
+
+def _limited(lab: Lab, **limits: Any) -> AgentProc:
+    directory = hostile_agent_dir(lab, **limits)
+    _populate(directory / "root")
+    return start_agent(directory)
+
+
+@pytest.fixture(scope="module")
+def agent(lab: Lab) -> Iterator[AgentProc]:
+    started = _limited(lab, cpu_seconds=1, memory_mb=MEMORY_MB, match_limit=MATCH_CAP)
+    yield started
+    stop_agent(started)
+
+
+@pytest.fixture(scope="module")
+def signer(lab: Lab) -> Signer:
+    return Signer(lab.gnupghome)
+
+
+async def run(agent: AgentProc, signer: Signer, **params: Any) -> list[dict[str, Any]]:
+    frames = await converse(agent, run_frames(signed(signer, **params)), timeout=60)
+    assert frames[0]["type"] == "accepted" and frames[-1]["type"] == "finished", frames[-3:]
+    return frames
+
+
+def done_of(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(f for f in frames if f["type"] == "done")
+
+
+def no_stray_children(agent: AgentProc) -> None:
+    """Only the forkserver (and its resource tracker) remain: the operation child is gone."""
+    children = psutil.Process(agent.proc.pid).children(recursive=True)
+    assert all(c.status() != psutil.STATUS_RUNNING for c in children), children
+
+
+async def test_unbounded_allocation_is_stopped_by_the_memory_rlimit(
+    agent: AgentProc, signer: Signer
+) -> None:
+    frames = await run(agent, signer, content=["^(?:(a)|b)*c"], name=["^big"])
+    done = done_of(frames)
+    assert done["status"] == "error"
+    assert any(f"memory limit of {MEMORY_MB} MiB" in e for e in done["errors"]), done
+    assert_alive(agent)
+    no_stray_children(agent)
+    await assert_still_serves(agent, signer)
+
+
+async def test_spinning_module_is_stopped_by_the_cpu_rlimit(
+    agent: AgentProc, signer: Signer
+) -> None:
+    frames = await run(agent, signer, content=["(a+)+$"], name=["^slow"])
+    done = done_of(frames)
+    assert done["status"] == "timeout"
+    assert any("CPU limit of 1 s" in e for e in done["errors"]), done
+    assert_alive(agent)
+    await assert_still_serves(agent, signer)
+
+
+async def test_match_flood_is_cut_by_the_agent_match_cap(agent: AgentProc, signer: Signer) -> None:
+    frames = await run(agent, signer, name=["."], match_limit=1_000_000)
+    done = done_of(frames)
+    assert done["status"] == "limit"
+    assert sum(f["type"] == "match" for f in frames) == MATCH_CAP
+    assert_alive(agent)
+    await assert_still_serves(agent, signer)
+
+
+async def test_result_bytes_flood_is_cut_by_the_byte_cap(lab: Lab, signer: Signer) -> None:
+    capped = _limited(lab, result_bytes=BYTES_CAP)
+    try:
+        frames = await run(capped, signer, name=["."], match_limit=1_000_000)
+        done = done_of(frames)
+        assert done["status"] == "limit"
+        rows = [f["data"] for f in frames if f["type"] == "match"]
+        assert 0 < len(rows) < FLOOD_FILES
+        assert sum(len(str(r)) for r in rows) <= BYTES_CAP
+        assert_alive(capped)
+        # The cap is per action: the next action has a fresh budget.
+        await assert_still_serves(capped, signer)
+    finally:
+        stop_agent(capped)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"paths": ["/srv"], "name": ["^passwd$"], "content": ["^root:"]},
+        {"paths": ["/srv/etc"], "name": ["^passwd$"]},
+        {"paths": ["/srv/passwd"]},
+        {"paths": ["/srv/up/etc"], "name": ["^passwd$"]},
+        {"paths": ["/../../../../etc/passwd"]},
+    ],
+    ids=["walk", "dir-link", "file-link", "dotdot-link", "dotdot-path"],
+)
+async def test_symlinks_never_lead_out_of_the_root(
+    agent: AgentProc, signer: Signer, params: dict[str, Any]
+) -> None:
+    frames = await run(agent, signer, return_sha256=True, **params)
+    rows = [f["data"] for f in frames if f["type"] == "match"]
+    for row in rows:
+        # A link met in a walk is reported as a link, never read through; a link in a requested
+        # path resolves as if the root were "/", so it reaches the decoy inside the root.
+        if row["mode"].startswith("l"):
+            assert row["sha256"] is None, row
+        else:
+            assert row["sha256"] == DECOY_SHA256, row
+    if "content" in params:  # the real /etc/passwd has a root: line; nothing matched it
+        assert not rows
+    else:
+        assert any(r["sha256"] == DECOY_SHA256 for r in rows) or params["paths"] == ["/srv"]
