@@ -1,0 +1,411 @@
+"""Faults seen from the console: an agent killed or restarted mid-action, a console killed
+mid-run, a slow lossy network. Real `spyglass` processes against the lab plus a dedicated agent
+(``victim``) that the test kills, restarts or slows down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import tomli_w
+
+from console.lab import Lab
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
+from protocol.signing import Signer
+from tests.agents import AgentProc, start_agent, stop_agent
+from tests.test_hostile_agent import hostile_agent_dir
+
+VICTIM = "victim"
+SLOW_OP = Operation("file", {"paths": ["/srv"], "content": ["(a+)+$"]})
+EVERY_FILE_OP = Operation("file", {"paths": ["/srv"], "name": ["."]})
+HELLO_OP = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
+
+
+# -- a dedicated agent joined to the lab's inventory ------------------------------------------
+def victim_dir(lab: Lab, **limits: Any) -> Path:
+    """An agent folder that trusts the lab's console SSH key and investigator key."""
+    directory = hostile_agent_dir(lab, **limits)
+    shutil.copy(lab.dir / "console_ed25519.pub", directory / "authorized_keys")
+    return directory
+
+
+def fleet_inventory(lab: Lab, where: Path, extra: dict[str, AgentProc]) -> Path:
+    """The lab's inventory plus ``extra`` agents (name -> agent), host keys pinned."""
+    inventory = tomllib.loads(lab.inventory.read_text())
+    inventory["defaults"]["known_hosts"] = str(where / "known_hosts")
+    inventory["defaults"]["client_keys"] = [str(lab.dir / "console_ed25519")]
+    known = (lab.dir / "known_hosts").read_text()
+    for name, agent in extra.items():
+        inventory["hosts"].append(
+            {"name": name, "address": agent.host, "port": agent.port, "tags": {"role": "test"}}
+        )
+        public = agent.host_key.export_public_key().decode().strip()
+        known += f"[{agent.host}]:{agent.port} {public}\n"
+    (where / "known_hosts").write_text(known)
+    path = where / "inventory.toml"
+    path.write_bytes(tomli_w.dumps(inventory).encode())
+    return path
+
+
+def console_env(lab: Lab, inventory: Path, store: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GNUPGHOME": str(lab.gnupghome),
+        "SPYGLASS_INVENTORY": str(inventory),
+        "SPYGLASS_STORE": str(store),
+    }
+
+
+def spyglass(env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()) -> Any:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "console.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+
+
+def envelope_file(lab: Lab, where: Path, *ops: Operation, expire: int = 300) -> Path:
+    action = make_action("faults", "all", list(ops), expire_seconds=expire)
+    path = where / f"{action.id}.json"
+    Signer(lab.gnupghome).sign(Envelope(action)).save(path)
+    return path
+
+
+def action_id(path: Path) -> str:
+    return str(json.loads(path.read_text())["action"]["id"])
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def host_statuses(out: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["host"]: e for e in out if e["event"] == "host"}
+
+
+def wait_for_verdict(agent: AgentProc, action: str, verdict: str = "accepted") -> None:
+    deadline = time.monotonic() + 60
+    while not any(r["action_id"] == action and r["verdict"] == verdict for r in agent.audit):
+        assert time.monotonic() < deadline, f"{action} never {verdict}"
+        time.sleep(0.05)
+
+
+def kill_hard(agent: AgentProc) -> None:
+    """SIGKILL the agent, then its forkserver and operation children (they would be orphans)."""
+    children = psutil.Process(agent.proc.pid).children(recursive=True)
+    agent.proc.kill()
+    agent.proc.wait()
+    for child in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
+@pytest.fixture
+def victim(lab: Lab) -> Iterator[AgentProc]:
+    started = start_agent(victim_dir(lab))
+    holder = [started]
+    yield started
+    for agent in holder:
+        if agent.proc.poll() is None:
+            stop_agent(agent)
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_agent_killed_mid_action_fails_that_host_only(
+    lab: Lab, victim: AgentProc, tmp_path: Path
+) -> None:
+    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "r.db")
+    envelope = envelope_file(lab, tmp_path, SLOW_OP)
+    console = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "action",
+            "launch",
+            str(envelope),
+            "--json",
+            "-t",
+            f"name={VICTIM} or name=lab-001 or name=lab-002",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_verdict(victim, action_id(envelope))
+        kill_hard(victim)
+        out, err = console.communicate(timeout=60)
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+    assert console.returncode == 3, err
+    hosts = host_statuses(events(out))
+    assert hosts[VICTIM]["status"] in ("error", "unreachable"), hosts[VICTIM]
+    assert hosts[VICTIM]["detail"]
+    assert hosts["lab-001"]["status"] == hosts["lab-002"]["status"] == "nomatch"
+    assert events(out)[-1] == {**events(out)[-1], "hosts": 3, "nomatch": 2, "failed": 1}
+
+
+def test_console_killed_mid_run_keeps_every_printed_event(
+    lab: Lab, victim: AgentProc, tmp_path: Path
+) -> None:
+    """op 0 matches every file at once; op 1 spins on the victim only (its slow.txt)."""
+    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "r.db")
+    envelope = envelope_file(lab, tmp_path, EVERY_FILE_OP, SLOW_OP)
+    fast_hosts = {"lab-001", "lab-002", "lab-003"}
+    console = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "action",
+            "launch",
+            str(envelope),
+            "--json",
+            "-t",
+            f"name={VICTIM} or name in (lab-001, lab-002, lab-003)",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    printed: list[dict[str, Any]] = []
+    try:
+        assert console.stdout is not None
+        while True:  # read as the console prints, until the victim's op 0 is done
+            line = console.stdout.readline()
+            assert line, f"console ended early: {printed[-3:]}"
+            printed.append(json.loads(line))
+            answered = {e["host"] for e in printed if e["event"] == "host"}
+            victim_rows = [e for e in printed if e["event"] == "match" and e["host"] == VICTIM]
+            if answered >= fast_hosts and len(victim_rows) == 2:  # hello.txt and slow.txt
+                break
+        wait_for_verdict(victim, action_id(envelope))
+        console.send_signal(signal.SIGKILL)
+        console.wait()
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+    shown = spyglass(env, "results", "show", action_id(envelope), "--json")
+    assert shown.returncode == 0, shown.stderr
+    stored = events(shown.stdout)
+
+    def key(e: dict[str, Any]) -> str:
+        return json.dumps(e, sort_keys=True)
+
+    printed_matches = sorted(key(e) for e in printed if e["event"] == "match")
+    stored_matches = sorted(key(e) for e in stored if e["event"] == "match")
+    assert printed_matches == stored_matches
+    printed_hosts = {e["host"]: e["status"] for e in printed if e["event"] == "host"}
+    stored_hosts = {e["host"]: e["status"] for e in stored if e["event"] == "host"}
+    assert printed_hosts == stored_hosts and set(printed_hosts) == fast_hosts
+    text = spyglass(env, "results", "show", action_id(envelope))
+    assert text.returncode == 0 and "/srv/slow.txt" in text.stdout
+
+
+def _restart(lab: Lab, agent: AgentProc, where: Path) -> tuple[AgentProc, Path]:
+    """Stop and start the agent (it comes back on a new port); a re-pointed inventory."""
+    stop_agent(agent)
+    again = start_agent(agent.dir)
+    return again, fleet_inventory(lab, where, {VICTIM: again})
+
+
+def test_restarted_agent_serves_the_stored_outcome_to_a_relaunch(
+    lab: Lab, victim: AgentProc, tmp_path: Path
+) -> None:
+    envelope = envelope_file(lab, tmp_path, HELLO_OP)
+    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
+    first = spyglass(env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json")
+    assert first.returncode == 0, first.stderr
+    restarted, inventory = _restart(lab, victim, tmp_path)
+    try:
+        env = console_env(lab, inventory, tmp_path / "b.db")
+        again = spyglass(env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json")
+        assert again.returncode == 0, again.stderr
+        before, after = events(first.stdout), events(again.stdout)
+        assert [e for e in after if e["event"] == "match"] == [
+            e for e in before if e["event"] == "match"
+        ]
+        assert host_statuses(after)[VICTIM]["status"] == "matched"
+        verdicts = [r["verdict"] for r in restarted.audit if r["action_id"] == action_id(envelope)]
+        assert verdicts == ["accepted", "replayed-outcome"]  # not run a second time
+        shown = spyglass(env, "results", "show", action_id(envelope), "--json")
+        assert "/srv/hello.txt" in shown.stdout
+    finally:
+        stop_agent(restarted)
+
+
+def test_agent_restarted_mid_action_refuses_the_relaunch(
+    lab: Lab, victim: AgentProc, tmp_path: Path
+) -> None:
+    envelope = envelope_file(lab, tmp_path, SLOW_OP)
+    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
+    console = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "action",
+            "launch",
+            str(envelope),
+            "--json",
+            "-t",
+            f"name={VICTIM}",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        wait_for_verdict(victim, action_id(envelope))
+        restarted, inventory = _restart(lab, victim, tmp_path)
+        out, _ = console.communicate(timeout=60)
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+    try:
+        assert host_statuses(events(out))[VICTIM]["status"] in ("error", "unreachable")
+        env = console_env(lab, inventory, tmp_path / "b.db")
+        again = spyglass(env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json")
+        assert again.returncode == 3, again.stderr
+        host = host_statuses(events(again.stdout))[VICTIM]
+        assert (host["status"], host["reason"]) == ("rejected", "replayed")
+    finally:
+        stop_agent(restarted)
+
+
+# -- a slow, lossy network in a namespace ---------------------------------------------------------
+def _netem_unavailable() -> str | None:
+    """Why a netem namespace cannot be made here, or None when it can."""
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "iproute2 (ip, tc) is not installed"
+    name = f"sgprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    if made.returncode:
+        return f"`ip netns add` failed: {made.stderr.strip()}"
+    try:
+        qdisc = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "lo",
+                "root",
+                "netem",
+                "delay",
+                "150ms",
+                "loss",
+                "5%",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if qdisc.returncode:
+            return (
+                "the kernel refuses a netem qdisc (sch_netem missing: "
+                f"CONFIG_NET_SCH_NETEM not set?): tc said {qdisc.stderr.strip()!r}"
+            )
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+@pytest.mark.netns
+def test_agent_behind_300ms_latency_and_5pct_loss_answers_within_expiry(
+    lab: Lab, tmp_path: Path
+) -> None:
+    if reason := _netem_unavailable():
+        pytest.skip(reason)
+    ns = f"sgnetem{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    agent = None
+    try:
+        in_ns = ("ip", "netns", "exec", ns)
+        subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
+        # 150 ms each way on lo: 300 ms round trips, and 5% of packets lost.
+        subprocess.run(
+            [
+                *in_ns,
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "lo",
+                "root",
+                "netem",
+                "delay",
+                "150ms",
+                "loss",
+                "5%",
+            ],
+            check=True,
+        )
+        directory = victim_dir(lab)
+        log = (directory / "agentd.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                *in_ns,
+                sys.executable,
+                "-m",
+                "agentd.cli",
+                "--config",
+                str(directory / "agentd.toml"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while "ready" not in (text := (directory / "agentd.log").read_text()).split():
+            assert proc.poll() is None and time.monotonic() < deadline, text
+            time.sleep(0.1)
+        address = next(ln.split()[2] for ln in text.splitlines() if ln.startswith("listening"))
+        host, _, port = address.rpartition(":")
+        import asyncssh
+
+        agent = AgentProc(
+            directory,
+            proc,
+            host,
+            int(port),
+            asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
+            asyncssh.read_private_key(str(directory / "console_key")),
+        )
+        env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: agent}), tmp_path / "r.db")
+        envelope = envelope_file(lab, tmp_path, HELLO_OP, expire=60)
+        done = spyglass(
+            env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json", prefix=in_ns
+        )
+        assert done.returncode == 0, done.stderr
+        assert host_statuses(events(done.stdout))[VICTIM]["status"] == "matched"
+    finally:
+        if agent is not None:
+            stop_agent(agent)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
