@@ -16,6 +16,15 @@ from modules.registry import get_module
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
 _CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+# Characters that reorder or break the line around them (bidi embeddings, overrides and isolates,
+# line and paragraph separators): a name holding U+202E shows "evil\u202egpj.exe" as "evilexe.jpg".
+_CONTROL.update(
+    {c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x2028, 0x202F), *range(0x2066, 0x206A))}
+)
+# Lone surrogates: bytes of a non-UTF-8 file name, decoded with surrogateescape (U+DC80..U+DCFF
+# stand for bytes 0x80..0xFF). They have no UTF-8 form, so print the byte they stand for.
+_CONTROL.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+_CONTROL.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in _CONTROL})
 
 
 def printable(value: Any) -> str:
@@ -24,6 +33,21 @@ def printable(value: Any) -> str:
         return ",".join(printable(v) for v in value)
     text = value if isinstance(value, str) else "" if value is None else str(value)
     return text.translate(_CONTROL)
+
+
+def json_line(record: Any) -> str:
+    """One line of JSON that is valid UTF-8 whatever an agent sent.
+
+    A lone surrogate (a non-UTF-8 file name) cannot be written as UTF-8: such a record is
+    written with ASCII escapes instead (``"\\udcff"``), which ``json.loads`` turns back into the
+    same string, so the name's bytes survive (``os.fsencode``).
+    """
+    text = json.dumps(record, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(record, ensure_ascii=True)
+    return text
 
 
 def columns_of(module: str) -> list[str]:
@@ -40,7 +64,7 @@ class JsonLines:
     def __call__(self, event: Event) -> None:
         if isinstance(event, MatchEvent | HostEvent):
             record = event.to_event() if isinstance(event, MatchEvent) else event.result.to_event()
-            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.write(json_line(record) + "\n")
             self.out.flush()
 
     def summary(self, summary: Summary) -> None:

@@ -55,6 +55,25 @@ CREATE INDEX IF NOT EXISTS matches_run ON matches(run_id, seq);
 """
 
 
+def _json(value: Any) -> str:
+    """JSON text SQLite can hold: a lone surrogate (a non-UTF-8 file name an agent reported) has
+    no UTF-8 form, so such a value is stored with ASCII escapes, which load back identical."""
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value)
+    return text
+
+
+def _text(value: str | None) -> str | None:
+    """A free-text column from an agent (a detail naming a non-UTF-8 path): keep it storable,
+    escaping what UTF-8 cannot hold (``\\udcff``), rather than lose the whole batch."""
+    if value is None:
+        return None
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def default_store_path() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "spyglass" / "results.db"
@@ -98,7 +117,7 @@ class Store:
         self._pending.append(
             (
                 "INSERT INTO matches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, host, op, module, json.dumps(data, ensure_ascii=False), time.time()),
+                (run_id, seq, host, op, module, _json(data), time.time()),
             )
         )
 
@@ -118,10 +137,10 @@ class Store:
                 "INSERT OR REPLACE INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
-                    host,
+                    _text(host),
                     status,
-                    reason,
-                    detail,
+                    _text(reason),
+                    _text(detail),
                     matches,
                     elapsed_ms,
                     json.dumps(agent) if agent else None,
