@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from console.lab import Lab
@@ -75,12 +74,6 @@ def done_of(frames: list[dict[str, Any]]) -> dict[str, Any]:
     return next(f for f in frames if f["type"] == "done")
 
 
-def no_stray_children(agent: AgentProc) -> None:
-    """Only the forkserver (and its resource tracker) remain: the operation child is gone."""
-    children = psutil.Process(agent.proc.pid).children(recursive=True)
-    assert all(c.status() != psutil.STATUS_RUNNING for c in children), children
-
-
 async def test_unbounded_allocation_is_stopped_by_the_memory_rlimit(
     agent: AgentProc, signer: Signer
 ) -> None:
@@ -89,7 +82,6 @@ async def test_unbounded_allocation_is_stopped_by_the_memory_rlimit(
     assert done["status"] == "error"
     assert any(f"memory limit of {MEMORY_MB} MiB" in e for e in done["errors"]), done
     assert_alive(agent)
-    no_stray_children(agent)
     await assert_still_serves(agent, signer)
 
 
