@@ -18,6 +18,7 @@ from typing import Any
 
 from agentd.audit import AuditLog
 from agentd.config import AgentConfig, load_config
+from agentd.privacy import row_masker
 from agentd.replay import ReplayCache
 from agentd.runner import Budget, run_operation
 from modules.registry import all_modules, get_module
@@ -239,9 +240,13 @@ class Channel:
         config = self.agent.config
         queue: asyncio.Queue[Message] = asyncio.Queue()
 
+        mask = row_masker(module) if config.limits.privacy else None
+
         def sink(kind: str, payload: dict[str, Any]) -> None:
-            event = Match(index, payload) if kind == "match" else Progress(index, payload)
-            queue.put_nowait(event)
+            if kind == "match":
+                queue.put_nowait(Match(index, mask(payload) if mask else payload))
+            else:
+                queue.put_nowait(Progress(index, payload))
 
         timeout = max(0, min(config.limits.module_timeout, expire_after - time.time()))
         forward = asyncio.create_task(self._forward(queue, recorded))

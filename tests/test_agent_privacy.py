@@ -1,0 +1,60 @@
+"""Privacy mode: a real agent masks path and address columns before rows leave the endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agentd.privacy import MASK, row_masker
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
+from protocol.signing import Signer, generate_key
+from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent, write_agent
+from tests.conftest import kill_gpg_agent, short_tmp
+
+
+@pytest.fixture(scope="module")
+def signer() -> Iterator[Signer]:
+    home = short_tmp("g")
+    generate_key(home)
+    yield Signer(home)
+    kill_gpg_agent(home)
+
+
+def _agent(signer: Signer, privacy: bool) -> AgentProc:
+    directory = short_tmp("ap")
+    acl = {"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}}
+    write_agent(
+        directory,
+        investigators={"me": signer.export_public()},
+        acl=acl,
+        limits={"privacy": privacy},
+    )
+    (directory / "root" / "srv").mkdir(parents=True)
+    (directory / "root" / "srv" / "secret-customer-list.csv").write_text("x\n")
+    return start_agent(directory)
+
+
+@pytest.mark.parametrize("privacy", [True, False])
+async def test_privacy_masks_paths(signer: Signer, privacy: bool) -> None:
+    agent = _agent(signer, privacy)
+    try:
+        action = make_action(
+            "t", "all", [Operation("file", {"paths": ["/srv"], "name": ["customer"]})]
+        )
+        frames = await converse(agent, run_frames(signer.sign(Envelope(action)).to_dict()))
+    finally:
+        stop_agent(agent)
+    match = next(f for f in frames if f["type"] == "match")
+    expected = MASK if privacy else "/srv/secret-customer-list.csv"
+    assert match["data"]["path"] == expected
+    assert match["data"]["size"] == 2  # metadata that is not a path stays
+
+
+def test_masker_follows_column_kinds() -> None:
+    mask = row_masker("netstat")
+    row = {"remote_addr": "203.0.113.9", "remote_port": 443, "local_addr": "", "process": "sshd"}
+    masked = mask(row)
+    assert masked["remote_addr"] == MASK and masked["remote_port"] == 443
+    assert masked["process"] == "sshd"
