@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from protocol.acl import Acl, AclRule
+from protocol.acl import Acl, acl_from_table
 from protocol.errors import ConfigError
 
 
@@ -91,7 +91,7 @@ def load_config(path: str | Path) -> AgentConfig:
         _host, sep, port = item.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"{where}: agent.listen: {item!r} is not HOST:PORT")
-    return AgentConfig(path, agent, limits, _acl(data.get("acl", {}), f"{where}: acl"))
+    return AgentConfig(path, agent, limits, acl_from_table(data.get("acl", {}), f"{where}: acl"))
 
 
 def _section(cls: type[Any], table: Any, where: str) -> Any:
@@ -105,25 +105,6 @@ def _section(cls: type[Any], table: Any, where: str) -> Any:
         if not _conforms(value, hints[key]):
             raise ConfigError(f"{where}.{key}: expected {_type_name(hints[key])}, got {value!r}")
     return cls(**table)
-
-
-def _acl(table: Any, where: str) -> Acl:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected tables [acl.MODULE]")
-    rules = {}
-    for module, rule in table.items():
-        if not isinstance(rule, dict) or set(rule) - {"minimum_weight", "investigators"}:
-            raise ConfigError(f"{where}.{module}: expected minimum_weight and investigators")
-        weight = rule.get("minimum_weight", 1)
-        people = rule.get("investigators", {})
-        if not isinstance(weight, int) or weight < 1:
-            raise ConfigError(f"{where}.{module}.minimum_weight: expected an integer >= 1")
-        if not isinstance(people, dict) or not all(
-            isinstance(w, int) and not isinstance(w, bool) for w in people.values()
-        ):
-            raise ConfigError(f"{where}.{module}.investigators: expected {{FINGERPRINT = weight}}")
-        rules[module] = AclRule(weight, {fpr.upper(): w for fpr, w in people.items()})
-    return Acl(rules)
 
 
 def _conforms(value: Any, hint: Any) -> bool:

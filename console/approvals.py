@@ -20,11 +20,10 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import gnupg
 
-from protocol.acl import Acl, AclRule
+from protocol.acl import Acl, acl_from_table
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError, Rejected
 from protocol.signing import Keyring, SigCheck
@@ -68,29 +67,9 @@ def read_agent_policy(path: str | Path) -> AgentPolicy:
         path,
         str(agent.get("name", "agent")),
         (path.parent / folder).resolve(),
-        _acl(data.get("acl", {}), f"{where}: acl"),
+        acl_from_table(data.get("acl", {}), f"{where}: acl"),
         Policy(skew, lifetime),
     )
-
-
-def _acl(table: Any, where: str) -> Acl:
-    """``[acl.MODULE]`` tables, read with agentd's rules (see the module docstring)."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected tables [acl.MODULE]")
-    rules = {}
-    for module, rule in table.items():
-        if not isinstance(rule, dict) or set(rule) - {"minimum_weight", "investigators"}:
-            raise ConfigError(f"{where}.{module}: expected minimum_weight and investigators")
-        weight = rule.get("minimum_weight", 1)
-        people = rule.get("investigators", {})
-        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
-            raise ConfigError(f"{where}.{module}.minimum_weight: expected an integer >= 1")
-        if not isinstance(people, dict) or not all(
-            isinstance(w, int) and not isinstance(w, bool) for w in people.values()
-        ):
-            raise ConfigError(f"{where}.{module}.investigators: expected {{FINGERPRINT = weight}}")
-        rules[module] = AclRule(weight, {fpr.upper(): w for fpr, w in people.items()})
-    return Acl(rules)
 
 
 @dataclass

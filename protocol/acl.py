@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from protocol.errors import Rejected
+from protocol.errors import ConfigError, Rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +40,23 @@ class Acl:
             need = rule.minimum_weight if rule else 1
             if rule is None or got < need:
                 raise Rejected("acl", f"module {module!r} needs weight {need}, signers have {got}")
+
+
+def acl_from_table(table: Any, where: str) -> Acl:
+    """The ``[acl.MODULE]`` tables of an agent configuration; ConfigError names the key."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected tables [acl.MODULE]")
+    rules = {}
+    for module, rule in table.items():
+        if not isinstance(rule, dict) or set(rule) - {"minimum_weight", "investigators"}:
+            raise ConfigError(f"{where}.{module}: expected minimum_weight and investigators")
+        weight = rule.get("minimum_weight", 1)
+        people = rule.get("investigators", {})
+        if not isinstance(weight, int) or isinstance(weight, bool) or weight < 1:
+            raise ConfigError(f"{where}.{module}.minimum_weight: expected an integer >= 1")
+        if not isinstance(people, dict) or not all(
+            isinstance(w, int) and not isinstance(w, bool) for w in people.values()
+        ):
+            raise ConfigError(f"{where}.{module}.investigators: expected {{FINGERPRINT = weight}}")
+        rules[module] = AclRule(weight, {fpr.upper(): w for fpr, w in people.items()})
+    return Acl(rules)
