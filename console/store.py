@@ -1,8 +1,9 @@
 """The results store: SQLite in WAL mode, written as events arrive.
 
-Events queued in one turn of the event loop are committed together at the end of that turn, so a
-console that dies loses nothing it had received, while a flood of matches costs one commit per
-batch rather than one per row.
+Writes are queued and committed by ``flush`` in one transaction. ``console.investigation`` flushes
+at the end of each event-loop turn, *before* handing that turn's events to a front end, so a
+console that dies loses nothing it had shown, while a flood of matches costs one commit per batch
+rather than one per row.
 """
 
 from __future__ import annotations
@@ -111,15 +112,18 @@ class Store:
         )
         self._seq[run_id] = 0
 
-    def add_match(self, run_id: str, host: str, op: int, module: str, data: dict[str, Any]) -> None:
+    def add_match(self, run_id: str, host: str, op: int, module: str, data: dict[str, Any]) -> int:
+        """Queue one match row; returns the size of its stored JSON, for the console's caps."""
         seq = self._seq.get(run_id, 0) + 1
         self._seq[run_id] = seq
+        text = _json(data)
         self._pending.append(
             (
                 "INSERT INTO matches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, seq, host, op, module, _json(data), time.time()),
+                (run_id, seq, host, op, module, text, time.time()),
             )
         )
+        return len(text)
 
     def set_host(
         self,
@@ -160,10 +164,13 @@ class Store:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        with self.db:
-            self.db.execute("BEGIN")
-            for sql, args in pending:
-                self.db.execute(sql, args)
+        try:
+            with self.db:
+                self.db.execute("BEGIN")
+                for sql, args in pending:
+                    self.db.execute(sql, args)
+        except sqlite3.Error as err:  # disk full, store deleted or locked: say which store
+            raise ConfigError(f"results store {self.path}: {err}") from None
 
     def delete_older_than(self, seconds: float) -> int:
         cutoff = time.time() - seconds
