@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from console.output import columns_of
+from console.output import columns_of, json_line, utf8_text
 from console.store import Store
+
+# OWASP "CSV injection": a cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
@@ -32,21 +35,23 @@ def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
 
 
 def write_jsonl(store: Store, run_id: str, out: TextIO) -> int:
-    """Write the run as JSON lines; returns the number of lines."""
+    """Write the run as JSON lines, valid UTF-8 whatever agents sent; returns the line count."""
     count = 0
     for record in jsonl_records(store, run_id):
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.write(json_line(record) + "\n")
         count += 1
     return count
 
 
 def csv_cell(value: Any) -> str:
-    """CSV cells an attacker named: neutralise spreadsheet formulas, keep the text intact."""
+    """CSV cells an attacker named: neutralise spreadsheet formulas (a leading ``'``), write a
+    non-UTF-8 name's bytes as ``\\xff`` like the text output; the csv module quotes the rest."""
     if isinstance(value, list):
         text = ",".join(map(str, value))
     else:
         text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    text = utf8_text(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def write_csv(store: Store, run_id: str, modules: list[str], out: TextIO) -> int:

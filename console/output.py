@@ -23,8 +23,9 @@ _CONTROL.update(
 )
 # Lone surrogates: bytes of a non-UTF-8 file name, decoded with surrogateescape (U+DC80..U+DCFF
 # stand for bytes 0x80..0xFF). They have no UTF-8 form, so print the byte they stand for.
-_CONTROL.update({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
-_CONTROL.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in _CONTROL})
+_SURROGATES = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}
+_SURROGATES.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in _SURROGATES})
+_CONTROL.update(_SURROGATES)
 
 
 def printable(value: Any) -> str:
@@ -33,6 +34,12 @@ def printable(value: Any) -> str:
         return ",".join(printable(v) for v in value)
     text = value if isinstance(value, str) else "" if value is None else str(value)
     return text.translate(_CONTROL)
+
+
+def utf8_text(text: str) -> str:
+    """``text`` with only its lone surrogates escaped as ``printable`` does (``\\xff`` for the
+    byte 0xff of a non-UTF-8 name): for formats that quote the rest themselves, such as CSV."""
+    return text.translate(_SURROGATES)
 
 
 def json_line(record: Any) -> str:

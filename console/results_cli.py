@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
 from typing import Any
 
+from console import history
 from console.compose import parse_duration
 from console.output import columns_of, printable
 from console.store import Store, default_store_path
@@ -60,46 +60,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     store = _store(args)
     run = _run(store, args.id)
-    hosts = store.hosts(run["id"])
     if args.json:
-        for match in store.matches(run["id"]):
-            print(json.dumps({"event": "match", **match}, ensure_ascii=False))
-        for h in hosts:
-            print(
-                json.dumps(
-                    {
-                        "event": "host",
-                        "host": h["host"],
-                        "status": h["status"],
-                        "reason": h["reason"],
-                        "detail": h["detail"],
-                        "matches": h["matches"],
-                        "elapsed_ms": h["elapsed_ms"],
-                    }
-                )
-            )
+        history.write_jsonl(store, run["id"], sys.stdout)
         return 0
     if args.csv:
-        modules = run["modules"].split(",")
-        cols = [c for m in dict.fromkeys(modules) for c in columns_of(m)]
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["host", "op", "module", *cols])
-        for match in store.matches(run["id"]):
-            writer.writerow(
-                [
-                    match["host"],
-                    match["op"],
-                    match["module"],
-                    *[_csv_cell(match["data"].get(c)) for c in cols],
-                ]
-            )
+        history.write_csv(store, run["id"], run["modules"].split(","), sys.stdout)
         return 0
     print(f"{run['id']}  {printable(run['name'])}  target: {printable(run['target'])}")
     for match in store.matches(run["id"]):
         cells = [printable(match["data"].get(c)) for c in columns_of(match["module"])]
         print("\t".join([printable(match["host"]), *cells]))
     print("\nhost\tstatus\tmatches\tdetail")
-    for h in hosts:
+    for h in store.hosts(run["id"]):
         status = f"{h['status']}:{h['reason']}" if h["reason"] else h["status"]
         print(f"{printable(h['host'])}\t{status}\t{h['matches']}\t{printable(h['detail'])}")
     return 0
@@ -108,15 +80,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     store = _store(args)
     before, after = _run(store, args.id1), _run(store, args.id2)
-    rows = [{_row_key(m) for m in store.matches(r["id"])} for r in (before, after)]
-    hosts = [{h["host"]: h["status"] for h in store.hosts(r["id"])} for r in (before, after)]
-    for host in sorted(set(hosts[0]) | set(hosts[1])):
-        old, new = hosts[0].get(host, "-"), hosts[1].get(host, "-")
-        if old != new:
-            print(f"host\t{printable(host)}\t{old} -> {new}")
-    for sign, found in (("-", rows[0] - rows[1]), ("+", rows[1] - rows[0])):
-        for host, data in sorted(found):
-            print(f"{sign}\t{printable(host)}\t{printable(data)}")
+    diff = history.diff_runs(store, before["id"], after["id"])
+    for host, old, new in diff.hosts:
+        print(f"host\t{printable(host)}\t{old} -> {new}")
+    for sign, rows in (("-", diff.removed), ("+", diff.added)):
+        for host, data in rows:
+            row = json.dumps(data, sort_keys=True, ensure_ascii=False)
+            print(f"{sign}\t{printable(host)}\t{printable(row)}")
     return 0
 
 
@@ -124,19 +94,3 @@ def cmd_prune(args: argparse.Namespace) -> int:
     removed = _store(args).delete_older_than(parse_duration(args.older_than))
     print(f"removed {removed} run(s)")
     return 0
-
-
-def _row_key(match: dict[str, Any]) -> tuple[str, str]:
-    return match["host"], json.dumps(match["data"], sort_keys=True, ensure_ascii=False)
-
-
-def _csv_cell(value: Any) -> str:
-    """CSV cells an attacker named: neutralise spreadsheet formulas, keep the text intact."""
-    text = (
-        ",".join(map(str, value))
-        if isinstance(value, list)
-        else ""
-        if value is None
-        else str(value)
-    )
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

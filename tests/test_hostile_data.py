@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from console import history
 from console.dispatch import HostEvent, HostResult, MatchEvent, Summary
 from console.lab import Lab
 from console.output import JsonLines, TextOutput, printable
@@ -147,12 +148,6 @@ def test_results_show_text_escapes_hostile_names(runs: Runs) -> None:
     assert_names_shown_escaped(assert_inert_text(shown.stdout))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="console/results_cli.py cmd_show --json prints json.dumps(ensure_ascii=False): a "
-    "non-UTF-8 name becomes a raw 0xff byte (or a UnicodeEncodeError under a strict locale); "
-    "console.output.json_line is the fix",
-)
 def test_results_show_json_is_valid_utf8_json(runs: Runs) -> None:
     shown = spyglass_bytes(runs.env, "results", "show", runs.run_id, "--json")
     assert shown.returncode == 0, shown.stderr
@@ -178,14 +173,30 @@ def test_results_show_csv_is_valid_and_neutralises_formulas(runs: Runs) -> None:
     assert all(not cell.startswith(("=", "+", "-", "@")) for row in body for cell in row)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="console/results_cli.py cmd_show --csv writes a non-UTF-8 name's surrogates to "
-    "stdout: raw 0xff bytes under a surrogateescape locale, a crash under a strict one",
-)
 def test_results_show_csv_is_valid_utf8(runs: Runs) -> None:
     shown = spyglass_bytes(runs.env, "results", "show", runs.run_id, "--csv")
-    shown.stdout.decode("utf-8")
+    text = shown.stdout.decode("utf-8")  # strict: the non-UTF-8 name's bytes are escaped
+    assert r"/srv/evil/bad\xff\xfename" in text
+
+
+def test_results_diff_text_escapes_hostile_names(runs: Runs) -> None:
+    """`results diff` of an empty run against this one lists every hostile row, inert."""
+    store = Store(runs.env["SPYGLASS_STORE"])
+    try:
+        store.begin_run("01EMPTYRUN000000", "empty", "all", ["file"], {}, 0)
+        store.finish_run("01EMPTYRUN000000", 0, 0, 0)
+    finally:
+        store.close()
+    diff = spyglass_bytes(runs.env, "results", "diff", "01EMPTYRUN000000", runs.run_id)
+    assert diff.returncode == 0, diff.stderr
+    text = assert_inert_text(diff.stdout)
+    added = [line.split("\t", 2)[2] for line in text.splitlines() if line.startswith("+\t")]
+    assert len(added) == len(runs.expected)  # embedded newlines did not split rows
+    # Rows print as JSON (its escapes keep them inert); the non-UTF-8 name's bytes as \xff.
+    bad = [row for row in added if r"bad\xff\xfename" in row]
+    paths = {json.loads(row)["path"] for row in added if row not in bad}
+    assert len(bad) == 1 and paths == {p for p in runs.expected if "bad" not in p}
+    assert f"host\t{VICTIM}\t- -> matched" in text.splitlines()
 
 
 # -- 100 KB values and formula cells through every console sink, in process -------------------
@@ -228,3 +239,33 @@ def test_100kb_values_through_text_json_and_store(tmp_path: Path) -> None:
     assert [m["data"]["path"] for m in store.matches("01TESTRUN0000000")] == ["/" + HUGE, "/fine"]
     assert "A" * 100_000 in store.hosts("01TESTRUN0000000")[0]["detail"]
     store.close()
+
+
+# -- CSV cells a lying agent chose, in process ----------------------------------------------------
+FORMULAS = ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1+1", "\r=1+1", "\tplain", "\rplain"]
+
+
+def test_csv_neutralises_every_owasp_formula_start_and_stays_utf8(tmp_path: Path) -> None:
+    """OWASP: =, +, -, @, tab and CR start a formula; every such cell gets a leading quote."""
+    run_id = "01CSVRUN00000000"
+    store = Store(tmp_path / "r.db")
+    try:
+        store.begin_run(run_id, "csv", "all", ["file"], {}, 1)
+        for cell in FORMULAS:  # a lying agent controls every column, not only the path
+            row = {"path": cell, "mode": cell, "matched": [cell], "size": 1, "mtime": 0}
+            store.add_match(run_id, "h1", 0, "file", row)
+        store.add_match(run_id, "h1", 0, "file", {"path": "/bad\udcff", "mode": "\udcfe"})
+        store.finish_run(run_id, 1, 0, 0)
+        out = io.StringIO()
+        assert history.write_csv(store, run_id, ["file"], out) == len(FORMULAS) + 1
+    finally:
+        store.close()
+    raw = out.getvalue().encode("utf-8")  # strict: no lone surrogate reached the output
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+    header, body = rows[0], rows[1:]
+    for column in ("path", "mode", "matched"):
+        cells = [row[header.index(column)] for row in body]
+        assert cells[:-1] == ["'" + cell for cell in FORMULAS], column
+    assert body[-1][header.index("path")] == r"/bad\xff"
+    assert body[-1][header.index("mode")] == r"\xfe"
+    assert all(not cell.startswith(history.FORMULA_STARTS) for row in body for cell in row)
