@@ -334,3 +334,50 @@ def test_row_model_filter_sort_upsert() -> None:
     model.upsert(row("x", 1, key="k"))
     model.upsert(row("y", 1, key="k"))
     assert len(model) == 6 and model.get("k").cells[0] == "y"
+
+
+def test_row_model_lazy_rows_are_untracked_and_measured_when_drawn() -> None:
+    import gc
+
+    cols = [ColumnSpec("host", "host"), ColumnSpec("path", "path", "path", 4, 60)]
+    model = RowModel(cols)
+    model.extend([(("h", "/a/very/long/path/name.php"), None, None), (("h", "/b"), None, None)])
+    assert model.widths == [6, 6]  # nothing formatted yet
+    gc.collect()
+    assert not any(gc.is_tracked(e) or gc.is_tracked(e[0]) for e in model.entries)
+    assert model.measure_window(0, 10) and model.widths[1] == len("/a/very/long/path/name.php")
+    model.set_filter("/B")
+    assert [r.cells[1] for r in model.visible_rows()] == ["/b"]
+
+
+def test_runstate_counts_reasons_and_match_events() -> None:
+    from console.dispatch import HostEvent, HostResult, MatchEvent, StateEvent
+    from tui.runstate import RunState, reason_text
+
+    assert reason_text("acl", "acl: needs weight 2, got 1") == "acl: needs weight 2, got 1"
+    assert reason_text("acl", "file needs weight 2") == "acl: file needs weight 2"
+    assert reason_text(None, "boom") == "boom" and reason_text("timeout", "") == "timeout"
+    action = {"id": "X", "operations": [{"module": "file", "params": {}}]}
+    state = RunState(action, ["a", "b"])
+    data = {
+        "path": "/p",
+        "size": 1,
+        "mode": "-rw-r--r--",
+        "mtime": 5,
+        "sha256": None,
+        "matched": ["name"],
+    }
+    odd = {"path": "/q", "extra": "kept"}
+    state.sink(StateEvent("a", "connecting"))
+    state.sink(MatchEvent("a", 0, "file", data))
+    state.sink(MatchEvent("a", 0, "file", odd))
+    state.sink(HostEvent(HostResult("b", "rejected", "acl", "acl: needs weight 2")))
+    state.sink(HostEvent(HostResult("a", "matched", matches=2)))
+    state.drain()
+    assert +state.counts == {"matched": 1, "rejected": 1}
+    assert state.rejected_reasons() == {"acl": 1}
+    assert state.host_model.get("b").cells[4] == "acl: needs weight 2"
+    first, second = state.match_model.rows
+    assert first.ref == 0 and state.match_event(first) == MatchEvent("a", 0, "file", data)
+    assert state.match_event(second).data == odd  # keys the module does not declare: kept
+    assert first.cells[-1] == "name"

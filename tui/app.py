@@ -21,6 +21,7 @@ from inventory.model import Host
 from protocol.action import Action
 from protocol.envelope import Envelope
 from protocol.errors import SigningError, SpyglassError
+from tui import gcpause
 from tui.approvals_screen import ApprovalsScreen
 from tui.compose_screen import ComposeScreen
 from tui.confirm_screen import ConfirmLaunch
@@ -60,6 +61,7 @@ class SpyglassApp(App[int]):
         if self._investigation is not None:
             self._investigation.cancel()
         await self.session.close()
+        gcpause.release()
 
     # -- navigation ------------------------------------------------------------------------
     def action_compose(self) -> None:
@@ -219,6 +221,7 @@ class SpyglassApp(App[int]):
     def launch(self, envelope: Envelope, hosts: list[Host]) -> RunState:
         """Start the fan-out of a signed envelope and show it."""
         state = RunState(envelope.action.to_dict(), [h.name for h in hosts])
+        gcpause.release()  # the previous run's rows may go now
         self.current = state
         self.action_compose()
         self.push_screen(WatchScreen(state))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -30,6 +30,8 @@ def cell(value: Any, kind: str = "text") -> str:
         return "yes" if value else "no"
     if isinstance(value, dict):
         return printable(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    if isinstance(value, tuple):  # a list kept as a tuple in a row's raw values (tui.rows.Row)
+        value = list(value)
     return printable(value)
 
 
@@ -65,6 +67,18 @@ def formatter(kind: str) -> Callable[[Any], str]:
             return value.translate(_CONTROL)
         if type(value) is int:
             return str(value)
+        if value is None:
+            return ""
         return cell(value, kind)
 
     return fast
+
+
+def row_formatter(kinds: Sequence[str]) -> Callable[[Sequence[Any]], tuple[str, ...]]:
+    """Raw values of a row to its display cells, one ``formatter`` per column kind."""
+    formatters = tuple(formatter(kind) for kind in kinds)
+
+    def format_row(raw: Sequence[Any]) -> tuple[str, ...]:
+        return tuple([f(v) for f, v in zip(formatters, raw, strict=True)])
+
+    return format_row

@@ -25,7 +25,7 @@ class HostDetailScreen(Screen[None]):
         super().__init__()
         self.state, self.host, self.match = state, host, match
         self.model = RowModel(state.match_model.columns)
-        self.model.append(state.matches_of(host))
+        self.model.extend(state.matches_of(host))
 
     def compose(self) -> ComposeResult:
         info = self.state.hosts.get(self.host)

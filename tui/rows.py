@@ -2,6 +2,18 @@
 
 The model is plain Python (no Textual) so that filtering, sorting and keyed updates can be tested
 and benchmarked on their own; ``tui.vtable.VirtualTable`` renders only the visible window of it.
+
+Rows are stored as plain tuples ``(raw, key, ref)`` (an ``Entry``) and their display cells are
+made on demand (``format``), because a streaming table holds 100,000 of them:
+
+- adding a row costs one small tuple, with no formatting: only the rows that are drawn,
+  filtered or sorted are ever formatted;
+- tuples of strings and numbers are not tracked by the garbage collector (CPython untracks
+  them in the first collection that sees them), so the rows add nothing to a full collection.
+  One object per row (a ``Row`` instance) would add 100,000 objects to scan, which on this
+  hardware makes a full collection 150 ms instead of 60.
+
+``Row`` is the value handed out (``visible``, ``get``, ``row``): made when asked for.
 """
 
 from __future__ import annotations
@@ -11,11 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tui import format as fmt
+
 CellKind = Literal["text", "int", "time", "path", "addr", "list", "bool"]
 NUMERIC: frozenset[str] = frozenset({"int", "time"})
 
 #: Above this many rows arriving at once under a sort, re-sort everything instead of inserting.
 _RESORT_BATCH = 64
+
+Entry = tuple[tuple[Any, ...], Any, Any]
+"""How a model stores a row: ``(raw values, key, ref)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,40 +46,30 @@ class ColumnSpec:
     max_width: int = 60
 
 
+@dataclass(frozen=True, slots=True)
 class Row:
-    """One row: display cells (already safe plain text), raw values, and what it stands for."""
+    """One row: display cells (safe plain text), raw values, its key and what it stands for."""
 
-    __slots__ = ("_search", "cells", "key", "raw", "ref")
-
-    def __init__(
-        self, cells: tuple[str, ...], raw: tuple[Any, ...], key: Any = None, ref: Any = None
-    ) -> None:
-        self.cells = cells
-        self.raw = raw
-        self.key = key
-        self.ref = ref
-        self._search: str | None = None
-
-    @property
-    def search(self) -> str:
-        """Lower-cased text of the whole row, made on the first filter that needs it."""
-        if self._search is None:
-            self._search = "\t".join(self.cells).casefold()
-        return self._search
-
-    def sort_value(self, column: int, numeric: bool) -> Any:
-        value = self.raw[column]
-        if numeric:
-            return value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        return None if value is None else self.cells[column]
+    cells: tuple[str, ...]
+    raw: tuple[Any, ...]
+    key: Any = None
+    ref: Any = None
 
 
 class RowModel:
     """All rows plus the current view (filter, then sort); ``version`` counts changes."""
 
-    def __init__(self, columns: Sequence[ColumnSpec]) -> None:
+    def __init__(
+        self,
+        columns: Sequence[ColumnSpec],
+        format: Callable[[Sequence[Any]], tuple[str, ...]] | None = None,
+    ) -> None:
         self.columns = list(columns)
-        self.rows: list[Row] = []
+        self.format = format or fmt.row_formatter([c.kind for c in self.columns])
+        """Raw values to display cells; by default one ``tui.format.formatter`` per kind."""
+        self._entries: list[Entry] = []
+        self._cells: list[tuple[str, ...] | None] = []  # None: not formatted yet
+        self._search: list[str | None] = []  # lower-cased row text, made by the first filter
         self._by_key: dict[Any, int] = {}
         self._view: list[int] | None = None  # None: every row, in arrival order
         self._view_dirty = False
@@ -71,21 +78,35 @@ class RowModel:
         self.sort_reverse = False
         self.version = 0
         self.widths = [max(c.min_width, len(c.label) + 2) for c in self.columns]
+        """Column widths: wide enough for every row formatted so far (rows are measured when
+        first drawn, see ``measure_window``), so they only grow."""
 
     # -- content ---------------------------------------------------------------------------
     def append(self, rows: Sequence[Row]) -> None:
-        """Add rows at the end (matches stream in this way); cheap with or without a view."""
-        if not rows:
-            return
-        start = len(self.rows)
-        self.rows.extend(rows)
-        for row in rows:
-            if row.key is not None:
-                self._by_key[row.key] = start
-            start += 1
-        self._measure(rows)
+        """Add rows whose cells are already made (small tables)."""
+        if rows:
+            self._add([(r.raw, r.key, r.ref) for r in rows], [r.cells for r in rows])
+
+    def extend(self, entries: Sequence[Entry]) -> None:
+        """Add ``(raw, key, ref)`` entries at the end, formatted when first needed (matches
+        stream in this way: the cost is one list extend, with or without a view)."""
+        if entries:
+            self._add(entries, None)
+
+    def _add(self, entries: Sequence[Entry], cells: list[tuple[str, ...]] | None) -> None:
+        start = len(self._entries)
+        self._entries.extend(entries)
+        if cells is None:
+            self._cells.extend([None] * len(entries))
+        else:
+            self._cells.extend(cells)
+            self._measure(cells)
+        self._search.extend([None] * len(entries))
+        for index, entry in enumerate(entries, start):
+            if entry[1] is not None:
+                self._by_key[entry[1]] = index
         if self._view is not None and not self._view_dirty:
-            new = [i for i in range(len(self.rows) - len(rows), len(self.rows)) if self._keep(i)]
+            new = [i for i in range(start, len(self._entries)) if self._keep(i)]
             if self.sort_column is None:
                 self._view.extend(new)
             elif len(new) > _RESORT_BATCH or self.sort_reverse:
@@ -96,27 +117,60 @@ class RowModel:
                     bisect.insort(self._view, i, key=self._sort_key)
         self.version += 1
 
-    def upsert(self, row: Row) -> None:
+    def upsert(self, row: Row | Entry) -> None:
         """Replace the row with the same key, or append it (per-host rows update this way)."""
-        index = self._by_key.get(row.key)
+        entry: Entry = (row.raw, row.key, row.ref) if isinstance(row, Row) else row
+        cells = row.cells if isinstance(row, Row) else None
+        index = self._by_key.get(entry[1])
         if index is None:
-            self.append([row])
+            self._add([entry], None if cells is None else [cells])
             return
-        self.rows[index] = row
-        self._measure((row,))
+        self._entries[index] = entry
+        self._cells[index] = cells
+        self._search[index] = None
+        if cells is not None:
+            self._measure([cells])
         if self._view is not None:
             self._view_dirty = True
         self.version += 1
 
     def get(self, key: Any) -> Row | None:
         index = self._by_key.get(key)
-        return None if index is None else self.rows[index]
+        return None if index is None else self.row(index)
+
+    def row(self, index: int) -> Row:
+        """The row at ``index`` in arrival order."""
+        raw, key, ref = self._entries[index]
+        return Row(self.cells(index), raw, key, ref)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Every row in arrival order (formats them all: for small tables and tests)."""
+        return [self.row(i) for i in range(len(self._entries))]
+
+    @property
+    def entries(self) -> list[Entry]:
+        """Every ``(raw, key, ref)`` in arrival order, unformatted (read only)."""
+        return self._entries
+
+    def cells(self, index: int) -> tuple[str, ...]:
+        cells = self._cells[index]
+        if cells is None:
+            cells = self._cells[index] = self.format(self._entries[index][0])
+        return cells
 
     def clear(self) -> None:
-        self.rows.clear()
+        self._entries.clear()
+        self._cells.clear()
+        self._search.clear()
         self._by_key.clear()
         self._view = None if not self._active() else []
         self.version += 1
+
+    @property
+    def total(self) -> int:
+        """Rows in the model, whatever the filter."""
+        return len(self._entries)
 
     # -- view ------------------------------------------------------------------------------
     def set_filter(self, text: str) -> None:
@@ -138,32 +192,53 @@ class RowModel:
 
     def __len__(self) -> int:
         self._settle()
-        return len(self.rows) if self._view is None else len(self._view)
+        return len(self._entries) if self._view is None else len(self._view)
+
+    def index_of(self, position: int) -> int:
+        """Arrival index of the row shown at ``position``."""
+        self._settle()
+        return position if self._view is None else self._view[position]
 
     def visible(self, position: int) -> Row:
-        self._settle()
-        return self.rows[position if self._view is None else self._view[position]]
+        return self.row(self.index_of(position))
 
     def visible_rows(self) -> list[Row]:
         self._settle()
-        if self._view is None:
-            return list(self.rows)
-        return [self.rows[i] for i in self._view]
+        indexes = range(len(self._entries)) if self._view is None else self._view
+        return [self.row(i) for i in indexes]
+
+    def measure_window(self, start: int, stop: int) -> bool:
+        """Format and measure the visible rows ``start:stop``; True if a column grew."""
+        self._settle()
+        stop = min(stop, len(self))
+        if start >= stop:
+            return False
+        indexes = range(start, stop) if self._view is None else self._view[start:stop]
+        return self._measure([self.cells(i) for i in indexes])
 
     # -- internals -------------------------------------------------------------------------
     def _active(self) -> bool:
         return bool(self.filter_text) or self.sort_column is not None
 
     def _keep(self, index: int) -> bool:
-        return not self.filter_text or self.filter_text in self.rows[index].search
+        if not self.filter_text:
+            return True
+        search = self._search[index]
+        if search is None:
+            search = self._search[index] = "\t".join(self.cells(index)).casefold()
+        return self.filter_text in search
 
     def _sort_key(self, index: int) -> tuple[int, Any]:
-        assert self.sort_column is not None
-        numeric = self.columns[self.sort_column].kind in NUMERIC
-        value = self.rows[index].sort_value(self.sort_column, numeric)
+        column = self.sort_column
+        assert column is not None
+        value = self._entries[index][0][column]
+        if self.columns[column].kind in NUMERIC:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return (0, value)
+            return (1, 0)
         if value is None:
-            return (1, 0) if numeric else (1, "")
-        return (0, value)
+            return (1, "")
+        return (0, self.cells(index)[column])
 
     def _sort_view(self) -> None:
         assert self._view is not None
@@ -180,7 +255,7 @@ class RowModel:
         if not self._active():
             self._view = None
         else:
-            self._view = [i for i in range(len(self.rows)) if self._keep(i)]
+            self._view = [i for i in range(len(self._entries)) if self._keep(i)]
             self._sort_view()
         self.version += 1
 
@@ -188,12 +263,19 @@ class RowModel:
         if self._view_dirty:
             self._rebuild()
 
-    def _measure(self, rows: Sequence[Row]) -> None:
+    def _measure(self, rows: Sequence[tuple[str, ...]]) -> bool:
+        if not rows:
+            return False
+        grew = False
         widths = self.widths
         for column, spec in enumerate(self.columns):
-            longest = max(len(row.cells[column]) for row in rows)
-            if longest > widths[column]:
+            longest = max(len(cells[column]) for cells in rows)
+            if longest > widths[column] and widths[column] < spec.max_width:
                 widths[column] = min(spec.max_width, longest)
+                grew = True
+        if grew:
+            self.version += 1
+        return grew
 
 
 def make_row(

@@ -7,16 +7,17 @@ interface. No Textual here: the benchmark and the tests drive it directly.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from console.dispatch import Event, HostEvent, HostResult, MatchEvent, StateEvent
 from modules.registry import get_module
 from tui import format as fmt
-from tui.rows import ColumnSpec, Row, RowModel, make_row
+from tui.rows import ColumnSpec, Entry, Row, RowModel
 
 FAILED_KINDS = (
     "unreachable",
@@ -34,6 +35,17 @@ HOST_COLUMNS = (
     ColumnSpec("elapsed", "elapsed", "text", 8, 10),
     ColumnSpec("reason", "reason / detail", "text", 16, 80),
 )
+
+
+def reason_text(reason: str | None, detail: str) -> str:
+    """``reason: detail`` for the hosts table, without repeating a reason the detail starts
+    with (the engine's detail for an ACL refusal may already read ``acl: ...``)."""
+    reason = reason or ""
+    if not reason or not detail:
+        return reason or detail
+    if detail == reason or detail.startswith(reason + ":"):
+        return detail
+    return f"{reason}: {detail}"
 
 
 def match_columns(modules: Iterable[str]) -> list[ColumnSpec]:
@@ -64,7 +76,13 @@ class HostInfo:
 
 
 class RunState:
-    """One investigation: hosts, matches, counters; live or reopened from the store."""
+    """One investigation: hosts, matches, counters; live or reopened from the store.
+
+    Applying an event costs O(1): a match becomes one lazily formatted ``Row`` (a tuple of raw
+    values, no reference to the event, so a long run does not keep 100,000 events and their
+    dicts alive for the garbage collector to scan), a host update marks the host dirty and moves
+    one count from its old status to the new one.
+    """
 
     def __init__(
         self,
@@ -86,9 +104,28 @@ class RunState:
         self.hosts: dict[str, HostInfo] = {name: HostInfo(name) for name in host_names}
         self.host_model = RowModel(HOST_COLUMNS)
         self.match_model = RowModel(match_columns(self.modules))
-        self._match_formatters = [(c.key, fmt.formatter(c.kind)) for c in self.match_model.columns]
+        columns = self.match_model.columns
+        self._match_keys = tuple(c.key for c in columns[1:])
+        self._list_columns = tuple(i for i, c in enumerate(columns) if c.kind == "list")
+        keys = self._match_keys
+        self._get_values: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            operator.itemgetter(*keys)
+            if len(keys) > 1
+            else (lambda data: (data[keys[0]],))
+            if keys
+            else (lambda data: ())
+        )
+        # Per operation: the keys its module declares, and where each sits in a row.
+        index = {c.key: i for i, c in enumerate(columns)}
+        self._op_columns: list[tuple[frozenset[str], tuple[tuple[str, int], ...]]] = []
+        for name in self.modules:
+            module = get_module(name)
+            keys = [c.name for c in module.columns] if module else []
+            self._op_columns.append((frozenset(keys), tuple((k, index[k]) for k in keys)))
         self.match_count = 0
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter({"queued": len(self.hosts)} if self.hosts else {})
+        self.rejected: Counter[str] = Counter()
+        """Rejected hosts by reason (``acl``, ``expired``…), kept as results arrive."""
         self._dirty_hosts: dict[str, None] = dict.fromkeys(self.hosts)  # ordered
         self.flush_hosts()
 
@@ -99,89 +136,120 @@ class RunState:
 
     def drain(self, budget: int = 4000) -> bool:
         """Apply up to ``budget`` queued events to the models; True if anything changed."""
-        if not self.pending:
-            return False
-        matches: list[Row] = []
         pending = self.pending
-        keyed = self._match_formatters
-        host_fmt = keyed[0][1]
-        rest = keyed[1:]
-        for _ in range(min(budget, len(pending))):
-            event = pending.popleft()
-            if type(event) is MatchEvent:
-                data = event.data if type(event.data) is dict else {}
-                raw = (event.host, *[data.get(k) for k, _ in rest])
-                cells = (host_fmt(event.host), *[f(data.get(k)) for k, f in rest])
-                matches.append(Row(cells, raw, ref=event))
-            elif type(event) is StateEvent:
-                info = self._host(event.host)
+        count = min(budget, len(pending))
+        if not count:
+            return False
+        matches: list[Entry] = []
+        add = matches.append
+        popleft = pending.popleft
+        match_row = self._match_row
+        dirty = self._dirty_hosts
+        for _ in range(count):
+            event = popleft()
+            kind = type(event)
+            if kind is MatchEvent:
+                add(match_row(event))  # type: ignore[arg-type]
+            elif kind is StateEvent:
+                info = self._host(event.host)  # type: ignore[union-attr]
                 if info.result is None:
-                    info.state = event.state
-                    if event.state == "connecting":
+                    self._recount(info.state, event.state)  # type: ignore[union-attr]
+                    info.state = event.state  # type: ignore[union-attr]
+                    if info.state == "connecting":
                         info.started = time.monotonic()
-                    self._dirty_hosts[event.host] = None
-            elif type(event) is HostEvent:
-                info = self._host(event.result.host)
-                info.result = event.result
-                self._dirty_hosts[info.name] = None
+                    dirty[info.name] = None
+            elif kind is HostEvent:
+                self.set_result(event.result)  # type: ignore[union-attr]
         if matches:
-            self.match_model.append(matches)
+            self.match_model.extend(matches)
             self.match_count += len(matches)
         self.flush_hosts()
         return True
 
+    def _match_row(self, event: MatchEvent) -> Entry:
+        data = event.data if type(event.data) is dict else {}
+        op = event.op
+        exact_op = type(op) is int and 0 <= op < len(self._op_columns)
+        try:
+            # Fast path: the data has every column (a one-module action), read in C.
+            values = list(self._get_values(data))
+            exact = exact_op and len(data) == len(self._op_columns[op][0])
+        except (KeyError, TypeError):
+            values = list(map(data.get, self._match_keys))
+            exact = exact_op and data.keys() == self._op_columns[op][0]
+        for i in self._list_columns:
+            # A list would keep the row tracked by the garbage collector; a tuple of strings
+            # is not. ``format.cell`` shows both the same way.
+            if type(values[i - 1]) is list:
+                values[i - 1] = tuple(values[i - 1])
+        # The row keeps the operation index, from which ``match_event`` rebuilds the event;
+        # only a row with keys its module does not declare keeps the event itself.
+        return ((event.host, *values), None, op if exact else event)
+
+    def match_event(self, row: Row) -> MatchEvent:
+        """The event a match row came from (rebuilt from its raw values)."""
+        if isinstance(row.ref, MatchEvent):
+            return row.ref
+        op: int = row.ref
+        data = {}
+        for key, i in self._op_columns[op][1]:
+            value = row.raw[i]
+            data[key] = list(value) if type(value) is tuple else value
+        return MatchEvent(row.raw[0], op, self.modules[op], data)
+
     def add_matches(self, records: Iterable[dict[str, Any]]) -> None:
         """Rows from the store (a reopened run): ``{host, op, module, data}`` dicts."""
-        columns = self.match_model.columns
-        keys = [c.key for c in columns[1:]]
-        rows = []
-        for record in records:
-            event = MatchEvent(record["host"], record["op"], record["module"], record["data"])
-            data = event.data if isinstance(event.data, dict) else {}
-            rows.append(
-                make_row(columns, [event.host, *(data.get(k) for k in keys)], fmt.cell, ref=event)
-            )
-        self.match_model.append(rows)
+        rows = [
+            self._match_row(MatchEvent(r["host"], r["op"], r["module"], r["data"])) for r in records
+        ]
+        self.match_model.extend(rows)
         self.match_count += len(rows)
 
     def set_result(self, result: HostResult) -> None:
-        self._host(result.host).result = result
-        self._dirty_hosts[result.host] = None
+        info = self._host(result.host)
+        old = info.result
+        self._recount(info.status, result.status)
+        if old is not None and old.status == "rejected":
+            self.rejected[old.reason or "?"] -= 1
+        if result.status == "rejected":
+            self.rejected[result.reason or "?"] += 1
+        info.result = result
+        self._dirty_hosts[info.name] = None
+
+    def _recount(self, old: str, new: str) -> None:
+        counts = self.counts
+        counts[old] -= 1
+        counts[new] += 1
 
     def flush_hosts(self) -> None:
-        """Rewrite the rows of hosts that changed and recount the counters."""
+        """Rewrite the rows of hosts that changed (cells are made when drawn)."""
         if not self._dirty_hosts:
             return
+        upsert = self.host_model.upsert
         for name in self._dirty_hosts:
-            self.host_model.upsert(self._host_row(self.hosts[name]))
+            upsert(self._host_row(self.hosts[name]))
         self._dirty_hosts.clear()
-        self.counts = Counter(info.status for info in self.hosts.values())
 
     def _host(self, name: str) -> HostInfo:
         info = self.hosts.get(name)
         if info is None:
             info = self.hosts[name] = HostInfo(name)
+            self.counts[info.state] += 1
         return info
 
-    def _host_row(self, info: HostInfo) -> Row:
+    def _host_row(self, info: HostInfo) -> Entry:
         result = info.result
         if result is None:
-            values: list[Any] = [info.name, info.state, None, None, ""]
+            raw: tuple[Any, ...] = (info.name, info.state, None, None, "")
         else:
-            reason = result.reason or ""
-            detail = (
-                f"{reason}: {result.detail}"
-                if reason and result.detail
-                else (reason or result.detail)
-            )
-            values = [
+            raw = (
                 info.name,
                 result.status,
                 result.matches,
                 fmt.duration_ms(result.elapsed_ms),
-                detail,
-            ]
-        return make_row(HOST_COLUMNS, values, fmt.cell, key=info.name, ref=info)
+                reason_text(result.reason, result.detail),
+            )
+        return (raw, info.name, info)
 
     # -- summaries -------------------------------------------------------------------------
     @property
@@ -192,11 +260,7 @@ class RunState:
         return {kind: self.counts[kind] for kind in FAILED_KINDS if self.counts[kind]}
 
     def rejected_reasons(self) -> Counter[str]:
-        return Counter(
-            info.result.reason or "?"
-            for info in self.hosts.values()
-            if info.result is not None and info.result.status == "rejected"
-        )
+        return +self.rejected  # without the reasons that dropped to zero
 
-    def matches_of(self, host: str) -> list[Row]:
-        return [row for row in self.match_model.rows if row.cells[0] == host]
+    def matches_of(self, host: str) -> list[Entry]:
+        return [entry for entry in self.match_model.entries if entry[0][0] == host]

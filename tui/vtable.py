@@ -15,7 +15,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -91,7 +91,7 @@ class VirtualTable(ScrollView, can_focus=True):
             return
         self._seen_version = self.model.version
         count = len(self.model)
-        self.virtual_size = Size(self._total_width(), count + 1)
+        self._set_virtual_size(Size(self._total_width(), count + 1))
         if self.follow and count:
             self.cursor_row = count - 1
             self.scroll_to(
@@ -103,6 +103,25 @@ class VirtualTable(ScrollView, can_focus=True):
             self.cursor_row = max(0, count - 1)
         self.refresh()
 
+    def _set_virtual_size(self, size: Size) -> None:
+        """Like assigning ``virtual_size``, without a layout of the whole screen when no
+        scrollbar appears or goes: the table's own size does not depend on its content, so
+        updating the scroll range is enough (a layout per tick costs 10-30 ms at 160x50)."""
+        old = self.virtual_size
+        if size == old:
+            return
+        width, height = self.container_size
+        same_bars = (
+            bool(self.container_size)
+            and (old.width > width) == (size.width > width)
+            and (old.height > height) == (size.height > height)
+        )
+        if same_bars:
+            self.set_reactive(VirtualTable.virtual_size, size)
+            self._scroll_update(size)
+        else:
+            self.virtual_size = size
+
     @property
     def current_row(self) -> Row | None:
         if 0 <= self.cursor_row < len(self.model):
@@ -113,6 +132,15 @@ class VirtualTable(ScrollView, can_focus=True):
         return sum(w + 1 for w in self.model.widths)
 
     # -- drawing ---------------------------------------------------------------------------
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Rows are formatted when first drawn: measure the whole visible window before drawing
+        # any line of it, so every line of a frame uses the same column widths.
+        top = int(self.scroll_offset.y)
+        if self.model.measure_window(top, top + self.scrollable_content_region.height):
+            self._set_virtual_size(Size(self._total_width(), self.virtual_size.height))
+            self.refresh()  # lines outside ``crop`` were drawn with the old widths
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         scroll_x, scroll_y = self.scroll_offset
@@ -144,12 +172,13 @@ class VirtualTable(ScrollView, can_focus=True):
         return Strip(segments)
 
     def _row(self, index: int) -> Strip:
-        row = self.model.visible(index)
+        model = self.model
+        cells = model.cells(model.index_of(index))
         base = self.rich_style
         if index == self.cursor_row:
             base = base + self.get_component_rich_style("virtual-table--cursor")
         segments = []
-        for text, w in zip(row.cells, self.model.widths, strict=True):
+        for text, w in zip(cells, model.widths, strict=True):
             style = self.styles_by_value.get(text)
             segments.append(Segment(set_cell_size(text, w), base + style if style else base))
             segments.append(Segment(" ", base))

@@ -6,7 +6,6 @@ repaints, so the cost per tick stays small however fast agents answer.
 
 from __future__ import annotations
 
-import gc
 import time
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
+from tui import gcpause
 from tui.host_detail import HostDetailScreen
 from tui.runstate import RunState
 from tui.vtable import VirtualTable
@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from tui.app import SpyglassApp
 
 TICK = 0.05
-"""Seconds between repaints while events arrive."""
-SLICE = 0.03
+"""Seconds between looks at the queue while nothing is pending."""
+SLICE = 0.02
 """Longest time one tick may spend applying events, so the loop never stalls for long."""
-CATCH_UP = 0.01
-"""Pause between slices while a backlog of events remains."""
+BREATH = 0.004
+"""Pause between slices while a backlog remains: the loop repaints and reads the network."""
 
 STATUS_STYLES = {
     "matched": Style(color="green", bold=True),
@@ -79,45 +79,50 @@ class WatchScreen(Screen[None]):
         self.sub_title = "watch" if self.state.live else "history"
         self._render_title()
         self.tick()
-        self.set_interval(TICK, self.tick)
         self.query_one("#matches", VirtualTable).focus()
 
     # -- updates ---------------------------------------------------------------------------
-    def tick(self) -> None:
-        """Apply queued events for at most ``SLICE`` seconds, then repaint what changed."""
-        state = self.state
-        deadline = time.perf_counter() + SLICE
-        changed = False
-        while state.pending and time.perf_counter() < deadline:
-            changed |= state.drain(500)
-        if changed:
-            # Hundreds of thousands of long-lived row objects make each full garbage
-            # collection scan them all (a 100-400 ms stall). Rows hold no reference cycles, so
-            # moving them out of the collector's sight loses nothing: refcounting frees them.
-            gc.freeze()
-        if changed or self._needs_paint:
-            self._needs_paint = False
-            self.query_one("#hosts", VirtualTable).refresh_rows()
-            self.query_one("#matches", VirtualTable).refresh_rows()
-            self._render_counters()
-        if state.pending and not self._catching_up:
-            # A backlog: come back sooner than the interval, leaving the loop a short breath
-            # to repaint and read the network.
-            self._catching_up = True
-            self.set_timer(CATCH_UP, self._catch_up)
-        if state.finished != self._was_finished:
-            self._was_finished = state.finished
-            self._render_title()
-            self._render_counters()
+    def on_unmount(self) -> None:
+        gcpause.settle()  # no tick will come back to it
 
     _needs_paint = True
-    _catching_up = False
-
-    def _catch_up(self) -> None:
-        self._catching_up = False
-        self.tick()
-
     _was_finished = False
+    _counters_text = ""
+    _label_text = ""
+
+    def tick(self) -> None:
+        """Apply queued events for at most ``SLICE`` seconds, repaint what changed, and come back
+        after ``BREATH`` while a backlog remains, after ``TICK`` otherwise.
+
+        One timer at a time (each tick schedules the next), so two slices never run back to
+        back without the loop getting a turn in between.
+        """
+        state = self.state
+        try:
+            clock = time.perf_counter
+            deadline = clock() + SLICE
+            changed = False
+            if state.pending:
+                gcpause.burst()
+            while state.pending and clock() < deadline:
+                changed |= state.drain(400)
+            if gcpause.paused():
+                if state.pending:
+                    gcpause.collect_young()
+                else:
+                    gcpause.settle()
+            if changed or self._needs_paint:
+                self._needs_paint = False
+                self.query_one("#hosts", VirtualTable).refresh_rows()
+                self.query_one("#matches", VirtualTable).refresh_rows()
+                self._render_counters()
+            if state.finished != self._was_finished:
+                self._was_finished = state.finished
+                self._render_title()
+                self._render_counters()
+        finally:
+            if self.is_attached:
+                self.set_timer(BREATH if state.pending else TICK, self.tick)
 
     def _render_title(self) -> None:
         s = self.state
@@ -171,12 +176,18 @@ class WatchScreen(Screen[None]):
                     extra = "[" + ", ".join(f"{r} {k}" for r, k in sorted(reasons.items())) + "]"
                 kinds.append(f"{kind} {n}{extra}")
             parts.append((" (" + ", ".join(kinds) + ")", "red"))
-        self.query_one("#counters", Static).update(Text.assemble(*parts))
-        shown = len(s.match_model)
+        counters = Text.assemble(*parts)
+        # Only when the text changed, and with no layout pass: both lines have a fixed size
+        # (app.tcss), and a layout of the whole screen costs more than the rest of a tick.
+        if counters.plain != self._counters_text:
+            self._counters_text = counters.plain
+            self.query_one("#counters", Static).update(counters, layout=False)
         label = f"matches: {s.match_count}"
         if s.match_model.filter_text:
-            label += f" ({shown} shown by the filter)"
-        self.query_one("#matches-label", Label).update(Text(label, style="bold"))
+            label += f" ({len(s.match_model)} shown by the filter)"
+        if label != self._label_text:
+            self._label_text = label
+            self.query_one("#matches-label", Label).update(Text(label, style="bold"), layout=False)
 
     # -- interaction -----------------------------------------------------------------------
     @on(Input.Changed, "#filter")
@@ -198,7 +209,7 @@ class WatchScreen(Screen[None]):
 
     @on(VirtualTable.RowSelected, "#matches")
     def _match_selected(self, event: VirtualTable.RowSelected) -> None:
-        match = event.row.ref
+        match = self.state.match_event(event.row)
         self.app.push_screen(HostDetailScreen(self.state, match.host, match=match))
 
     def action_cancel_run(self) -> None:
