@@ -32,6 +32,12 @@ HOSTILE_ESC = "esc\x1b[2J\x1b[31mred.php"
 SIZE = (150, 45)
 
 
+@pytest.fixture(autouse=True)
+def no_user_keymap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keymap.toml in the developer's own config must not change the keys tests press."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+
+
 @pytest.fixture(scope="module")
 def tui_lab() -> Iterator[Lab]:
     """Four agents; lab-004 has the seed web shell, lab-002 two hostile file names."""
@@ -381,3 +387,38 @@ def test_runstate_counts_reasons_and_match_events() -> None:
     assert first.ref == 0 and state.match_event(first) == MatchEvent("a", 0, "file", data)
     assert state.match_event(second).data == odd  # keys the module does not declare: kept
     assert first.cells[-1] == "name"
+
+
+def offline_app(tmp_path: Path) -> SpyglassApp:
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[[hosts]]\nname = "lab-001"\naddress = "127.0.0.1"\n')
+    return SpyglassApp(Session(str(inventory), tmp_path / "results.db"))
+
+
+async def test_keymap_from_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    (config / "spyglass").mkdir(parents=True)
+    (config / "spyglass" / "keymap.toml").write_text('[keymap]\n"app.history" = "f6"\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    app = offline_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        await pilot.press("f4")  # rebound: the old key does nothing now
+        await pilot.pause()
+        assert isinstance(app.screen, ComposeScreen)
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+
+
+async def test_bad_keymap_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    (config / "spyglass").mkdir(parents=True)
+    (config / "spyglass" / "keymap.toml").write_text('[keymap]\n"app.history" = 6\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    app = offline_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        messages = [n.message for n in app._notifications]
+        assert any("ignored app.history" in m and "keymap.toml" in m for m in messages)
+        await pilot.press("f4")  # the default binding still works
+        await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))

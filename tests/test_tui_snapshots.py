@@ -39,6 +39,12 @@ ACTION = {
 
 
 @pytest.fixture(autouse=True)
+def no_user_keymap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keymap.toml in the developer's own config must not change the keys tests press."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+
+
+@pytest.fixture(autouse=True)
 def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Input, "cursor_blink", False)
 

@@ -27,6 +27,7 @@ from tui.compose_screen import ComposeScreen
 from tui.confirm_screen import ConfirmLaunch
 from tui.help_screen import HelpScreen
 from tui.history_screen import HistoryScreen
+from tui.keymap import load_keymap
 from tui.prompt_screen import Prompt
 from tui.runstate import RunState
 from tui.session import Session
@@ -53,6 +54,11 @@ class SpyglassApp(App[int]):
         self._investigation: Investigation | None = None
 
     def on_mount(self) -> None:
+        keymap, problem = load_keymap()
+        if keymap:
+            self.set_keymap(keymap)
+        if problem:
+            self.notify(problem, severity="error", title="Keymap", timeout=10)
         self.push_screen(ComposeScreen())
         if self.session.inventory_error:
             self.notify(self.session.inventory_error, severity="error", timeout=10)
