@@ -1,11 +1,14 @@
 """What runs inside an operation's child process: rlimits, then the module, events to a pipe.
 
-The child is forked from the preloaded forkserver (so it starts in milliseconds); it writes
-protocol frames to its pipe: ``match``, ``progress``, and a final ``end`` with status and stats.
+The child is forked from the agent process's zygote (``agentd.zygote``), which imported every
+module, so it starts in about a millisecond. It reads its request (module, params, root, limits)
+as JSON from a memfd, then writes protocol frames to its pipe: ``match``, ``progress``, and a
+final ``end`` with status and stats.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import time
@@ -15,7 +18,7 @@ from modules.base import LimitReached, RunContext
 from modules.registry import all_modules, get_module
 from protocol.frames import encode_frame
 
-all_modules()  # imported in the forkserver, so every forked child starts with them loaded
+all_modules()  # imported in the zygote, so every forked child starts with them loaded
 
 PROGRESS_EVERY = 0.5
 MAX_ERRORS_REPORTED = 100
@@ -52,29 +55,23 @@ class PipeContext(RunContext):
             self.errors.append(message)
 
 
-def run_operation(
-    conn: Any,
-    module_name: str,
-    params: dict[str, Any],
-    root: str,
-    privacy: bool,
-    cpu_seconds: int,
-    memory_mb: int,
-    nice: int,
-) -> None:
-    """Entry point of the child: confine itself, run the module, report how it ended."""
-    fd = conn.fileno()
+def run(request_fd: int, result_fd: int) -> None:
+    """Entry point of the child: read the request, confine itself, run the module, report how
+    it ended."""
+    request = json.loads(_read_all(request_fd))
+    os.close(request_fd)
+    cpu_seconds, memory_mb = request["cpu_seconds"], request["memory_mb"]
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
     limit = memory_mb << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.nice(nice)
-    ctx = PipeContext(fd, root, privacy)
+    os.nice(request["nice"])
+    ctx = PipeContext(result_fd, request["root"], request["privacy"])
     status, stats = "ok", {}
     try:
-        module = get_module(module_name)
-        assert module is not None, module_name
-        stats = module.run(params, ctx) or {}
+        module = get_module(request["module"])
+        assert module is not None, request["module"]
+        stats = module.run(request["params"], ctx) or {}
     except LimitReached as err:
         status, stats = "limit", getattr(err, "stats", None) or {}
     except MemoryError:
@@ -85,4 +82,12 @@ def run_operation(
         ctx.errors.append(f"{type(err).__name__}: {err}")
     stats = {**stats, "errors": ctx.error_count} if ctx.error_count else stats
     ctx._send({"type": "end", "status": status, "stats": stats, "errors": ctx.errors})
-    conn.close()
+    os.close(result_fd)
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole request file; the agent left its offset at 0."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,29 +1,32 @@
-"""Runs each operation in a child forked from a preloaded forkserver, under the agent's limits.
+"""Runs each operation in a child forked by the agent process's zygote, under the agent's limits.
 
-The forkserver imports the modules once, so a child starts in milliseconds instead of paying a
-Python start-up. The parent enforces what a child cannot be trusted to: the wall-clock timeout,
-the per-action match and byte caps, and cancellation (closing the channel kills the child).
+The zygote (``agentd.zygote``) has every module imported and forks a child per operation, so a
+child starts in about a millisecond and the agent's event loop only sends a datagram. The agent
+enforces what a child cannot be trusted to: the wall-clock timeout, the per-action match and byte
+caps, and cancellation (closing the channel kills the child).
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agentd.config import LimitsSection
-from protocol.errors import FrameError
+from protocol.errors import FrameError, SpyglassError
 from protocol.frames import read_frame
 
-# The forkserver imports these once; "agentd.cli" is there because multiprocessing re-runs the
-# main module in each child, which then costs nothing but cached imports.
-PRELOAD = ["agentd.cli", "agentd.child"]
-_CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(PRELOAD)
+#: How long a killed child may take to be reported dead before the runner stops waiting.
+REAP_TIMEOUT = 5.0
 
 
 @dataclass
@@ -63,42 +66,47 @@ async def run_operation(
     sink: Sink,
 ) -> OpOutcome:
     """Run one operation to its end; ``sink('match'|'progress', payload)`` receives its events."""
-    reader_conn, writer_conn = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(
-        target=_child_entry,
-        args=(
-            writer_conn,
-            module,
-            params,
-            root,
-            limits.privacy,
-            limits.cpu_seconds,
-            limits.memory_mb,
-            limits.nice,
-        ),
-        daemon=True,
-    )
-    child.start()
-    writer_conn.close()
+    request = {
+        "module": module,
+        "params": params,
+        "root": root,
+        "privacy": limits.privacy,
+        "cpu_seconds": limits.cpu_seconds,
+        "memory_mb": limits.memory_mb,
+        "nice": limits.nice,
+    }
+    zygote = Zygote.current()
+    read_fd, write_fd = os.pipe()
+    try:
+        pid, exited = await zygote.launch(json.dumps(request).encode(), write_fd)
+    except ZygoteError as err:
+        os.close(read_fd)
+        return OpOutcome("error", errors=[str(err)])
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
-    pipe = os.fdopen(os.dup(reader_conn.fileno()), "rb", 0)
-    reader_conn.close()
+    pipe = os.fdopen(read_fd, "rb", 0)
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    ended, status = False, None
     try:
         async with asyncio.timeout(timeout):
-            outcome = await _pump(reader, budget, sink)
+            outcome, ended = await _pump(reader, budget, sink)
     except TimeoutError:
         outcome = OpOutcome("timeout", errors=[f"operation ran past its {timeout:.0f} s timeout"])
     finally:
         transport.close()
-        if child.exitcode is None:
-            child.kill()
-        await _reap(child)
-        exitcode = child.exitcode
-        child.close()
+        if not ended:  # the child may still run: timeout, cap reached, cancelled, or it died
+            await zygote.kill(pid)
+            try:
+                status = await asyncio.wait_for(asyncio.shield(exited), REAP_TIMEOUT)
+            except TimeoutError:
+                status = None
     if outcome is _DIED:
-        return _death(exitcode, limits)
+        return _death(status, limits)
     return outcome
 
 
@@ -107,6 +115,10 @@ _DIED = OpOutcome("error", errors=["the module's process died before finishing"]
 
 def _death(exitcode: int | None, limits: LimitsSection) -> OpOutcome:
     """Name why a child ended without reporting: the CPU rlimit, the memory rlimit, or a crash."""
+    if exitcode is None:
+        return OpOutcome(
+            "error", errors=["the module's process was lost with the agent's zygote (it died)"]
+        )
     if exitcode == -signal.SIGXCPU:
         return OpOutcome("timeout", errors=[f"CPU limit of {limits.cpu_seconds} s reached"])
     if exitcode == -signal.SIGKILL:
@@ -114,49 +126,184 @@ def _death(exitcode: int | None, limits: LimitsSection) -> OpOutcome:
     return OpOutcome("error", errors=[f"the module's process died (exit code {exitcode})"])
 
 
-async def _pump(reader: asyncio.StreamReader, budget: Budget, sink: Sink) -> OpOutcome:
+async def _pump(reader: asyncio.StreamReader, budget: Budget, sink: Sink) -> tuple[OpOutcome, bool]:
+    """Forward the child's events; returns its outcome, and whether the child reported its end."""
     while True:
         try:
             frame = await read_frame(reader, max_frame=1 << 30)
         except FrameError as err:
-            return OpOutcome("error", errors=[f"child sent garbage: {err}"])
+            return OpOutcome("error", errors=[f"child sent garbage: {err}"]), False
         if frame is None:
-            return _DIED
+            return _DIED, False
         kind = frame.pop("type")
         if kind == "match":
             if not budget.take(len(str(frame["data"]))):
-                return OpOutcome(
+                outcome = OpOutcome(
                     "limit", errors=["the agent's match or result-size cap was reached"]
                 )
+                return outcome, False
             sink("match", frame["data"])
         elif kind == "progress":
             sink("progress", frame["stats"])
         elif kind == "end":
-            return OpOutcome(frame["status"], frame["stats"], frame["errors"])
+            return OpOutcome(frame["status"], frame["stats"], frame["errors"]), True
 
 
-def _child_entry(*args: Any) -> None:
-    from agentd.child import run_operation as child_main
-
-    child_main(*args)
+class ZygoteError(SpyglassError):
+    """The zygote could not start an operation (it died, or fork failed)."""
 
 
-async def _reap(child: Any) -> None:
-    """Wait for the child's exit without blocking the loop (its sentinel turns readable)."""
-    if child.exitcode is not None:
-        return
-    loop = asyncio.get_running_loop()
-    exited = loop.create_future()
+class Zygote:
+    """The agent's end of its process's zygote: launches children, kills them, learns how they
+    ended. One per process and event loop, started on first use, replaced when it dies."""
 
-    def on_exit() -> None:
-        if not exited.done():
-            exited.set_result(None)
+    _current: Zygote | None = None
 
-    loop.add_reader(child.sentinel, on_exit)
-    try:
-        await asyncio.wait_for(exited, 5)
-    except TimeoutError:
-        child.kill()
-    finally:
-        loop.remove_reader(child.sentinel)
-    child.join(0.1)
+    @classmethod
+    def current(cls) -> Zygote:
+        loop = asyncio.get_running_loop()
+        zygote = cls._current
+        if zygote is None or zygote.dead or zygote.loop is not loop:
+            if zygote is not None:
+                zygote.close()
+            zygote = cls._current = cls(loop)
+        return zygote
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dead = False
+        self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with theirs:
+            # A fresh interpreter, not a fork of this (threaded) process: see agentd.zygote.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agentd.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": _import_path()},
+            )
+        self._sock.setblocking(False)
+        self._next_id = 0
+        self._launches: dict[int, asyncio.Future[tuple[int, asyncio.Future[int | None]]]] = {}
+        self._exits: dict[int, asyncio.Future[int | None]] = {}
+        self._writable: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        loop.add_reader(self._sock, self._on_readable)
+
+    async def launch(
+        self, request: bytes, result_fd: int
+    ) -> tuple[int, asyncio.Future[int | None]]:
+        """Start a child that runs ``request`` and writes its frames to ``result_fd``; returns its
+        pid and a future of its exit status (None if the zygote died first)."""
+        self._next_id += 1
+        request_id = self._next_id
+        started = self.loop.create_future()
+        self._launches[request_id] = started
+        request_fd = os.memfd_create("spyglass-request", os.MFD_CLOEXEC)
+        try:
+            os.write(request_fd, request)  # a memfd takes it all at once
+            os.lseek(request_fd, 0, os.SEEK_SET)
+            await self._send({"op": "run", "id": request_id}, [request_fd, result_fd])
+        except BaseException:
+            self._launches.pop(request_id, None)
+            raise
+        finally:
+            os.close(request_fd)
+        try:
+            return await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(self._kill_unwanted)
+            raise
+
+    def _kill_unwanted(self, started: asyncio.Future[tuple[int, Any]]) -> None:
+        """A launch cancelled while in flight: its child must not run unobserved."""
+        if not started.cancelled() and started.exception() is None:
+            pid, _ = started.result()
+            task = self.loop.create_task(self.kill(pid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def kill(self, pid: int) -> None:
+        """SIGKILL a child unless it was reaped already (a dead zygote's children died with it)."""
+        with contextlib.suppress(ZygoteError):
+            await self._send({"op": "kill", "pid": pid})
+
+    def close(self) -> None:
+        """Let the zygote go: it kills its children and exits when its socket closes."""
+        self._died()
+
+    async def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(message).encode()
+        while True:
+            if self.dead:
+                raise ZygoteError("the agent's zygote (which starts operations) is gone")
+            try:
+                socket.send_fds(self._sock, [data], fds or [])
+                return
+            except BlockingIOError:
+                await self._wait_writable()
+            except OSError:
+                self._died()
+
+    async def _wait_writable(self) -> None:
+        if self._writable is None:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+
+            def ready() -> None:
+                self.loop.remove_writer(self._sock)
+                self._writable = None
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            self._writable = waiter
+            self.loop.add_writer(self._sock, ready)
+        await asyncio.shield(self._writable)
+
+    def _on_readable(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                print("spyglass-agentd: the zygote died; starting a new one", file=sys.stderr)
+                self._died()
+                return
+            message = json.loads(data)
+            if "status" in message:
+                if (exited := self._exits.pop(message["pid"], None)) is not None:
+                    exited.set_result(message["status"])
+            elif (started := self._launches.pop(message["id"], None)) is not None:
+                if "error" in message:
+                    started.set_exception(ZygoteError(message["error"]))
+                else:
+                    exited = self._exits[message["pid"]] = self.loop.create_future()
+                    started.set_result((message["pid"], exited))
+
+    def _died(self) -> None:
+        if self.dead:
+            return
+        self.dead = True
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self._sock)
+            self.loop.remove_writer(self._sock)
+        self._sock.close()
+        gone = ZygoteError("the agent's zygote (which starts operations) died")
+        for started in self._launches.values():
+            if not started.done():
+                started.set_exception(gone)
+        for exited in self._exits.values():
+            if not exited.done():
+                exited.set_result(None)
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._launches.clear()
+        self._exits.clear()
+        self.process.poll()  # reaped now if it has exited, else by subprocess on the next Popen
+
+
+def _import_path() -> str:
+    """Where ``agentd`` was imported from, ahead of PYTHONPATH: the zygote runs the same code."""
+    here = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)

@@ -1,0 +1,167 @@
+"""Child start cost: one trivial operation through the runner's zygote, against the baseline it
+replaced (a multiprocessing forkserver child per operation: Process.start pickles the arguments,
+passes fds, re-runs the main module's imports, and blocks the event loop until the pid is back).
+
+Both run the same `file` search in an empty-ish root, sequentially and then in a burst of
+concurrent operations, and report per operation: wall time, CPU of this (agent) process, CPU of
+the helper processes (forkserver or zygote, and the children they reaped), and the longest stall
+of the event loop during the burst.
+
+    .venv/bin/python bench/child_start.py [-n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+# Run as a script, bench/ comes first on sys.path, where bench/modules.py would shadow `modules`.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from agentd import child  # noqa: E402
+from agentd.config import LimitsSection  # noqa: E402
+from agentd.runner import Budget, run_operation  # noqa: E402
+from modules.registry import get_module  # noqa: E402
+
+Launcher = Callable[[str, dict[str, Any]], Awaitable[str]]
+
+
+async def zygote_op(root: str, params: dict[str, Any]) -> str:
+    outcome = await run_operation(
+        "file",
+        params,
+        root=root,
+        limits=LimitsSection(),
+        timeout=30,
+        budget=Budget(1000, 1 << 20),
+        sink=lambda kind, payload: None,
+    )
+    return outcome.status
+
+
+def _forkserver_entry(conn: Any, request: bytes) -> None:
+    fd = os.memfd_create("request")
+    os.write(fd, request)
+    os.lseek(fd, 0, os.SEEK_SET)
+    child.run(fd, os.dup(conn.fileno()))
+
+
+async def forkserver_op(root: str, params: dict[str, Any]) -> str:
+    """The previous runner's launch path, reduced to what costs: Process.start and a reap."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["__main__", "agentd.child"])  # as the daemon had it
+    limits = LimitsSection()
+    request = {
+        "module": "file",
+        "params": params,
+        "root": root,
+        "privacy": False,
+        "cpu_seconds": limits.cpu_seconds,
+        "memory_mb": limits.memory_mb,
+        "nice": limits.nice,
+    }
+    reader_conn, writer_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_forkserver_entry, args=(writer_conn, json.dumps(request).encode()), daemon=True
+    )
+    proc.start()
+    writer_conn.close()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(os.dup(reader_conn.fileno()), "rb", 0)
+    reader_conn.close()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    await reader.read()
+    transport.close()
+    exited = loop.create_future()
+    loop.add_reader(proc.sentinel, lambda: exited.done() or exited.set_result(None))
+    await exited
+    loop.remove_reader(proc.sentinel)
+    proc.join()
+    proc.close()
+    return "ok"
+
+
+def helper_cpu() -> float:
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def measure(launch: Launcher, root: str, params: dict[str, Any], n: int) -> dict[str, float]:
+    await launch(root, params)  # start the helper outside the measurement
+    cpu0, helper0, wall0 = time.process_time(), helper_cpu(), time.monotonic()
+    for _ in range(n):
+        assert await launch(root, params) == "ok"
+    cpu1, helper1, wall1 = time.process_time(), helper_cpu(), time.monotonic()
+    row = {
+        "seq_wall_ms": (wall1 - wall0) * 1000 / n,
+        "seq_agent_cpu_ms": (cpu1 - cpu0) * 1000 / n,
+        "seq_helper_cpu_ms": (helper1 - helper0) * 1000 / n,
+    }
+    lags: list[float] = []
+    done = False
+
+    async def heartbeat() -> None:
+        while not done:
+            t = time.monotonic()
+            await asyncio.sleep(0.001)
+            lags.append(time.monotonic() - t - 0.001)
+
+    beat = asyncio.create_task(heartbeat())
+    cpu0, helper0, wall0 = time.process_time(), helper_cpu(), time.monotonic()
+    statuses = await asyncio.gather(*(launch(root, params) for _ in range(n)))
+    cpu1, helper1, wall1 = time.process_time(), helper_cpu(), time.monotonic()
+    done = True
+    await beat
+    assert set(statuses) == {"ok"}, statuses
+    row.update(
+        burst_wall_ms=(wall1 - wall0) * 1000,
+        burst_cpu_ms=((cpu1 - cpu0) + (helper1 - helper0)) * 1000 / n,
+        burst_max_stall_ms=max(lags, default=0.0) * 1000,
+    )
+    return row
+
+
+async def main(n: int) -> None:
+    root = tempfile.mkdtemp(prefix="sgcs")
+    for i in range(10):
+        open(os.path.join(root, f"f{i}"), "w").close()
+    module = get_module("file")
+    assert module is not None
+    params = module.validate({"paths": ["/"], "name": ["^f1$"]})
+    rows = {
+        "forkserver (before)": await measure(forkserver_op, root, params, n),
+        "zygote": await measure(zygote_op, root, params, n),
+    }
+    columns = list(next(iter(rows.values())))
+    print(f"{'per operation, n=' + str(n):<22}" + "".join(f"{c:>20}" for c in columns))
+    for label, row in rows.items():
+        print(f"{label:<22}" + "".join(f"{row[c]:>20.2f}" for c in columns))
+    before, after = rows["forkserver (before)"], rows["zygote"]
+    print(
+        f"{'before/after':<22}"
+        + "".join(f"{before[c] / max(after[c], 1e-9):>19.1f}x" for c in columns)
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=200, help="operations per measurement")
+    asyncio.run(main(parser.parse_args().n))

@@ -1,0 +1,170 @@
+"""The runner and its zygote, in process: operations start, stream, end, and are killed by the
+timeout, the CPU rlimit, the caps and cancellation; a dead zygote fails its operations with a
+clear error and is replaced.
+
+Real modules are driven into the cases (no test module in the product): ``(a+)+$`` over 40 a's
+and a ``!`` backtracks for ages, which makes a spinning child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from agentd.config import LimitsSection
+from agentd.runner import Budget, OpOutcome, Zygote, run_operation
+from modules.registry import get_module
+
+SPIN = {"paths": ["/srv"], "name": ["^spin$"], "content": ["(a+)+$"]}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "spin").write_bytes(b"a" * 40 + b"!\n")
+    for i in range(20):
+        (srv / f"f{i:02d}.txt").write_text("x")
+    return tmp_path
+
+
+async def run(
+    root: Path,
+    params: dict[str, Any],
+    *,
+    timeout: float = 30,
+    budget: Budget | None = None,
+    events: list[tuple[str, dict[str, Any]]] | None = None,
+    **limits: Any,
+) -> OpOutcome:
+    def sink(kind: str, payload: dict[str, Any]) -> None:
+        if events is not None:
+            events.append((kind, payload))
+
+    return await run_operation(
+        "file",
+        get_module("file").validate(params),  # type: ignore[union-attr]
+        root=str(root),
+        limits=LimitsSection(**limits),
+        timeout=timeout,
+        budget=budget or Budget(1000, 1 << 20),
+        sink=sink,
+    )
+
+
+def operation_children() -> list[psutil.Process]:
+    zygote = Zygote.current()
+    return psutil.Process(zygote.process.pid).children()
+
+
+async def wait_for(predicate: Any, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)
+
+
+async def gone(pids: list[int]) -> bool:
+    """True once none of ``pids`` is running (zombies count as gone)."""
+    for _ in range(250):
+        alive = [p for p in pids if psutil.pid_exists(p) and not _zombie(p)]
+        if not alive:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_operation_streams_matches_and_ends_ok(root: Path) -> None:
+    events: list[tuple[str, dict[str, Any]]] = []
+    outcome = await run(root, {"paths": ["/srv"], "name": [r"\.txt$"]}, events=events)
+    assert outcome.status == "ok", outcome
+    paths = sorted(p["path"] for kind, p in events if kind == "match")
+    assert paths == [f"/srv/f{i:02d}.txt" for i in range(20)]
+
+
+async def test_many_concurrent_operations_share_one_zygote(root: Path) -> None:
+    zygote = Zygote.current()
+    outcomes = await asyncio.gather(
+        *(run(root, {"paths": ["/srv"], "name": ["f0"]}) for _ in range(60))
+    )
+    assert {o.status for o in outcomes} == {"ok"}
+    assert Zygote.current() is zygote and not zygote.dead
+
+
+async def test_a_request_larger_than_a_pipe_buffer_reaches_the_child(root: Path) -> None:
+    names = [f"^never-{i:06d}-{'x' * 80}$" for i in range(3000)] + [r"^f07\.txt$"]
+    events: list[tuple[str, dict[str, Any]]] = []
+    outcome = await run(root, {"paths": ["/srv"], "name": names, "match_any": True}, events=events)
+    assert outcome.status == "ok", outcome
+    assert [p["path"] for _, p in events] == ["/srv/f07.txt"]
+
+
+async def test_timeout_kills_the_child(root: Path) -> None:
+    task = asyncio.create_task(run(root, SPIN, timeout=1))
+    await wait_for(lambda: bool(operation_children()))
+    pids = [p.pid for p in operation_children()]
+    outcome = await task
+    assert outcome.status == "timeout"
+    assert "timeout" in outcome.errors[0]
+    assert await gone(pids)
+
+
+async def test_cpu_rlimit_is_named_as_such(root: Path) -> None:
+    outcome = await run(root, SPIN, cpu_seconds=1)
+    assert outcome.status == "timeout"
+    assert outcome.errors == ["CPU limit of 1 s reached"]
+
+
+async def test_match_cap_stops_the_child(root: Path) -> None:
+    outcome = await run(root, {"paths": ["/srv"], "name": ["."]}, budget=Budget(3, 1 << 20))
+    assert outcome.status == "limit"
+
+
+async def test_cancel_kills_the_child(root: Path) -> None:
+    task = asyncio.create_task(run(root, SPIN))
+    await wait_for(lambda: bool(operation_children()))
+    pids = [p.pid for p in operation_children()]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await gone(pids)
+
+
+async def test_dead_zygote_fails_its_operations_clearly_and_is_replaced(root: Path) -> None:
+    task = asyncio.create_task(run(root, SPIN))
+    await wait_for(lambda: bool(operation_children()))
+    zygote = Zygote.current()
+    pids = [p.pid for p in operation_children()]
+    os.kill(zygote.process.pid, signal.SIGKILL)
+    outcome = await task
+    assert outcome.status == "error"
+    assert "zygote" in outcome.errors[0]
+    assert await gone(pids), "children die with their zygote"
+    await wait_for(lambda: zygote.dead)
+    outcome = await run(root, {"paths": ["/srv"], "name": ["f01"]})
+    assert outcome.status == "ok"
+    assert Zygote.current() is not zygote
+
+
+async def test_memory_rlimit_ends_an_unbounded_allocation(root: Path) -> None:
+    # Python's regex engine keeps a mark per repetition of a capturing group: over one 4 MB
+    # line this wants far more than 256 MiB (a class, not a literal, so no prefilter skips it).
+    (root / "srv" / "big").write_bytes(b"a" * 4_000_000 + b"\n")
+    params = {"paths": ["/srv"], "name": ["^big$"], "content": ["^(?:(a)|b)*[cd]"]}
+    outcome = await run(root, params, memory_mb=256)
+    assert outcome.status == "error"
+    assert any("memory limit of 256 MiB" in e for e in outcome.errors), outcome
