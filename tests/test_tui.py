@@ -422,3 +422,65 @@ async def test_bad_keymap_is_reported(tmp_path: Path, monkeypatch: pytest.Monkey
         assert any("ignored app.history" in m and "keymap.toml" in m for m in messages)
         await pilot.press("f4")  # the default binding still works
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+
+
+@pytest.fixture
+def passphrase_home() -> Iterator[Path]:
+    """A GNUPGHOME whose key needs a passphrase, with the agent's cache off (STACK-NOTES §2:
+    a cached passphrase would make a wrong one work)."""
+    from protocol.signing import generate_key
+
+    home = Path(tempfile.mkdtemp(prefix="sgp", dir="/tmp"))  # short: the agent socket lives here
+    home.chmod(0o700)
+    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\n")
+    try:
+        generate_key(home, passphrase="correct horse")
+        yield home
+    finally:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_passphrase_prompt(
+    passphrase_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GNUPGHOME", str(passphrase_home))
+    monkeypatch.delenv("SPYGLASS_PASSPHRASE", raising=False)
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[[hosts]]\nname = "lab-001"\naddress = "127.0.0.1"\nport = 1\n')
+    app = SpyglassApp(Session(str(inventory), tmp_path / "results.db"))
+    signed = []
+    sign = app.session.sign
+
+    def recording_sign(envelope, passphrase=None):
+        signed.append(sign(envelope, passphrase))
+        return signed[-1]
+
+    app.session.sign = recording_sign
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_php_query(pilot)
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
+        await pilot.press("y")
+        # gpg cannot ask (no pinentry here): the TUI asks, masked
+        await wait_for(pilot, lambda: isinstance(app.screen, Prompt), timeout=30)
+        assert app.screen.password
+        await pilot.press(*"wrong", "enter")
+        # a wrong passphrase: asked again with gpg's reason, nothing signed or launched
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, Prompt) and "Bad passphrase" in app.screen.note,
+            timeout=30,
+        )
+        assert "could not sign" in app.screen.note
+        assert signed == [] and app.current is None and app.session.store.runs() == []
+        await pilot.press(*"correct horse", "enter")
+        await wait_for(pilot, lambda: app.current is not None, timeout=30)
+        assert len(signed) == 1 and len(signed[0].signatures) == 1
+        assert app.current.id == signed[0].action.id
+        assert app.session.passphrase == "correct horse"  # not asked again this session
+        await wait_for(pilot, lambda: app.current.finished)
