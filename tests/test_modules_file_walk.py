@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -87,6 +88,78 @@ def test_a_500_level_deep_tree(tmp_path: Path) -> None:
     assert paths(run(tmp_path, content=["^found"])) == {expected}
     assert paths(run(tmp_path, name=["bottom"], max_depth=499)) == set()
     assert paths(run(tmp_path, name=["bottom"], max_depth=500)) == {expected}
+
+
+def make_deep(top: Path, levels: int, part: str = "d" * 250) -> tuple[str, int]:
+    """``levels`` nested folders named ``part`` below ``top``, built through descriptors (the
+    path soon outgrows PATH_MAX); returns the inside path of the folder at the bottom and an
+    open descriptor of it."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir(part, dir_fd=fd)
+        child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    return "/" + "/".join([part] * levels), fd
+
+
+def test_a_file_deeper_than_path_max_is_found(tmp_path: Path) -> None:
+    # An attacker's hiding place: 20 x 250 bytes of path, past PATH_MAX (4096), where a walker
+    # opening directories by full path gets "File name too long".
+    bottom, fd = make_deep(tmp_path, 20)
+    try:
+        plant = os.open("stash.txt", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd)
+        os.write(plant, b"exfil NEEDLE-7\n")
+        os.close(plant)
+    finally:
+        os.close(fd)
+    expected = bottom + "/stash.txt"
+    assert len(os.fsencode(str(tmp_path) + expected)) > os.pathconf("/", "PC_PATH_MAX")
+    ctx = run(tmp_path, content=["NEEDLE-[0-9]"], return_sha256=True)
+    assert [(r["path"], r["size"], r["matched"]) for r in ctx.rows] == [(expected, 15, ["content"])]
+    assert ctx.rows[0]["sha256"] == hashlib.sha256(b"exfil NEEDLE-7\n").hexdigest()
+    assert not ctx.errors and ctx.last_progress["dirs_scanned"] == 21
+    assert paths(run(tmp_path, name=["^stash"], max_depth=20)) == {expected}
+    assert paths(run(tmp_path, name=["^stash"], max_depth=19)) == set()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """A folder for trees too deep for ``shutil.rmtree`` (it recurses): rm -rf removes them."""
+    yield tmp_path / "t"
+    subprocess.run(["rm", "-rf", str(tmp_path / "t")], check=True)
+
+
+def test_descriptors_stay_few_on_a_deep_chain_and_none_leak(deep_tmp: Path) -> None:
+    deep_tmp.mkdir()
+    _, fd = make_deep(deep_tmp, 1500, "d")
+    try:
+        for i in range(3000):  # at the bottom: progress is reported while 1500 levels down
+            os.close(os.open(f"f{i}", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd))
+    finally:
+        os.close(fd)
+    before = open_fds()
+    held: list[int] = []
+
+    class Watch(CollectingContext):
+        def progress(self, stats: dict[str, int]) -> None:
+            held.append(open_fds() - before)
+            super().progress(stats)
+
+    ctx = Watch(root=str(deep_tmp), columns=COLUMNS)
+    FILE.run(FILE.validate({"paths": ["/"], "name": ["^f"], "match_limit": 10**6}), ctx)
+    assert len(ctx.rows) == 3000 and all(r["path"].count("/") == 1501 for r in ctx.rows)
+    assert len(held) >= 3 and max(held) <= 3  # the bottom folder, its parent, scandir's copy
+    assert open_fds() == before
+    with pytest.raises(LimitReached):  # stopped mid-walk: every descriptor is closed at once
+        FILE.run(
+            FILE.validate({"paths": ["/"], "match_limit": 10}), CollectingContext(str(deep_tmp))
+        )
+    assert open_fds() == before
 
 
 def test_match_limit_stops_the_walk_at_once(tmp_path: Path) -> None:

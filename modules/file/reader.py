@@ -14,6 +14,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 CHUNK = 1 << 20
 #: A "line" longer than this (binary files) is searched in pieces rather than buffered whole.
@@ -30,15 +31,60 @@ def compile_content(pattern: str) -> re.Pattern[bytes]:
     return re.compile(pattern.encode("utf-8", "surrogatepass"), re.MULTILINE)
 
 
+#: Bytes from most to least common in text and binaries; a byte not listed is rarer than all.
+_COMMON = (
+    b" \x00etaoinsrhldcumfpgwybvkxjqz\n0123456789\t\r.,-_:/=\"'()\xff;<>ETAOINSRHLDCUMFPGWYBVKXJQZ"
+)
+
+
+def rare_byte(rx: re.Pattern[bytes]) -> bytes | None:
+    """A byte that every match of ``rx`` contains, chosen rare, or None if there is none.
+
+    It comes from a run of plain characters in the pattern's top-level sequence (``NEEDLE-`` in
+    ``NEEDLE-[0-9]+``). Like grep, a buffer is first searched for it with ``bytes.find`` (one
+    ``memchr``, many GB/s; a multi-byte find is slower than the regex itself), and the regex
+    runs only from the line where it first occurs: most buffers never need the regex at all.
+    """
+    try:  # the parser ``re.compile`` itself uses: private, hence guarded
+        from re import _parser  # type: ignore[attr-defined]
+
+        tree = _parser.parse(rx.pattern, rx.flags)
+        literal = _parser.LITERAL  # type: ignore[attr-defined]
+    except Exception:  # pragma: no cover - another Python's internals: go without the shortcut
+        return None
+    if tree.state.flags & re.IGNORECASE:
+        return None
+    # Every item of the top-level sequence is part of every match; a literal is one byte.
+    found = {arg for op, arg in tree if op is literal}
+    if not found:
+        return None
+    best = max(found, key=lambda b: (_COMMON.find(bytes((b,))) % (len(_COMMON) + 1), -b))
+    return bytes((best,))
+
+
+Buffer = bytes | bytearray
+
+
 def _line_hit(
-    first: re.Pattern[bytes], every: list[re.Pattern[bytes]], buf: bytes, end: int
+    first: re.Pattern[bytes],
+    every: list[re.Pattern[bytes]],
+    rares: list[bytes],
+    buf: Buffer,
+    end: int,
 ) -> bool:
     """Is there a line in ``buf[:end]`` where every regex of ``every`` matches?
 
-    ``first`` finds candidates fast over the whole buffer; each candidate line is then checked
-    on its own, so no match may span two lines.
+    Each of ``rares`` (bytes the regexes require, see ``rare_byte``) must occur first. ``first``
+    then finds candidates fast over the buffer, from the line where the first of them occurs;
+    each candidate line is checked on its own, so no match may span two lines.
     """
     pos = 0
+    for i, rare in enumerate(rares):
+        at = buf.find(rare, 0, end)
+        if at < 0:
+            return False
+        if i == 0:
+            pos = buf.rfind(b"\n", 0, at) + 1
     while pos <= end:
         m = first.search(buf, pos, end)
         if m is None:
@@ -64,44 +110,74 @@ class LineScanner:
 
     def __init__(self, regexes: list[re.Pattern[bytes]], macroal: bool, match_any: bool) -> None:
         self._regexes = regexes
-        self._pending = list(regexes)
+        rares = {rx: [m] if (m := rare_byte(rx)) else [] for rx in regexes}
+        #: ``_line_hit`` arguments for each regex on its own (the pending list is only ever
+        #: replaced, never changed in place, so a new file starts from this same list).
+        self._plans = [(rx, [rx], rares[rx]) for rx in regexes]
+        self._all_rares = [m for rx in regexes for m in rares[rx]]
+        self._pending = self._plans
         self._macroal = macroal
         self._match_any = match_any
         self._carry = b""
         self.done = False
         self.found = False
 
-    def feed(self, chunk: bytes) -> None:
-        buf = self._carry + chunk if self._carry else chunk
-        cut = buf.rfind(b"\n")
-        if cut < 0 and len(buf) < MAX_LINE:
-            self._carry = buf
+    def reset(self) -> LineScanner:
+        """Make ready for the next file (a run reuses one scanner: files are read one by one)."""
+        self._pending = self._plans
+        self._carry = b""
+        self.done = self.found = False
+        return self
+
+    def whole(self, buf: Buffer, size: int) -> None:
+        """Decide from the whole file, ``buf[:size]``, in one go (most files: one read)."""
+        self.done = True
+        if size:
+            # The last line may lack its newline; the empty remainder after one is no line.
+            self._search(buf, size - 1 if buf[size - 1] == 0x0A else size)
+
+    def feed(self, chunk: Buffer, size: int | None = None, final: bool = False) -> None:
+        """Search the next ``size`` bytes of the file (all of ``chunk`` by default); ``final``
+        says they end it (then ``finish`` need not be called)."""
+        if size is None:
+            size = len(chunk)
+        if self._carry:
+            chunk = self._carry + chunk[:size]
+            size = len(chunk)
+            self._carry = b""
+        if final:
+            self.whole(chunk, size)
             return
-        end = len(buf) if cut < 0 else cut
-        self._carry = buf[end + 1 :]
-        self._search(buf, end)
+        cut = chunk.rfind(b"\n", 0, size)
+        if cut < 0 and size < MAX_LINE:
+            self._carry = bytes(chunk[:size])
+            return
+        end = size if cut < 0 else cut
+        self._carry = bytes(chunk[end + 1 : size])
+        self._search(chunk, end)
 
     def finish(self) -> None:
         """End of file: the last line may lack its newline (an empty remainder is no line)."""
         if self._carry and not self.done:
-            self._search(self._carry, len(self._carry))
+            carry, self._carry = self._carry, b""
+            self._search(carry, len(carry))
         self._carry = b""
         self.done = True
 
-    def _search(self, buf: bytes, end: int) -> None:
+    def _search(self, buf: Buffer, end: int) -> None:
         if self._macroal:
-            self.found = self.done = _line_hit(self._regexes[0], self._regexes, buf, end)
-            return
-        for rx in list(self._pending):
-            if _line_hit(rx, [rx], buf, end):
-                self._pending.remove(rx)
-                if self._match_any:
-                    break
-        if len(self._pending) < len(self._regexes) and (self._match_any or not self._pending):
-            self.found = self.done = True
+            hit = _line_hit(self._regexes[0], self._regexes, self._all_rares, buf, end)
+            self.found = self.done = hit
+        elif self._match_any:
+            if any(_line_hit(*plan, buf, end) for plan in self._pending):
+                self.found = self.done = True
+        else:
+            self._pending = [plan for plan in self._pending if not _line_hit(*plan, buf, end)]
+            if not self._pending:
+                self.found = self.done = True
 
 
-@dataclass
+@dataclass(slots=True)
 class Inspection:
     """What one read of a file established."""
 
@@ -121,32 +197,80 @@ class Reader:
     max_size: int | None = None
     bytes_read: int = 0
 
-    def inspect(self, fd: int, algos: list[str] | None = None) -> Inspection:
+    def __post_init__(self) -> None:
+        # Built once per run: the scanner template (regexes and their literals), the digest
+        # constructors, and one read buffer that every file is read into (no allocation per read).
+        self._scanner = LineScanner(self.regexes, self.macroal, self.match_any)
+        self._buf = bytearray(CHUNK)
+        self._view = memoryview(self._buf)
+        self._makers = [getattr(hashlib, a) for a in self.algos]
+
+    def inspect(self, fd: int, size: int = 0) -> Inspection:
         """Read ``fd`` to the end (or until the content answer is known and no digest needs the
-        rest). ``algos`` overrides the digests to compute. Raises OSError, zlib.error, TooBig."""
-        hashers = [hashlib.new(a) for a in (self.algos if algos is None else algos)]
-        scanner = LineScanner(self.regexes, self.macroal, self.match_any) if self.regexes else None
-        for chunk in self._chunks(fd):
-            for h in hashers:
-                h.update(chunk)
-            if scanner is not None and not scanner.done:
-                scanner.feed(chunk)
-                if scanner.done and not hashers:
-                    break
-        if scanner is not None:
-            scanner.finish()
+        rest). ``size`` is the file's size by fstat, to spare a read at the end. Raises OSError,
+        zlib.error, TooBig."""
+        hashers = [make() for make in self._makers]
+        scanner = self._scanner.reset() if self.regexes else None
+        self._read(fd, size, hashers, scanner)
         return Inspection(
             content=scanner is not None and scanner.found,
             digests={h.name: h.hexdigest() for h in hashers},
         )
 
-    def sha256(self, fd: int) -> str:
+    def sha256(self, fd: int, size: int = 0) -> str:
         """The SHA-256 of what ``inspect`` would read (decompressed when asked), for
         ``return_sha256`` on files no digest filter made us hash already."""
         h = hashlib.sha256()
-        for chunk in self._chunks(fd):
-            h.update(chunk)
+        self._read(fd, size, [h], None)
         return h.hexdigest()
+
+    def _read(self, fd: int, size: int, hashers: list[Any], scanner: LineScanner | None) -> None:
+        if self.decompress:
+            for chunk in self._chunks(fd):
+                for h in hashers:
+                    h.update(chunk)
+                if scanner is not None and not scanner.done:
+                    scanner.feed(chunk)
+                    if scanner.done and not hashers:
+                        break
+        else:
+            buf, view = self._buf, self._view
+            n = os.readv(fd, (buf,))
+            self.bytes_read += n
+            if n < CHUNK and 0 < size <= n:  # the whole file in one read: most files
+                if hashers:
+                    with view[:n] as part:
+                        for h in hashers:
+                            h.update(part)
+                if scanner is not None:
+                    scanner.whole(buf, n)
+                return
+            self._read_rest(fd, size, n, hashers, scanner)
+        if scanner is not None:
+            scanner.finish()
+
+    def _read_rest(
+        self, fd: int, size: int, n: int, hashers: list[Any], scanner: LineScanner | None
+    ) -> None:
+        """The general case of ``_read``: the first ``n`` bytes are in the buffer already."""
+        buf, view, total = self._buf, self._view, n
+        while True:
+            # A short read of a regular file is its end once fstat's size is reached; a file
+            # with no size (procfs) or one still growing is read until read returns nothing.
+            final = n == 0 or (n < CHUNK and 0 < size <= total)
+            if n:
+                with view[:n] as part:
+                    for h in hashers:
+                        h.update(part)
+            if scanner is not None and not scanner.done:
+                scanner.feed(buf, n, final)
+                if scanner.done and not hashers:
+                    return
+            if final:
+                return
+            n = os.readv(fd, (buf,))
+            total += n
+            self.bytes_read += n
 
     def _raw(self, fd: int) -> Iterator[bytes]:
         while chunk := os.read(fd, CHUNK):

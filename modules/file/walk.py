@@ -9,22 +9,22 @@ lstat; only a regular file that survives them is opened, once, for content and d
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 import zlib
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any, TypeVar
 
 from modules.context import LimitReached, RunContext
+from modules.file.dirs import FILE_FLAGS, Dir, directories
 from modules.file.filters import meta_checks
 from modules.file.mounts import FALLBACK_PRUNED, mount_table, never_enter
 from modules.file.reader import Inspection, Reader, TooBig, compile_content
 from modules.file.rootpath import resolve_in_root, shown_path
 from modules.kinds import HASH_HEX_LENGTHS
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-# O_NONBLOCK: should a FIFO or device slip past the S_ISREG check, opening it still won't hang.
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TICK = 1024  # entries between progress reports and cancellation checks
 
 T = TypeVar("T")
@@ -44,6 +44,9 @@ class _PathEntry:
     def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
         return self._st
 
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return stat.S_ISREG(self._st.st_mode)
+
 
 class FileSearch:
     """One run of the file module over validated params."""
@@ -55,6 +58,11 @@ class FileSearch:
         self.match_any: bool = params["match_any"]
         self.meta = meta_checks(params, time.time())
         inverted = set(params["mismatch"])
+        #: With match-all, a file must pass the name filter's first regex: the listing loop tries
+        #: it before anything else, as most entries of a name search fail it.
+        self.gate: Callable[[str], re.Match[str] | None] | None = None
+        if params["name"] and not self.match_any and "name" not in inverted:
+            self.gate = re.compile(params["name"][0]).search
         self.hashes = {a: {h.lower() for h in params[a]} for a in HASH_HEX_LENGTHS if params[a]}
         self.deep = [(a, a in inverted) for a in (["content"] if params["content"] else [])]
         self.deep += [(a, a in inverted) for a in self.hashes]
@@ -110,63 +118,68 @@ class FileSearch:
             self._consider(_PathEntry(os.path.basename(shown), st), shown, real, None)
 
     def _walk(self, top: str, shown_top: str, dev: int) -> None:
-        stack = [(top, shown_top, 0)]
-        while stack:
-            real, shown, depth = stack.pop()
-            try:
-                fd = os.open(real, _DIR_FLAGS)
-            except OSError as err:
-                self._error(shown, err)
-                continue
-            try:
-                self._list(fd, real, shown, depth, dev, stack)
-            except OSError as err:
-                self._error(shown, err)
-            finally:
-                os.close(fd)
-
-    def _list(
-        self,
-        fd: int,
-        real: str,
-        shown: str,
-        depth: int,
-        dev: int,
-        stack: list[tuple[str, str, int]],
-    ) -> None:
-        st = os.fstat(fd)
-        key = (st.st_dev, st.st_ino)
-        if key in self.visited:
-            return
-        self.visited.add(key)
-        if self.xdev and st.st_dev != dev:
-            self.stats["skipped"] += 1
-            return
         stats = self.stats
-        stats["dirs_scanned"] += 1
-        descend = self.max_depth is None or depth < self.max_depth
-        real_base = real.rstrip("/") + "/"
-        shown_base = shown.rstrip("/") + "/"
-        subdirs = []
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                self._ticks += 1
-                if self._ticks >= _TICK:
-                    self._tick()
+        walk = directories(
+            top,
+            shown_top,
+            dev=dev if self.xdev else None,
+            visited=self.visited,
+            on_error=self._error,
+            on_skip=self._skip,
+        )
+        with closing(walk):  # a limit or a cancel stops us: its descriptors close at once
+            for d in walk:
+                stats["dirs_scanned"] += 1
                 try:
-                    if entry.is_dir(follow_symlinks=False):
-                        if descend:
-                            subdirs.append(entry.name)
-                        continue
-                    stats["files_scanned"] += 1
-                    self._consider(entry, shown_base + entry.name, entry.name, fd)
+                    self._list(d)
                 except OSError as err:
-                    self._error(shown_base + entry.name, err)
+                    self._error(d.shown, err)
+
+    def _list(self, d: Dir) -> None:
+        """Apply the filters to the entries of one directory; note the subdirectories to enter.
+
+        The hot loop of a search: it runs once per entry of the tree, so it does as little as it
+        can per entry (locals, no stat, the name gate before anything else).
+        """
+        fd = d.fd
+        descend = self.max_depth is None or d.depth < self.max_depth
+        shown_base = d.shown.rstrip("/") + "/"
+        consider = self._consider
+        gate = self.gate
+        subdirs = []
+        files = 0
+        ticks = self._ticks
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    ticks += 1
+                    if ticks >= _TICK:
+                        self.stats["files_scanned"] += files
+                        files = ticks = 0
+                        self._tick()
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            if descend:
+                                subdirs.append(entry.name)
+                            continue
+                        files += 1
+                        if gate is not None and gate(entry.name) is None:
+                            continue
+                        consider(entry, shown_base + entry.name, entry.name, fd)
+                    except OSError as err:
+                        self._error(shown_base + entry.name, err)
+        finally:
+            self.stats["files_scanned"] += files
+            self._ticks = ticks
+        real_base = d.real.rstrip("/") + "/"
         for name in subdirs:
             if self._pruned(real_base + name, shown_base + name):
-                stats["skipped"] += 1
+                self.stats["skipped"] += 1
             else:
-                stack.append((real_base + name, shown_base + name, depth + 1))
+                d.subdirs.append(name)
+
+    def _skip(self, _shown: str) -> None:
+        self.stats["skipped"] += 1
 
     def _pruned(self, real: str, shown: str) -> bool:
         """Mount points met below a requested path: other filesystems under xdev, and pseudo or
@@ -192,13 +205,12 @@ class FileSearch:
                 return
         inspection = None
         if self.deep:
-            if st is None:
-                st = entry.stat(follow_symlinks=False)
-            inspection = self._open(st, shown, target, dir_fd, self.reader.inspect)
-            if inspection is None:  # not a regular file, too big, or unreadable: unknown
+            opened = self._open(entry, st, shown, target, dir_fd, self.reader.inspect)
+            if opened is None:  # not a regular file, too big, or unreadable: unknown
                 if match_all:
                     return
             else:
+                inspection, st = opened
                 for name, inverted in self.deep:
                     if name == "content":
                         hit = inspection.content
@@ -212,34 +224,50 @@ class FileSearch:
             return
         if st is None:
             st = entry.stat(follow_symlinks=False)
-        self._emit(shown, st, matched, inspection, target, dir_fd)
+        self._emit(entry, shown, st, matched, inspection, target, dir_fd)
 
     def _open(
         self,
-        st: os.stat_result,
+        entry: os.DirEntry[str] | _PathEntry,
+        st: os.stat_result | None,
         shown: str,
         target: str,
         dir_fd: int | None,
-        read: Callable[[int], T],
-    ) -> T | None:
-        """Run ``read`` on the file if it is a regular file within max_file_size; None (counted
-        as skipped or as an error) otherwise. FIFOs, devices and sockets are never opened."""
-        if not stat.S_ISREG(st.st_mode) or (
-            self.max_file_size is not None and st.st_size > self.max_file_size
-        ):
+        read: Callable[[int, int], T],
+    ) -> tuple[T, os.stat_result] | None:
+        """Run ``read`` on the file if it is a regular file within max_file_size, and return
+        what it gave with the file's stat; None (counted as skipped or as an error) otherwise.
+        FIFOs, devices and sockets are never opened.
+
+        ``st`` is the entry's lstat if a filter needed it; the file opened must still be that
+        one. Without it, no lstat is spent: the directory entry's type says "regular file", and
+        the opened file's own fstat is what the row reports, so it describes what was read.
+        """
+        if st is not None:
+            if not stat.S_ISREG(st.st_mode) or (
+                self.max_file_size is not None and st.st_size > self.max_file_size
+            ):
+                self.stats["skipped"] += 1
+                return None
+        elif not entry.is_file(follow_symlinks=False):
             self.stats["skipped"] += 1
             return None
         try:
-            fd = os.open(target, _FILE_FLAGS, dir_fd=dir_fd)
+            fd = os.open(target, FILE_FLAGS, dir_fd=dir_fd)
         except OSError as err:
             self._error(shown, err)
             return None
         try:
             now = os.fstat(fd)
-            if not stat.S_ISREG(now.st_mode) or (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+            if not stat.S_ISREG(now.st_mode) or (
+                st is not None and (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev)
+            ):
                 self.stats["skipped"] += 1  # replaced since it was listed
                 return None
-            return read(fd)
+            if self.max_file_size is not None and now.st_size > self.max_file_size:
+                self.stats["skipped"] += 1
+                return None
+            return read(fd, now.st_size), st or now
         except TooBig:
             self.stats["skipped"] += 1
             return None
@@ -251,6 +279,7 @@ class FileSearch:
 
     def _emit(
         self,
+        entry: os.DirEntry[str] | _PathEntry,
         shown: str,
         st: os.stat_result,
         matched: list[str],
@@ -260,7 +289,8 @@ class FileSearch:
     ) -> None:
         sha256 = inspection.digests.get("sha256") if inspection is not None else None
         if sha256 is None and self.return_sha256 and stat.S_ISREG(st.st_mode):
-            sha256 = self._open(st, shown, target, dir_fd, self.reader.sha256)
+            opened = self._open(entry, st, shown, target, dir_fd, self.reader.sha256)
+            sha256 = None if opened is None else opened[0]
         self.ctx.emit(
             {
                 "path": shown,
@@ -276,7 +306,6 @@ class FileSearch:
             raise LimitReached(f"file: match_limit of {self.match_limit} reached", self._snapshot())
 
     def _tick(self) -> None:
-        self._ticks = 0
         self.ctx.progress(self._snapshot())
         if self.ctx.cancelled():
             raise _Cancelled

@@ -1,0 +1,102 @@
+"""The file module's reader: content regexes are line-based whatever the chunking, the rare-byte
+shortcut never changes an answer, and digests cover every byte read once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modules.file import reader
+from modules.file.reader import Reader, compile_content, rare_byte
+
+
+def reference(data: bytes, patterns: list[str], macroal: bool, match_any: bool) -> bool:
+    """The definition: split into lines (a trailing newline ends the last line), search each."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    rxs = [re.compile(p.encode()) for p in patterns]
+    if macroal:
+        return any(all(rx.search(line) for rx in rxs) for line in lines)
+    hits = [any(rx.search(line) for line in lines) for rx in rxs]
+    return any(hits) if match_any else all(hits)
+
+
+def inspect(path: Path, patterns: list[str], **kw: bool) -> tuple[bool, str]:
+    r = Reader(regexes=[compile_content(p) for p in patterns], algos=["sha256"], **kw)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        got = r.inspect(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+    assert r.bytes_read == path.stat().st_size
+    return got.content, got.digests["sha256"]
+
+
+PATTERNS = ["NEEDLE-[0-9]+", "^key=", "x$", "^$", "a.b", r"\s", "ZZ", "[^a]b"]
+LINES = st.lists(
+    st.sampled_from(["", "key=1", "NEEDLE-42", "a b", "ab", "aZZ", "tax", "x", "NEEDLE-", "\r"]),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=LINES,
+    trailing=st.booleans(),
+    chunk=st.sampled_from([1, 2, 3, 5, 8, 64, 1 << 20]),
+    patterns=st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3, unique=True),
+    macroal=st.booleans(),
+    match_any=st.booleans(),
+)
+def test_content_answer_does_not_depend_on_chunking(
+    tmp_path_factory: pytest.TempPathFactory,
+    lines: list[str],
+    trailing: bool,
+    chunk: int,
+    patterns: list[str],
+    macroal: bool,
+    match_any: bool,
+) -> None:
+    data = "\n".join(lines).encode() + (b"\n" if trailing and lines else b"")
+    path = tmp_path_factory.mktemp("r") / "f"
+    path.write_bytes(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader, "CHUNK", chunk)
+        got, digest = inspect(path, patterns, macroal=macroal, match_any=match_any)
+    assert got == reference(data, patterns, macroal, match_any)
+    assert digest == hashlib.sha256(data).hexdigest()
+
+
+def test_a_file_that_grows_or_has_no_size_is_read_to_its_end(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"one\ntwo NEEDLE-1\n")
+    r = Reader(regexes=[compile_content("NEEDLE")], algos=["md5"])
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        got = r.inspect(fd, 0)  # st_size 0, as procfs says: read until read returns nothing
+    finally:
+        os.close(fd)
+    assert got.content and got.digests["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("pattern", "byte"),
+    [
+        ("NEEDLE-[0-9]{4}", b"D"),  # upper case is rarer than lower case or digits
+        ("^root:", b":"),
+        ("ab*c", b"c"),  # b may be absent; a and c never are
+        ("(?i)abc", None),  # case-insensitive: no one byte is required
+        ("a|b", None),
+        ("[0-9]+", None),
+        ("\\x01\\x00", b"\x01"),
+    ],
+)
+def test_rare_byte_is_required_by_every_match(pattern: str, byte: bytes | None) -> None:
+    assert rare_byte(compile_content(pattern)) == byte
