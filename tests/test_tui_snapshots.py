@@ -77,7 +77,8 @@ def finished_state() -> RunState:
     results = [
         HostResult("lab-001", "nomatch", elapsed_ms=412),
         HostResult("lab-002", "matched", matches=2, elapsed_ms=530),
-        HostResult("lab-003", "rejected", "acl", "file needs weight 2, got 1", elapsed_ms=120),
+        # the detail already names the reason: shown once ("acl: acl: ..." before)
+        HostResult("lab-003", "rejected", "acl", "acl: file needs weight 2, got 1", elapsed_ms=120),
         HostResult("lab-004", "matched", matches=1, elapsed_ms=488),
     ]
     for result in results:
@@ -89,9 +90,14 @@ def finished_state() -> RunState:
 def test_compose_snapshot(snap_compare, app: SpyglassApp) -> None:
     async def fill(pilot) -> None:
         await pilot.pause()
-        await pilot.press(*"/srv", "tab", *r"\.php$", "tab", "tab", *"(bad")
+        await pilot.press(*"/srv", "tab", *r"\.php$", "tab", "tab", *"<10M")
         await pilot.press("ctrl+t", "ctrl+u", *"env=prod")
         await pilot.pause()
+        # the preview shows the action, not a validation error
+        screen = pilot.app.screen
+        assert screen.action is not None and screen.problem is None
+        params = screen.action.to_dict()["operations"][0]["params"]
+        assert params == {"paths": ["/srv"], "name": [r"\.php$"], "size": ["<10M"]}
 
     assert snap_compare(app, run_before=fill, terminal_size=SIZE)
 
