@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ from protocol.frames import read_frame
 
 #: How long a killed child may take to be reported dead before the runner stops waiting.
 REAP_TIMEOUT = 5.0
+#: A zygote that died before serving anything is not restarted again within this many seconds.
+RESPAWN_DELAY = 2.0
 
 
 @dataclass
@@ -163,6 +166,8 @@ class Zygote:
     def current(cls) -> Zygote:
         loop = asyncio.get_running_loop()
         zygote = cls._current
+        if zygote is not None and zygote.loop is loop and zygote.crashed_recently():
+            return zygote  # its launches fail with its reason until RESPAWN_DELAY has passed
         if zygote is None or zygote.dead or zygote.loop is not loop:
             if zygote is not None:
                 zygote.close()
@@ -172,6 +177,9 @@ class Zygote:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.dead = False
+        self.answered = False  # has it ever replied (so it started fine)?
+        self.died_at = 0.0
+        self.reason = ""
         self._sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs:
             # A fresh interpreter, not a fork of this (threaded) process: see agentd.zygote.
@@ -188,6 +196,11 @@ class Zygote:
         self._writable: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         loop.add_reader(self._sock, self._on_readable)
+
+    def crashed_recently(self) -> bool:
+        """Died before serving anything (a broken install?), moments ago: respawning it for
+        every operation would only multiply interpreter start-ups."""
+        return self.dead and not self.answered and time.monotonic() < self.died_at + RESPAWN_DELAY
 
     async def launch(
         self, request: bytes, result_fd: int
@@ -235,7 +248,7 @@ class Zygote:
         data = json.dumps(message).encode()
         while True:
             if self.dead:
-                raise ZygoteError("the agent's zygote (which starts operations) is gone")
+                raise ZygoteError(self.reason)
             try:
                 socket.send_fds(self._sock, [data], fds or [])
                 return
@@ -267,10 +280,11 @@ class Zygote:
             except OSError:
                 data = b""
             if not data:
-                print("spyglass-agentd: the zygote died; starting a new one", file=sys.stderr)
                 self._died()
+                print(f"spyglass-agentd: {self.reason}", file=sys.stderr, flush=True)
                 return
             message = json.loads(data)
+            self.answered = True
             if "status" in message:
                 if (exited := self._exits.pop(message["pid"], None)) is not None:
                     exited.set_result(message["status"])
@@ -285,11 +299,16 @@ class Zygote:
         if self.dead:
             return
         self.dead = True
+        self.died_at = time.monotonic()
+        code = self.process.poll()  # reaped now if it has exited, else by subprocess later
+        self.reason = "the agent's zygote (which starts operations) died" + (
+            f" with exit code {code}" if code else ""
+        )
         if not self.loop.is_closed():
             self.loop.remove_reader(self._sock)
             self.loop.remove_writer(self._sock)
         self._sock.close()
-        gone = ZygoteError("the agent's zygote (which starts operations) died")
+        gone = ZygoteError(self.reason)
         for started in self._launches.values():
             if not started.done():
                 started.set_exception(gone)
@@ -300,7 +319,6 @@ class Zygote:
             self._writable.set_result(None)
         self._launches.clear()
         self._exits.clear()
-        self.process.poll()  # reaped now if it has exited, else by subprocess on the next Popen
 
 
 def _import_path() -> str:

@@ -20,17 +20,20 @@ from pathlib import Path
 import asyncssh
 import psutil
 
-from console.compose import compose
-from console.dispatch import Event, HostEvent
-from console.investigation import Investigation
-from console.lab import Lab, lab_down, lab_up
-from console.ssh import CIPHERS, KEX, SUBSYSTEM, Connector, Pool
-from console.store import Store
-from inventory.loader import load_inventory
-from inventory.model import Host, Inventory
-from protocol.envelope import Envelope
-from protocol.frames import encode_frame, read_frame
-from protocol.signing import Signer
+# Run as a script, bench/ comes first on sys.path, where bench/modules.py would shadow `modules`.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from console.compose import compose  # noqa: E402
+from console.dispatch import Event, HostEvent  # noqa: E402
+from console.investigation import Investigation  # noqa: E402
+from console.lab import Lab, lab_down, lab_up  # noqa: E402
+from console.ssh import CIPHERS, KEX, SUBSYSTEM, Connector, Pool  # noqa: E402
+from console.store import Store  # noqa: E402
+from inventory.loader import load_inventory  # noqa: E402
+from inventory.model import Host, Inventory  # noqa: E402
+from protocol.envelope import Envelope  # noqa: E402
+from protocol.frames import encode_frame, read_frame  # noqa: E402
+from protocol.signing import Signer  # noqa: E402
 
 
 class Meter:

@@ -168,3 +168,27 @@ async def test_memory_rlimit_ends_an_unbounded_allocation(root: Path) -> None:
     outcome = await run(root, params, memory_mb=256)
     assert outcome.status == "error"
     assert any("memory limit of 256 MiB" in e for e in outcome.errors), outcome
+
+
+async def test_zygote_that_cannot_start_fails_operations_without_respawn_storm(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    import agentd.runner
+
+    Zygote.current().close()
+    python = sys.executable
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # an interpreter that dies at once
+    monkeypatch.setattr(agentd.runner, "RESPAWN_DELAY", 1.0)
+    first = await run(root, {"paths": ["/srv"], "name": ["f01"]})
+    broken = Zygote.current()
+    second = await run(root, {"paths": ["/srv"], "name": ["f01"]})
+    for outcome in (first, second):
+        assert outcome.status == "error"
+        assert "zygote" in outcome.errors[0]
+    assert Zygote.current() is broken, "not respawned within RESPAWN_DELAY"
+    monkeypatch.setattr(sys, "executable", python)
+    await asyncio.sleep(1.0)
+    outcome = await run(root, {"paths": ["/srv"], "name": ["f01"]})
+    assert outcome.status == "ok"
