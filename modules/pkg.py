@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.treewalk import real_path
+from modules.file.rootpath import resolve_in_root
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 APK_INSTALLED = "/lib/apk/db/installed"
@@ -145,7 +145,7 @@ class PkgModule(Module):
 def _read_below(root: str, path: str, ctx: RunContext, stats: dict[str, int]) -> str | None:
     """A database file below root; None when absent (no such manager), soft error if unreadable."""
     try:
-        real = real_path(root, path)
+        real = resolve_in_root(root, path)
         with open(real, encoding="utf-8", errors="replace") as f:
             return f.read()
     except FileNotFoundError:
@@ -163,7 +163,7 @@ def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
         return None
     for db in RPM_DBS:
         try:
-            if os.path.isdir(real_path(ctx.root, db)):
+            if os.path.isdir(resolve_in_root(ctx.root, db)):
                 break
         except OSError:
             continue

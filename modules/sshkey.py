@@ -17,13 +17,12 @@ import binascii
 import hashlib
 import os
 import re
-import stat
 import struct
 from collections.abc import Iterator
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.treewalk import Found, read_head, real_path, walk
+from modules.treewalk import Found, read_head, resolve_in_root, walk
 from protocol.errors import ParamError
 
 #: Files larger than this are not keys (an authorized_keys file may be larger: see below).
@@ -286,19 +285,24 @@ class _Search:
         return dict(self.stats)
 
     def _file(self, found: Found) -> None:
-        if not stat.S_ISREG(found.st.st_mode):
+        try:
+            if not found.is_regular():
+                return
+            size = found.st.st_size
+        except OSError as err:  # gone since listed, or a folder we may list but not search
+            self._error(found.shown, err)
             return
         name = os.path.basename(found.shown)
         parent = os.path.basename(os.path.dirname(found.shown))
         authorized = _kind(name, parent, "") == "authorized"
-        if found.st.st_size > (MAX_AUTHORIZED_FILE if authorized else MAX_KEY_FILE):
+        if size > (MAX_AUTHORIZED_FILE if authorized else MAX_KEY_FILE):
             return
         try:
             head = b"" if authorized else read_head(found, _HEAD)
             armoured = head.startswith(b"-----BEGIN ")
             if not (authorized or armoured or head.split(b" ", 1)[0] in _TYPE_BYTES):
                 return
-            data = read_head(found, found.st.st_size + 1)
+            data = read_head(found, size + 1)
         except OSError as err:
             self._error(found.shown, err)
             return
@@ -334,7 +338,7 @@ class _Search:
     def _adjacent_pub(self, shown: str) -> KeyInfo | None:
         """type, bits, fingerprint from ``KEY.pub`` next to an encrypted PEM key, if any."""
         try:
-            with open(real_path(self.ctx.root, shown + ".pub"), "rb") as f:
+            with open(resolve_in_root(self.ctx.root, shown + ".pub"), "rb") as f:
                 parts = split_key_line(f.read(MAX_KEY_FILE).decode("utf-8", "replace"))
             return None if parts is None else describe_blob(parts[2])
         except (OSError, ValueError):

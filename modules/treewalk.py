@@ -1,10 +1,11 @@
-"""A small tree walker below the investigated root, shared by sshkey and yara.
+"""Every file below the investigated root, for the modules that need no more (sshkey, yara).
 
-The file module has its own engine (filters woven into the walk, one read per file); the modules
-here only need "every regular file under these paths, as seen from inside the root", so this is
-that and no more. Same safety rules: a symlink is never followed out of the root (requested paths
-resolve as if the root were ``/``; entries found while walking are never followed at all), each
-directory is entered once by (st_dev, st_ino), and pseudo filesystems are never entered.
+The file module weaves its filters into its own listing loop; the modules here only need "every
+non-directory entry under these paths, as seen from inside the root", so this is that and no
+more, over the same parts: requested paths resolve with ``resolve_in_root`` (a symlink never
+leads out of the root), directories are walked through descriptors by ``file.dirs`` (no PATH_MAX
+limit, entries never followed, each directory entered once), and the pseudo filesystems'
+usual mount points are never entered below a requested path.
 """
 
 from __future__ import annotations
@@ -13,63 +14,71 @@ import errno
 import os
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import closing
 
-_MAX_LINKS = 40  # the kernel's MAXSYMLINKS
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-#: Opening a regular file: never through a symlink, and never blocking should it be swapped for
-#: a FIFO between the listing and the open.
-FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-#: Never entered below a requested path, whatever ``xdev`` says (they hold no evidence on disk,
-#: and some files there block or never end).
-_PSEUDO_TOPS = frozenset({"/proc", "/sys", "/dev"})
+from modules.file.dirs import FILE_FLAGS, directories, join
+from modules.file.mounts import FALLBACK_PRUNED
+from modules.file.rootpath import resolve_in_root, shown_path
+
+__all__ = ["FILE_FLAGS", "Found", "read_head", "resolve_in_root", "shown_path", "walk"]
 
 
-def shown_path(path: str) -> str:
-    """Normal form of a requested path, as reported: ``/srv//a/`` -> ``/srv/a``."""
-    return "/" + os.path.normpath(path).lstrip("/")
-
-
-def real_path(root: str, path: str) -> str:
-    """The real path of ``path`` (absolute, as seen from inside ``root``).
-
-    Symlinks on the way are resolved as if ``root`` were ``/``: an absolute target restarts at
-    the root and ``..`` stops there. OSError if a component is missing.
-    """
-    prefix = "" if root in ("/", "") else os.path.abspath(root).rstrip("/")
-    todo = [c for c in reversed(path.split("/")) if c not in ("", ".")]
-    done: list[str] = []
-    hops = 0
-    while todo:
-        part = todo.pop()
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        candidate = prefix + "/" + "/".join([*done, part])
-        if not stat.S_ISLNK(os.lstat(candidate).st_mode):
-            done.append(part)
-            continue
-        hops += 1
-        if hops > _MAX_LINKS:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), candidate)
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            done.clear()
-        todo.extend(c for c in reversed(target.split("/")) if c not in ("", "."))
-    return prefix + "/" + "/".join(done)
-
-
-@dataclass(frozen=True)
 class Found:
-    """A non-directory entry met by the walk."""
+    """A non-directory entry met by the walk.
 
-    shown: str
-    """Path as seen from inside the root."""
-    real: str
-    """Path on this machine."""
-    st: os.stat_result
-    """Its lstat."""
+    Its directory's descriptor is open only until the walk moves on: ``open`` the file (or read
+    ``st``) before asking for the next one.
+    """
+
+    __slots__ = ("_dir_fd", "_entry", "_st", "real", "shown")
+
+    def __init__(
+        self,
+        shown: str,
+        real: str,
+        *,
+        entry: os.DirEntry[str] | None = None,
+        dir_fd: int | None = None,
+        st: os.stat_result | None = None,
+    ) -> None:
+        self.shown = shown
+        """Path as seen from inside the root."""
+        self.real = real
+        """Path on this machine (for messages: the walk never opens it whole)."""
+        self._entry = entry
+        self._dir_fd = dir_fd
+        self._st = st
+
+    @property
+    def st(self) -> os.stat_result:
+        """Its lstat, taken on first use."""
+        if self._st is None:
+            assert self._entry is not None
+            self._st = self._entry.stat(follow_symlinks=False)
+        return self._st
+
+    def is_regular(self) -> bool:
+        """A regular file (not a symlink), from the directory entry's type when it says."""
+        if self._entry is not None:
+            return self._entry.is_file(follow_symlinks=False)
+        return stat.S_ISREG(self.st.st_mode)
+
+    def open(self) -> int:
+        """A read-only descriptor of the file, opened relative to its directory, never through
+        a symlink and never blocking (a FIFO swapped in meanwhile); check it with ``replaced``."""
+        if self._entry is None:
+            return os.open(self.real, FILE_FLAGS)
+        return os.open(self._entry.name, FILE_FLAGS, dir_fd=self._dir_fd)
+
+    def replaced(self, now: os.stat_result) -> bool:
+        """Is the file opened (``now``: its fstat) not a regular file, or, if this entry's lstat
+        was taken, another file than the one listed?"""
+        if not stat.S_ISREG(now.st_mode):
+            return True
+        return self._st is not None and (now.st_dev, now.st_ino) != (
+            self._st.st_dev,
+            self._st.st_ino,
+        )
 
 
 def walk(
@@ -87,59 +96,37 @@ def walk(
     for path in paths:
         shown = shown_path(path)
         try:
-            real = real_path(root, shown)
+            real = resolve_in_root(root, shown)
             st = os.lstat(real)
         except OSError as err:
             on_error(shown, err)
             continue
         if not stat.S_ISDIR(st.st_mode):
-            yield Found(shown, real, st)
+            yield Found(shown, real, st=st)
             continue
-        stack = [(real, shown, 0)]
-        while stack:
-            real_dir, shown_dir, depth = stack.pop()
-            try:
-                fd = os.open(real_dir, _DIR_FLAGS)
-            except OSError as err:
-                on_error(shown_dir, err)
-                continue
-            try:
-                dst = os.fstat(fd)
-                if (dst.st_dev, dst.st_ino) in visited or (xdev and dst.st_dev != st.st_dev):
-                    continue
-                visited.add((dst.st_dev, dst.st_ino))
-                listed = _list(fd, shown_dir, on_error)
-            except OSError as err:
-                on_error(shown_dir, err)
-                continue
-            finally:
-                os.close(fd)
-            base_real = real_dir.rstrip("/") + "/"
-            base_shown = shown_dir.rstrip("/") + "/"
-            for name, est in listed:
-                child_shown = base_shown + name
-                if stat.S_ISDIR(est.st_mode):
-                    if (max_depth is None or depth < max_depth) and (
-                        child_shown not in _PSEUDO_TOPS
-                    ):
-                        stack.append((base_real + name, child_shown, depth + 1))
-                    continue
-                yield Found(child_shown, base_real + name, est)
-
-
-def _list(
-    fd: int, shown_dir: str, on_error: Callable[[str, OSError], None]
-) -> list[tuple[str, os.stat_result]]:
-    """Names and lstats of a directory's entries, taken while its descriptor is open (the
-    entries of ``scandir(fd)`` stat relative to it)."""
-    out = []
-    with os.scandir(fd) as it:
-        for entry in it:
-            try:
-                out.append((entry.name, entry.stat(follow_symlinks=False)))
-            except OSError as err:
-                on_error(shown_dir.rstrip("/") + "/" + entry.name, err)
-    return out
+        dirs = directories(
+            real, shown, dev=st.st_dev if xdev else None, visited=visited, on_error=on_error
+        )
+        with closing(dirs):
+            for d in dirs:
+                descend = max_depth is None or d.depth < max_depth
+                try:
+                    with os.scandir(d.fd) as entries:
+                        for entry in entries:
+                            name = entry.name
+                            try:
+                                if entry.is_dir(follow_symlinks=False):
+                                    if descend and join(d.shown, name) not in FALLBACK_PRUNED:
+                                        d.subdirs.append(name)
+                                    continue
+                            except OSError as err:
+                                on_error(join(d.shown, name), err)
+                                continue
+                            yield Found(
+                                join(d.shown, name), join(d.real, name), entry=entry, dir_fd=d.fd
+                            )
+                except OSError as err:
+                    on_error(d.shown, err)
 
 
 def read_head(found: Found, limit: int) -> bytes:
@@ -147,7 +134,7 @@ def read_head(found: Found, limit: int) -> bytes:
     it was listed (OSError ESTALE) or anything not regular (OSError EINVAL)."""
     if not stat.S_ISREG(found.st.st_mode):
         raise OSError(errno.EINVAL, "not a regular file", found.shown)
-    fd = os.open(found.real, FILE_FLAGS)
+    fd = found.open()
     try:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (found.st.st_dev, found.st.st_ino):

@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import time
 from collections.abc import Callable
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.file.declaration import META_FILTERS
-from modules.kinds import parse_age, parse_size
-from modules.treewalk import FILE_FLAGS, Found, walk
+from modules.file.filters import meta_checks
+from modules.treewalk import Found, walk
 from protocol.errors import ParamError
 
 #: Offsets reported per string; ``count`` still says how many there were.
 MAX_OFFSETS = 100
 MAX_ERRORS = 100
-_COMPARE: dict[str, Callable[[int, int], bool]] = {
-    "<": int.__lt__,
-    ">": int.__gt__,
-    "=": int.__eq__,
-}
+#: Files up to this size are read and matched in memory rather than opened again by libyara.
+_READ_WHOLE = 4 << 20
 
 
 def compile_rules(source: str) -> Any:
@@ -46,30 +42,16 @@ def compile_rules(source: str) -> Any:
         raise ParamError(f"rules: invalid yara rules: {err}") from None
 
 
-def file_checks(params: dict[str, Any], now: float) -> list[Callable[[Found], bool]]:
-    """The file module's metadata filters, each value one check that must hold."""
-    checks: list[Callable[[Found], bool]] = []
-    for pattern in params["name"]:
-        rx = re.compile(pattern)
-        checks.append(lambda f, rx=rx: rx.search(os.path.basename(f.shown)) is not None)
-    for pattern in params["path_re"]:
-        rx = re.compile(pattern)
-        checks.append(lambda f, rx=rx: rx.search(f.shown) is not None)
-    for text in params["size"]:
-        op, limit = parse_size(text)
-        cmp = _COMPARE[op]
-        checks.append(lambda f, cmp=cmp, limit=limit: cmp(f.st.st_size, limit))
-    for text in params["mtime"]:
-        op, seconds = parse_age(text)
-        cutoff = now - seconds
-        if op == "<":
-            checks.append(lambda f, cutoff=cutoff: f.st.st_mtime >= cutoff)
-        else:
-            checks.append(lambda f, cutoff=cutoff: f.st.st_mtime < cutoff)
-    for pattern in params["mode"]:
-        rx = re.compile(pattern)
-        checks.append(lambda f, rx=rx: rx.search(stat.filemode(f.st.st_mode)) is not None)
-    return checks
+def file_checks(params: dict[str, Any], now: float) -> Callable[[Found], bool]:
+    """The file module's metadata filters (``modules.file.filters``), every value a check that
+    must hold, as one predicate; a filter on size, age or mode takes the entry's lstat."""
+    checks = meta_checks({**params, "match_any": False, "mismatch": []}, now)
+
+    def passes(found: Found) -> bool:
+        name = found.shown.rpartition("/")[2]
+        return all(c.test(name, found.shown, found.st if c.needs_stat else None) for c in checks)
+
+    return passes
 
 
 def describe_matches(matches: list[Any]) -> list[dict[str, Any]]:
@@ -184,7 +166,16 @@ class _Scan:
         self.p = params
         self.ctx = ctx
         self.rules = compile_rules(params["rules"])
-        self.checks = file_checks(params, time.time())
+        import yara  # heavy import, loaded by compile_rules already
+
+        self._yara = yara
+        self._options = {
+            "timeout": params["timeout_per_target"],
+            "fast": params["fast"],
+            # Too many matches: libyara caps them, we go on.
+            "warnings_callback": lambda _kind, _data: yara.CALLBACK_CONTINUE,
+        }
+        self.passes = file_checks(params, time.time())
         self.stats = dict.fromkeys(
             (
                 "files_scanned",
@@ -204,20 +195,10 @@ class _Scan:
         if self.p["pids"] or self.p["process_name"]:
             self._processes()
 
-    def _match(self, **target: Any) -> list[Any] | None:
-        import yara  # heavy import, loaded by compile_rules already
-
-        def warned(_kind: int, _data: Any) -> int:
-            return yara.CALLBACK_CONTINUE  # too many matches: libyara caps them, we go on
-
+    def _match(self, **target: Any) -> list[Any]:
         try:
-            return self.rules.match(
-                **target,
-                timeout=self.p["timeout_per_target"],
-                fast=self.p["fast"],
-                warnings_callback=warned,
-            )
-        except yara.TimeoutError:
+            return self.rules.match(**target, **self._options)  # type: ignore[no-any-return]
+        except self._yara.TimeoutError:
             self.stats["timeouts"] += 1  # counted apart, and reported as an error by the caller
             raise
 
@@ -225,35 +206,34 @@ class _Scan:
         import yara  # heavy import
 
         max_size: int = self.p["max_file_size"]
+        stats, passes, cancelled = self.stats, self.passes, self.ctx.cancelled
         for found in walk(
             self.ctx.root,
             self.p["paths"],
             max_depth=self.p["max_depth"],
             xdev=self.p["xdev"],
-            on_error=lambda shown, err: self._error(shown, err),
+            on_error=self._error,
         ):
-            if self.ctx.cancelled():
+            if cancelled():
                 return
-            if not stat.S_ISREG(found.st.st_mode) or not all(c(found) for c in self.checks):
-                continue
-            if found.st.st_size > max_size:
-                self.stats["skipped"] += 1
-                continue
-            self.stats["files_scanned"] += 1
             try:
-                fd = os.open(found.real, FILE_FLAGS)
+                if not found.is_regular() or not passes(found):
+                    continue
+                fd = found.open()
             except OSError as err:
                 self._error(found.shown, err)
                 continue
             try:
                 now = os.fstat(fd)
-                if (now.st_dev, now.st_ino) != (found.st.st_dev, found.st.st_ino):
-                    self.stats["skipped"] += 1  # replaced since it was listed
+                if found.replaced(now):
+                    stats["skipped"] += 1  # replaced since it was listed
                     continue
-                # libyara opens by name: this name is the descriptor we checked, not a path
-                # someone could swap for a symlink meanwhile.
-                matches = self._match(filepath=f"/proc/self/fd/{fd}")
-                self.stats["bytes_scanned"] += now.st_size
+                if now.st_size > max_size:
+                    stats["skipped"] += 1
+                    continue
+                stats["files_scanned"] += 1
+                matches = self._scan_fd(fd, now.st_size)
+                stats["bytes_scanned"] += now.st_size
             except (yara.Error, OSError) as err:
                 self._error(found.shown, err)
                 continue
@@ -261,8 +241,19 @@ class _Scan:
                 os.close(fd)
             if matches:
                 self._emit({"target": "file", "path": found.shown, "pid": None}, matches)
-            if self.stats["files_scanned"] % 256 == 0:
-                self.ctx.progress(self.stats)
+            if stats["files_scanned"] % 256 == 0:
+                self.ctx.progress(stats)
+
+    def _scan_fd(self, fd: int, size: int) -> list[Any]:
+        """Run the rules on an open file: a small one read whole and matched in memory (a
+        read is cheaper than libyara's own open, mmap and munmap); a larger one handed to
+        libyara by ``/proc/self/fd/N``, a name that is this descriptor, not a path someone
+        could swap for a symlink meanwhile."""
+        if size <= _READ_WHOLE:
+            data = os.read(fd, size + 1)
+            if len(data) <= size:  # not grown since fstat: all of it
+                return self._match(data=data)
+        return self._match(filepath=f"/proc/self/fd/{fd}")
 
     def _processes(self) -> None:
         import psutil  # heavy import

@@ -203,3 +203,30 @@ def test_include_is_refused(tmp_path: Path) -> None:
 def test_something_to_scan_is_required() -> None:
     with pytest.raises(ParamError, match=r"^yara: paths: give paths, pids or process_name"):
         MOD.validate({"rules": RULES})
+
+
+def test_a_file_deeper_than_path_max_is_scanned(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(20):  # 5 KB of path, past PATH_MAX: built through descriptors
+        os.mkdir("d" * 250, dir_fd=fd)
+        child = os.open("d" * 250, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    planted = os.open("evil.php", os.O_CREAT | os.O_WRONLY, 0o644, dir_fd=fd)
+    os.write(planted, EVIL.encode())
+    os.close(planted)
+    os.close(fd)
+    ctx = run(tmp_path, paths=["/"])
+    assert paths(ctx) == ["/" + "/".join(["d" * 250] * 20) + "/evil.php"]
+    assert ctx.errors == []
+
+
+def test_small_and_large_files_report_the_same_offsets(tmp_path: Path) -> None:
+    # Small files are matched in memory, large ones by libyara through /proc/self/fd/N.
+    (tmp_path / "small.bin").write_text(EVIL)
+    (tmp_path / "large.bin").write_bytes(b"\0" * (5 << 20) + EVIL.encode())
+    rows = {r["path"]: r["rules"][0]["strings"] for r in run(tmp_path, paths=["/"]).rows}
+    shift = 5 << 20
+    assert rows["/large.bin"] == [
+        {**s, "offsets": [o + shift for o in s["offsets"]]} for s in rows["/small.bin"]
+    ]

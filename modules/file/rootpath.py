@@ -2,7 +2,8 @@
 
 Symlinks met while resolving a requested path are followed as if ``root`` were ``/``: an absolute
 target restarts at the root and ``..`` stops there, so a planted link can never lead the walk
-out of the root (a container's rootfs, a mounted disk image).
+out of the root (a container's rootfs, a mounted disk image). Every file-system module resolves
+the paths it is asked for here (the file module, ``modules.treewalk`` for sshkey and yara, pkg).
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ def shown_path(path: str) -> str:
 
 
 def resolve_in_root(root: str, path: str) -> str:
-    """The real path of ``path`` (absolute, as seen from inside ``root``); OSError if missing."""
-    prefix = "" if root == "/" else root.rstrip("/")
+    """The real path of ``path`` (absolute, as seen from inside ``root``, itself absolute or
+    relative to the working folder; "" is "/"); OSError if a component is missing."""
+    prefix = "" if root in ("/", "") else os.path.abspath(root).rstrip("/")
     pending = [c for c in reversed(path.split("/")) if c not in ("", ".")]
     inside: list[str] = []
     links = 0

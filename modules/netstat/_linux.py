@@ -61,7 +61,7 @@ def parse_ip_neigh_json(text: str) -> list[Neighbour]:
 
 def neighbours() -> tuple[list[Neighbour], list[str]]:
     """The neighbour table and soft errors met reading it."""
-    errors = []
+    errors: list[str] = []
     ip = shutil.which("ip")
     if ip is not None:
         try:
