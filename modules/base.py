@@ -33,7 +33,7 @@ __all__ = [
 #: key and a Textual CSS id.
 NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
-ColumnKind = Literal["text", "int", "time", "path", "addr", "list", "bool"]
+ColumnKind = Literal["text", "int", "time", "path", "addr", "list", "bool", "json"]
 
 _JSON_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array"}
 
@@ -159,7 +159,9 @@ class Column:
     help: str
     kind: ColumnKind = "text"
     """How front ends render and sort it: ``time`` is epoch seconds; ``path`` and ``addr`` are
-    masked in privacy mode; ``list`` is a JSON array of strings."""
+    masked in privacy mode; ``list`` is a JSON array of strings; ``json`` is any other JSON
+    value (objects, arrays of objects), kept whole in JSON output and shown as one line of text
+    in tables."""
 
     def __post_init__(self) -> None:
         if not NAME_RE.fullmatch(self.name):

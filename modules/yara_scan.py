@@ -136,7 +136,7 @@ class YaraModule(Module):
         Column(
             "rules",
             "Matching rules: rule, namespace, tags, meta, strings (identifier, offsets, count)",
-            "list",
+            "json",
         ),
     )
     example = {

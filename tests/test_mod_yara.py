@@ -17,6 +17,7 @@ import pytest
 from modules.base import CollectingContext, LimitReached
 from modules.yara_scan import YaraModule
 from protocol.errors import ParamError
+from tests.test_modules_registry import fits
 
 MOD = YaraModule()
 CHILD = Path(__file__).parent / "data" / "mod" / "child.py"
@@ -98,6 +99,9 @@ def test_planted_file_row(root: Path) -> None:
     ]
     assert MARKER not in json.dumps(ctx.rows)  # offsets only, never the matched bytes
     assert ctx.errors == []
+    kinds = {c.name: c.kind for c in MOD.columns}
+    assert kinds["rules"] == "json"  # objects: not a "list" column, which holds strings
+    assert all(fits(kinds[k], v) for row in ctx.rows for k, v in row.items())
 
 
 def test_walk_stays_in_root_and_skips_non_files(root: Path) -> None:

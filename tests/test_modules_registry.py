@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +52,19 @@ def test_flags_build_a_parser(module: Module) -> None:
 DATA_ROOT = Path(__file__).parent / "data" / "modules" / "root"
 
 
+def fits(kind: str, value: Any) -> bool:
+    """Does a row value have the shape its column kind promises front ends?"""
+    if value is None or kind == "json":
+        return True
+    if kind in ("int", "time"):
+        return type(value) is int
+    if kind == "bool":
+        return type(value) is bool
+    if kind == "list":  # nested objects are for "json" columns
+        return type(value) is list and all(type(v) is str for v in value)
+    return type(value) is str
+
+
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
 def test_example_runs_and_rows_have_exactly_the_declared_columns(module: Module) -> None:
     ctx = CollectingContext(root=str(DATA_ROOT), columns=[c.name for c in module.columns])
@@ -60,6 +74,9 @@ def test_example_runs_and_rows_have_exactly_the_declared_columns(module: Module)
         stats = err.stats
     assert stats and all(type(v) is int for v in stats.values())
     assert json.loads(json.dumps(ctx.rows)) == ctx.rows  # plain JSON, nothing else
+    for row in ctx.rows:
+        for c in module.columns:
+            assert fits(c.kind, row[c.name]), (c.name, c.kind, row[c.name])
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)
