@@ -171,6 +171,10 @@ class LineScanner:
         elif self._match_any:
             if any(_line_hit(*plan, buf, end) for plan in self._pending):
                 self.found = self.done = True
+        elif len(self._pending) == 1:  # the usual case, without building a list
+            if _line_hit(*self._pending[0], buf, end):
+                self._pending = []
+                self.found = self.done = True
         else:
             self._pending = [plan for plan in self._pending if not _line_hit(*plan, buf, end)]
             if not self._pending:
@@ -209,12 +213,13 @@ class Reader:
         """Read ``fd`` to the end (or until the content answer is known and no digest needs the
         rest). ``size`` is the file's size by fstat, to spare a read at the end. Raises OSError,
         zlib.error, TooBig."""
-        hashers = [make() for make in self._makers]
+        # Per-file code: no comprehension (each is a call) unless a digest was asked for.
+        hashers = [make() for make in self._makers] if self._makers else []
         scanner = self._scanner.reset() if self.regexes else None
         self._read(fd, size, hashers, scanner)
         return Inspection(
-            content=scanner is not None and scanner.found,
-            digests={h.name: h.hexdigest() for h in hashers},
+            scanner is not None and scanner.found,
+            {h.name: h.hexdigest() for h in hashers} if hashers else {},
         )
 
     def sha256(self, fd: int, size: int = 0) -> str:
