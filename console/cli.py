@@ -23,6 +23,7 @@ from console.dispatch import Summary
 from console.investigation import Investigation
 from console.lab import lab_down, lab_up
 from console.output import JsonLines, TextOutput, printable
+from console.shard import ShardedDispatcher, parse_workers
 from console.ssh import Connector, Pool
 from console.store import Store, default_store_path
 from inventory.loader import load_inventory
@@ -197,6 +198,13 @@ def _launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> 
         help='target selector, e.g. "env=prod and role in (web, db)"',
     )
     parser.add_argument("--concurrency", type=int, default=256, help="hosts in flight at once")
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        metavar="N",
+        help="console processes to spread the hosts over: a number, or auto (one per core)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines on stdout")
     parser.add_argument(
         "--show",
@@ -263,8 +271,13 @@ def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
 
     async def go() -> Summary:
         pool = Pool(Connector(inventory))
+        investigation = Investigation(envelope, hosts, pool, store, args.concurrency)
+        if args.workers > 1:
+            investigation.dispatcher = ShardedDispatcher(
+                pool, args.workers, concurrency=args.concurrency
+            )
         try:
-            return await Investigation(envelope, hosts, pool, store, args.concurrency).run(output)
+            return await investigation.run(output)
         finally:
             await pool.close()
 

@@ -3,11 +3,19 @@
 Everything that costs per connection in asyncssh's defaults is set explicitly (STACK-NOTES §1.5):
 no OpenSSH config, keys loaded once, known_hosts parsed once per run and matched per host, no
 ssh-agent lookup when keys are given, no GSS, no compression, cheap kex and cipher first.
+
+Handshakes are the CPU-heavy part of a fan-out, on both ends. A ``ConnectWindow`` bounds how many
+run at once, adapting so that one completes well within the connect timeout: the timeout's
+clock starts only when a handshake gets its turn, so a saturated CPU slows a run down instead of
+failing hosts as unreachable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +29,72 @@ KEX = ["curve25519-sha256", "curve25519-sha256@libssh.org", "mlkem768x25519-sha2
 CIPHERS = ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com"]
 
 
+class ConnectWindow:
+    """How many SSH handshakes may run at once, adapted to how long they take.
+
+    A handshake that takes longer than ``target`` (a quarter of the connect timeout) means the
+    CPU (ours or the agents') is saturated: the window shrinks by a quarter, at most once per
+    ``target``. While handshakes complete in under half of ``target`` and others wait, it grows
+    by one per completion. On a fast network with CPU to spare it opens up to ``high``; with
+    long round trips (each handshake waits, costs little CPU) it stays open too.
+    """
+
+    def __init__(self, target: float, *, start: int = 64, low: int = 8, high: int = 512) -> None:
+        self.target = target
+        self.size = start
+        self.low, self.high = low, high
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._shrunk_at = 0.0
+
+    async def __aenter__(self) -> None:
+        while self.active >= self.size:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                if waiter.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                else:
+                    self._wake()  # woken, then cancelled: pass the turn on
+                raise
+        self.active += 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.active -= 1
+        self._wake()
+
+    def record(self, seconds: float) -> None:
+        """One handshake (or a failed attempt) took ``seconds``."""
+        now = time.monotonic()
+        if seconds > self.target:
+            if now - self._shrunk_at > self.target:
+                self._shrunk_at = now
+                self.size = max(self.low, self.size * 3 // 4)
+        elif seconds < self.target / 2 and self._waiters and self.size < self.high:
+            self.size += 1
+            self._wake()
+
+    def _wake(self) -> None:
+        free = self.size - self.active
+        for waiter in list(self._waiters):
+            if free <= 0:
+                break
+            if not waiter.done():
+                self._waiters.remove(waiter)
+                waiter.set_result(None)
+                free -= 1
+
+
 class Connector:
     """Opens connections to inventory hosts; one per run or per TUI session."""
 
     def __init__(self, inventory: Inventory, keepalive: int = 30) -> None:
         defaults = inventory.defaults
         self.inventory = inventory
+        self.window = ConnectWindow(target=defaults.connect_timeout / 4)
         try:
             keys = [asyncssh.read_private_key(str(p)) for p in defaults.client_keys]
         except (OSError, asyncssh.KeyImportError) as err:
@@ -62,17 +130,22 @@ class Connector:
         # With no pinned key the handshake fails host-key verification: nothing is sent.
         pinned = self.pinned_keys(host)
         tunnel = None
-        if host.jump:
+        if host.jump:  # connected first, outside the window: a host never holds a slot waiting
             tunnel = await self.connect(self.inventory.by_name(host.jump))
-        return await asyncssh.connect(
-            host.address,
-            host.port,
-            options=self._base,
-            config=None,
-            known_hosts=(pinned, [], []),
-            username=host.user,
-            tunnel=tunnel,
-        )
+        async with self.window:  # the connect timeout's clock starts here
+            start = time.monotonic()
+            try:
+                return await asyncssh.connect(
+                    host.address,
+                    host.port,
+                    options=self._base,
+                    config=None,
+                    known_hosts=(pinned, [], []),
+                    username=host.user,
+                    tunnel=tunnel,
+                )
+            finally:
+                self.window.record(time.monotonic() - start)
 
 
 class Pool:
