@@ -36,6 +36,25 @@ def printable(value: Any) -> str:
     return text.translate(_CONTROL)
 
 
+def cell(value: Any, kind: str = "text") -> str:
+    """One line of escaped text for a result cell, shaped by its declared column kind: times in
+    UTC, booleans as yes/no, objects (``json`` columns) as compact JSON."""
+    if value is None:
+        return ""
+    if kind == "time" and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+        except (OverflowError, OSError, ValueError):
+            return str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict) or (kind == "json" and isinstance(value, list | tuple)):
+        return printable(json.dumps(value, ensure_ascii=False, sort_keys=True))
+    if isinstance(value, tuple):  # a list kept as a tuple (the TUI's row values)
+        value = list(value)
+    return printable(value)
+
+
 def utf8_text(text: str) -> str:
     """``text`` with only its lone surrogates escaped as ``printable`` does (``\\xff`` for the
     byte 0xff of a non-UTF-8 name): for formats that quote the rest themselves, such as CSV."""
@@ -58,8 +77,18 @@ def json_line(record: Any) -> str:
 
 
 def columns_of(module: str) -> list[str]:
+    return [name for name, _ in column_kinds(module)]
+
+
+def column_kinds(module: str) -> list[tuple[str, str]]:
+    """The module's declared result columns as (name, kind)."""
     found = get_module(module)
-    return [c.name for c in found.columns] if found else []
+    return [(c.name, c.kind) for c in found.columns] if found else []
+
+
+def row_cells(module: str, data: dict[str, Any]) -> list[str]:
+    """A result row as text cells in the module's column order."""
+    return [cell(data.get(name), kind) for name, kind in column_kinds(module)]
 
 
 class JsonLines:
@@ -93,11 +122,10 @@ class TextOutput:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, MatchEvent):
-            cols = columns_of(event.module)
             if event.module not in self._headers_printed:
                 self._headers_printed.add(event.module)
-                self.out.write("\t".join(["host", *cols]) + "\n")
-            cells = [printable(event.host)] + [printable(event.data.get(c)) for c in cols]
+                self.out.write("\t".join(["host", *columns_of(event.module)]) + "\n")
+            cells = [printable(event.host), *row_cells(event.module, event.data)]
             self.out.write("\t".join(cells) + "\n")
             self.out.flush()
         elif isinstance(event, HostEvent):

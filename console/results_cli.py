@@ -10,7 +10,7 @@ from typing import Any
 
 from console import history
 from console.compose import parse_duration
-from console.output import columns_of, printable
+from console.output import printable, row_cells
 from console.store import Store, default_store_path
 from protocol.errors import UsageError
 
@@ -68,7 +68,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"{run['id']}  {printable(run['name'])}  target: {printable(run['target'])}")
     for match in store.matches(run["id"]):
-        cells = [printable(match["data"].get(c)) for c in columns_of(match["module"])]
+        cells = row_cells(match["module"], match["data"])
         print("\t".join([printable(match["host"]), *cells]))
     print("\nhost\tstatus\tmatches\tdetail")
     for h in store.hosts(run["id"]):

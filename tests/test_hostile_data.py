@@ -271,3 +271,14 @@ def test_csv_neutralises_every_owasp_formula_start_and_stays_utf8(tmp_path: Path
     assert body[-1][header.index("path")] == r"/bad\xff"
     assert body[-1][header.index("mode")] == r"\xfe"
     assert all(not cell.startswith(history.FORMULA_STARTS) for row in body for cell in row)
+
+
+def test_cells_follow_column_kinds() -> None:
+    from console.output import cell
+
+    assert cell(0, "time") == "1970-01-01 00:00:00"
+    assert (
+        cell([{"rule": "x\x1b[2J", "tags": []}], "json") == '[{"rule": "x\\u001b[2J", "tags": []}]'
+    )
+    assert cell(["a", "b"], "list") == "a,b"
+    assert cell(True, "bool") == "yes" and cell(None, "path") == ""

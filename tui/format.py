@@ -8,31 +8,12 @@ Everything from an agent is attacker-controlled on a compromised host: it is esc
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.text import Text
 
-from console.output import _CONTROL, printable
-
-
-def cell(value: Any, kind: str = "text") -> str:
-    """One line of plain, escaped text for a table cell."""
-    if value is None:
-        return ""
-    if kind == "time" and isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
-        except (OverflowError, OSError, ValueError):
-            return str(value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict):
-        return printable(json.dumps(value, ensure_ascii=False, sort_keys=True))
-    if isinstance(value, tuple):  # a list kept as a tuple in a row's raw values (tui.rows.Row)
-        value = list(value)
-    return printable(value)
+from console.output import _CONTROL, cell, printable
 
 
 def safe(value: Any, style: str = "") -> Text:
