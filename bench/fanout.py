@@ -1,19 +1,24 @@
 """Fan-out benchmark: a signed `file` search on N lab agents, cold then warm, against the floor.
 
 The floor is a minimal asyncssh client doing only connect + subsystem + one frame each way against
-the same agents, measured in the same run, so the printed ratios hold on any machine.
+the same agents, measured in the same run, so the printed ratios hold on any machine. Each run
+also reports the agents' peak resident memory (agent processes and their zygotes); a separate
+one-agent lab gives the idle memory of a single-agent process. Last comes a projection for a
+16-core console and 10,000 remote endpoints, from the measured console CPU and memory per host.
 
-    .venv/bin/python bench/fanout.py -n 1000
+    .venv/bin/python bench/fanout.py -n 1000 [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import resource
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from console.compose import compose  # noqa: E402
 from console.dispatch import Event, HostEvent  # noqa: E402
 from console.investigation import Investigation  # noqa: E402
 from console.lab import Lab, lab_down, lab_up  # noqa: E402
+from console.shard import ShardedDispatcher  # noqa: E402
 from console.ssh import CIPHERS, KEX, SUBSYSTEM, Connector, Pool  # noqa: E402
 from console.store import Store  # noqa: E402
 from inventory.loader import load_inventory  # noqa: E402
@@ -37,33 +43,63 @@ from protocol.signing import Signer  # noqa: E402
 
 
 class Meter:
-    """Wall, per-host latency, console CPU and agent CPU of one fan-out."""
+    """Wall, per-host latency, console CPU (with any worker processes) and agent CPU of one
+    fan-out, and the agents' peak RSS (sampled by a thread)."""
 
     def __init__(self, agents: list[psutil.Process]) -> None:
         self.agents = agents
         self.latencies: list[float] = []
+        self.agent_rss_peak = 0
+        self._stop = threading.Event()
 
     def __enter__(self) -> Meter:
         self.wall0 = time.monotonic()
-        self.cpu0 = time.process_time()
+        self.cpu0 = time.process_time() + _children_cpu()
         self.agent0 = self._agent_cpu()
+        self.agent_rss_peak = agents_rss(self._resident())
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall = time.monotonic() - self.wall0
-        self.cpu = time.process_time() - self.cpu0
+        self.cpu = time.process_time() + _children_cpu() - self.cpu0
         self.agent_cpu = self._agent_cpu() - self.agent0
+        self._stop.set()
+        self._sampler.join()
+        self.agent_rss_peak = max(self.agent_rss_peak, agents_rss(self._resident()))
+
+    def _tree(self) -> list[psutil.Process]:
+        procs = []
+        for proc in self.agents:
+            procs.append(proc)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                procs += proc.children(recursive=True)
+        return procs
 
     def _agent_cpu(self) -> float:
         total = 0.0
-        for proc in self.agents:
-            for p in [proc, *proc.children(recursive=True)]:
-                try:
-                    t = p.cpu_times()
-                    total += t.user + t.system + t.children_user + t.children_system
-                except psutil.NoSuchProcess:
-                    pass
+        for p in self._tree():
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+            except psutil.NoSuchProcess:
+                pass
         return total
+
+    def _resident(self) -> list[psutil.Process]:
+        """The agent processes and their zygotes; operation children are short-lived forks
+        whose RSS mostly counts pages they share with their zygote."""
+        procs = []
+        for proc in self.agents:
+            procs.append(proc)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                procs += proc.children()
+        return procs
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.agent_rss_peak = max(self.agent_rss_peak, agents_rss(self._resident()))
 
     def row(self, label: str, hosts: int) -> dict[str, float | str]:
         lat = sorted(self.latencies) or [0.0]
@@ -74,7 +110,27 @@ class Meter:
             "p95_ms": lat[int(len(lat) * 0.95) - 1] * 1000 if len(lat) > 1 else lat[0] * 1000,
             "console_cpu_ms_per_host": self.cpu * 1000 / hosts,
             "agent_cpu_ms_per_host": self.agent_cpu * 1000 / hosts,
+            "agent_rss_mib": self.agent_rss_peak / (1 << 20),
         }
+
+
+def agents_rss(procs: list[psutil.Process]) -> int:
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+def _children_cpu() -> float:
+    """CPU of reaped child processes: the sharded runs' console workers (the lab's agents are
+    children too, but they are reaped only at the end)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def console_rss() -> int:
+    return psutil.Process().memory_info().rss
 
 
 async def spyglass_run(
@@ -84,6 +140,7 @@ async def spyglass_run(
     store: Store,
     meter: Meter,
     concurrency: int,
+    workers: int = 1,
 ) -> int:
     start = time.monotonic()
     answered = 0
@@ -94,7 +151,10 @@ async def spyglass_run(
             meter.latencies.append(time.monotonic() - start)
             answered += event.result.status in ("matched", "nomatch")
 
-    await Investigation(envelope, list(inventory.hosts), pool, store, concurrency).run(sink)
+    investigation = Investigation(envelope, list(inventory.hosts), pool, store, concurrency)
+    if workers > 1:
+        investigation.dispatcher = ShardedDispatcher(pool, workers, concurrency=concurrency)
+    await investigation.run(sink)
     return answered
 
 
@@ -140,7 +200,10 @@ async def floor_run(
     return sum(await asyncio.gather(*(one(h) for h in inventory.hosts)))
 
 
-async def bench(lab: Lab, concurrency: int) -> list[dict[str, float | str]]:
+async def bench(
+    lab: Lab, concurrency: int, workers: int
+) -> tuple[list[dict[str, float | str]], int]:
+    """The table's rows, and the console's memory per open connection (bytes)."""
     inventory = load_inventory(lab.inventory)
     agents = [psutil.Process(pid) for pid in lab.pids]
     n = len(inventory.hosts)
@@ -153,22 +216,87 @@ async def bench(lab: Lab, concurrency: int) -> list[dict[str, float | str]]:
         act = compose("file", {"paths": ["/srv"], "name": [r"\.php$"]}, "all")
         return signer.sign(Envelope(act))
 
-    # Warm the agents' forkservers and the verification path once, outside the measurements.
+    # Warm the verification path and the agents' code once, outside the measurements.
     await floor_run(inventory, connector, Meter(agents), concurrency)
     with Meter(agents) as m:
         ok = await floor_run(inventory, connector, m, concurrency)
     rows.append({**m.row("floor (raw asyncssh)", n), "answered": ok})
     pool = Pool(connector)
     envelope = action()
+    rss0 = console_rss()
     with Meter(agents) as m:
         ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
+    per_connection = max(0, console_rss() - rss0) // n  # the pool holds n open connections
     rows.append({**m.row("spyglass cold", n), "answered": ok})
     envelope = action()
     with Meter(agents) as m:
         ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
     rows.append({**m.row("spyglass warm (pooled)", n), "answered": ok})
     await pool.close()
-    return rows
+    if workers > 1:
+        envelope = action()
+        with Meter(agents) as m:
+            ok = await spyglass_run(
+                inventory, Pool(connector), envelope, store, m, concurrency, workers
+            )
+        rows.append({**m.row(f"spyglass cold, {workers} workers", n), "answered": ok})
+    return rows, per_connection
+
+
+def idle_agent_rss() -> tuple[float, float, float]:
+    """A one-agent process, idle: RSS and USS (MiB, USS leaves out pages shared with other
+    processes, such as libcrypto's); and the RSS of its zygote, started by the first operation."""
+    directory = Path(tempfile.mkdtemp(prefix="sgi", dir="/tmp"))
+    lab = lab_up(directory, 1)
+    try:
+        agent = psutil.Process(lab.pids[0])
+        time.sleep(1.0)
+        idle = agent.memory_full_info()
+
+        async def one_operation() -> None:
+            inventory = load_inventory(lab.inventory)
+            pool = Pool(Connector(inventory))
+            act = compose("file", {"paths": ["/etc"], "name": ["^passwd$"]}, "all")
+            envelope = Signer(lab.gnupghome).sign(Envelope(act))
+            store = Store(directory / "idle.db")
+            await Investigation(envelope, list(inventory.hosts), pool, store).run(lambda e: None)
+            await pool.close()
+            store.close()
+
+        asyncio.run(one_operation())
+        zygotes = [p for p in agent.children() if "agentd.zygote" in " ".join(p.cmdline())]
+        zygote = sum(p.memory_info().rss for p in zygotes)
+        return idle.rss / (1 << 20), idle.uss / (1 << 20), zygote / (1 << 20)
+    finally:
+        lab_down(directory)
+
+
+def projection(
+    rows: list[dict[str, float | str]], per_connection: int, peak_rss: float
+) -> list[str]:
+    """What the measured console costs imply for 16 cores and 10,000 remote endpoints.
+
+    With the agents elsewhere the console has every core: one worker process per core, hosts
+    split evenly. CPU time per worker bounds the run from below; round trips to remote agents
+    add their own latency on top (a handshake is about 4 round trips, a warm action 1-2).
+    """
+    endpoints, cores = 10_000, 16
+    cold = float(rows[1]["console_cpu_ms_per_host"])
+    warm = float(rows[2]["console_cpu_ms_per_host"])
+    per_worker = endpoints // cores
+    baseline = peak_rss - per_connection * float(rows[1]["answered"]) / (1 << 20)
+    memory = baseline + per_worker * per_connection / (1 << 20)
+    return [
+        f"projection: {cores}-core console, {endpoints:,} remote endpoints, --workers {cores}"
+        f" ({per_worker} hosts per worker):",
+        f"  cold: {endpoints:,} x {cold:.2f} ms / {cores} cores ="
+        f" {endpoints * cold / cores / 1000:.1f} s of CPU per worker,"
+        " plus ~4 network round trips per handshake",
+        f"  warm: {endpoints:,} x {warm:.2f} ms / {cores} cores ="
+        f" {endpoints * warm / cores / 1000:.1f} s of CPU per worker, plus 1-2 round trips",
+        f"  memory: ~{memory:.0f} MiB per worker ({per_connection / 1024:.0f} KiB per open"
+        f" connection), ~{memory * cores:.0f} MiB in all; {per_worker} sockets per worker",
+    ]
 
 
 def main() -> None:
@@ -176,6 +304,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=1000, help="agents (default 1000)")
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--per-process", type=int, default=250)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also a cold run sharded over N console workers"
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -183,28 +314,34 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
+    idle, idle_uss, zygote = idle_agent_rss()
     directory = Path(tempfile.mkdtemp(prefix="sgf", dir="/tmp"))
     t0 = time.monotonic()
     lab = lab_up(directory, args.n, per_process=args.per_process)
     print(f"lab of {args.n} agents up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     try:
-        rows = asyncio.run(bench(lab, args.concurrency))
+        rows, per_connection = asyncio.run(bench(lab, args.concurrency, args.workers))
     finally:
         lab_down(directory)
     floor = rows[0]
     print(
-        f"{'run':<24}{'answered':>9}{'wall s':>8}{'p50 ms':>8}{'p95 ms':>8}"
-        f"{'console ms/host':>17}{'agent ms/host':>15}{'cpu/floor':>11}"
+        f"{'run':<28}{'answered':>9}{'wall s':>8}{'p50 ms':>8}{'p95 ms':>8}"
+        f"{'console ms/host':>17}{'agent ms/host':>15}{'agent RSS MiB':>15}{'cpu/floor':>11}"
     )
     for row in rows:
         ratio = float(row["console_cpu_ms_per_host"]) / float(floor["console_cpu_ms_per_host"])
         print(
-            f"{row['run']:<24}{row['answered']:>9}{row['wall_s']:>8.2f}{row['p50_ms']:>8.0f}"
+            f"{row['run']:<28}{row['answered']:>9}{row['wall_s']:>8.2f}{row['p50_ms']:>8.0f}"
             f"{row['p95_ms']:>8.0f}{row['console_cpu_ms_per_host']:>17.2f}"
-            f"{row['agent_cpu_ms_per_host']:>15.2f}{ratio:>11.2f}"
+            f"{row['agent_cpu_ms_per_host']:>15.2f}{row['agent_rss_mib']:>15.0f}{ratio:>11.2f}"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak console RSS: {peak:.0f} MiB")
+    print(
+        f"idle single-agent process: RSS {idle:.1f} MiB, USS {idle_uss:.1f} MiB"
+        f" (its zygote, started by the first operation: RSS {zygote:.1f} MiB)"
+    )
+    print("\n".join(projection(rows, per_connection, peak)))
 
 
 if __name__ == "__main__":
