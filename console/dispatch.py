@@ -19,7 +19,7 @@ from console.ssh import SUBSYSTEM, Pool
 from inventory.model import Host
 from protocol.envelope import Envelope
 from protocol.errors import FrameError, SpyglassError
-from protocol.frames import encode_frame, read_frame
+from protocol.frames import FrameDecoder, encode_frame
 from protocol.messages import (
     TO_CONSOLE,
     AgentHello,
@@ -231,23 +231,25 @@ class _HostRun:
     async def _converse(self) -> None:
         warm = self.pool.is_warm(self.host)
         conn = await self.pool.get(self.host)
+        conversation = _Conversation(self._handle)
         try:
-            process = await conn.create_process(subsystem=SUBSYSTEM, encoding=None)
+            channel, _ = await conn.create_session(
+                lambda: conversation, subsystem=SUBSYSTEM, encoding=None
+            )
         except (asyncssh.ChannelOpenError, asyncssh.ConnectionLost):
             if not warm:
                 raise
             conn = await self.pool.get(self.host, fresh=True)  # a pooled connection had died
-            process = await conn.create_process(subsystem=SUBSYSTEM, encoding=None)
+            conversation = _Conversation(self._handle)
+            channel, _ = await conn.create_session(
+                lambda: conversation, subsystem=SUBSYSTEM, encoding=None
+            )
         self.sink(StateEvent(self.host.name, "running"))
         try:
-            process.stdin.write(self.payload)
-            while (frame := await read_frame(process.stdout)) is not None:
-                message = decode_message(frame, TO_CONSOLE)
-                if self._handle(message):
-                    return
-            raise _Unfinished("the agent closed the channel before finishing")
+            channel.write(self.payload)
+            await conversation.over
         finally:
-            process.close()
+            channel.close()
 
     def _handle(self, message: Any) -> bool:
         """Apply one agent message; True once the conversation is over."""
@@ -291,6 +293,33 @@ class _HostRun:
 
 class _Unfinished(SpyglassError):
     """The channel ended without a ``finished`` frame."""
+
+
+class _Conversation(asyncssh.SSHClientSession[bytes]):
+    """The channel's callbacks: frames are decoded as data arrives (no stream reads to await,
+    the cheapest way through asyncssh) and handed to ``handle``, which says when it is over."""
+
+    def __init__(self, handle: Callable[[Any], bool]) -> None:
+        self._handle = handle
+        self._decoder = FrameDecoder()
+        self.over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.over.done():
+            return
+        try:
+            for frame in self._decoder.feed(data):
+                if self._handle(decode_message(frame, TO_CONSOLE)):
+                    self.over.set_result(None)
+                    return
+        except Exception as err:  # raised again in _converse, classified by run()
+            self.over.set_exception(err)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.over.done():
+            self.over.set_exception(
+                exc or _Unfinished("the agent closed the channel before finishing")
+            )
 
 
 def _classify(err: BaseException) -> tuple[HostStatus, str]:
