@@ -216,15 +216,19 @@ class Channel:
         action = verified.action
         limits = self.agent.config.limits
         budget = Budget(limits.match_limit, limits.result_bytes)
-        recorded: list[Message] = [Accepted(action_id=action.id)]
-        await self.send(recorded[0])
+        recorded: list[Message] = []
+        last = len(action.operations) - 1
         for index, op in enumerate(action.operations):
             await self._operation(
-                index, op.module, params[index], action.expire_after, budget, recorded
+                index,
+                op.module,
+                params[index],
+                action.expire_after,
+                budget,
+                recorded,
+                before=[Accepted(action_id=action.id)] if index == 0 else [],
+                after=[Finished(action_id=action.id)] if index == last else [],
             )
-        finished = Finished(action_id=action.id)
-        recorded.append(finished)
-        await self.send(finished)
         self.agent.replay.record(action.id, [m.to_frame() for m in recorded])
 
     async def _operation(
@@ -235,11 +239,16 @@ class Channel:
         expire_after: int,
         budget: Budget,
         recorded: list[Message],
+        *,
+        before: list[Message],
+        after: list[Message],
     ) -> None:
-        """Run one operation in its child while its events stream out, then send ``done``."""
+        """Run one operation in its child while its events stream out, then send ``done``;
+        ``before`` and ``after`` travel in the same writes as its first and last events."""
         config = self.agent.config
         queue: asyncio.Queue[Message] = asyncio.Queue()
-
+        for message in before:
+            queue.put_nowait(message)
         mask = row_masker(module) if config.limits.privacy else None
 
         def sink(kind: str, payload: dict[str, Any]) -> None:
@@ -260,19 +269,27 @@ class Channel:
                 budget=budget,
                 sink=sink,
             )
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or the runner failed: stop forwarding too
             forward.cancel()
             raise
-        queue.put_nowait(Done(index, outcome.status, outcome.stats, outcome.errors))
-        queue.put_nowait(_END)
+        for message in (Done(index, outcome.status, outcome.stats, outcome.errors), *after, _END):
+            queue.put_nowait(message)
         await forward
 
     async def _forward(self, queue: asyncio.Queue[Message], recorded: list[Message]) -> None:
-        """Send events in order while the child runs; flow control applies per frame."""
-        while (message := await queue.get()) is not _END:
-            if not isinstance(message, Progress):
-                recorded.append(message)
-            await self.send(message)
+        """Send events in order while the child runs: everything waiting goes in one write (one
+        SSH packet instead of one per frame), and flow control applies per write."""
+        max_frame = self.agent.config.agent.max_frame
+        while True:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            messages = [m for m in batch if m is not _END]
+            recorded.extend(m for m in messages if not isinstance(m, Progress))
+            if messages:
+                await self._write(b"".join(encode_frame(m.to_frame(), max_frame) for m in messages))
+            if batch[-1] is _END:
+                return
 
     def _audit(
         self,

@@ -17,6 +17,7 @@ import asyncssh
 
 from agentd.agent import Agent
 from agentd.config import load_config
+from agentd.runner import Zygote
 
 SUBSYSTEM = "spyglass"
 
@@ -86,6 +87,7 @@ async def serve_forever(config_paths: Sequence[str | Path]) -> None:
     for agent in agents:
         for host, port in await start_agent(agent):
             print(f"listening {agent.name} {host}:{port}", flush=True)
+    Zygote.current()  # start it now, with the code on disk at start, not at the first action
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -8,7 +8,6 @@ Exit statuses of ``run`` and ``action launch``: 0 every host answered and someth
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ from console.compose import compose
 from console.dispatch import Summary
 from console.investigation import Investigation
 from console.lab import lab_down, lab_up
+from console.loop import run_async
 from console.output import JsonLines, TextOutput, printable
 from console.shard import ShardedDispatcher, parse_workers
 from console.ssh import Connector, Pool
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rrun.add_argument(
         "--report", type=Path, metavar="FILE", help="write the report to FILE (default: stdout)"
     )
-    rrun.add_argument("--concurrency", type=int, default=256, help="hosts in flight at once")
+    _concurrency_flag(rrun)
     rrun.set_defaults(handler=cmd_runbook_run)
 
     modules = commands.add_parser("modules", help="the investigation modules")
@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exit status 0 if every host answered, 3 if some did not.",
     )
     icheck.add_argument("-t", "--target", default="all")
-    icheck.add_argument("--concurrency", type=int, default=256, help="hosts in flight at once")
+    _concurrency_flag(icheck)
     icheck.add_argument("--json", action="store_true", help="one JSON object per host")
     icheck.add_argument(
         "--hello-only",
@@ -190,6 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _concurrency_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=512,
+        help="hosts in flight at once (SSH handshakes are paced separately; default 512)",
+    )
+
+
 def _launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> None:
     parser.add_argument(
         "-t",
@@ -197,7 +206,7 @@ def _launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> 
         required=target_required,
         help='target selector, e.g. "env=prod and role in (web, db)"',
     )
-    parser.add_argument("--concurrency", type=int, default=256, help="hosts in flight at once")
+    _concurrency_flag(parser)
     parser.add_argument(
         "--workers",
         type=parse_workers,
@@ -282,7 +291,7 @@ def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
             await pool.close()
 
     try:
-        summary = asyncio.run(go())
+        summary = run_async(go())
     finally:
         store.close()
     output.summary(summary)
@@ -453,7 +462,7 @@ def cmd_runbook_run(args: argparse.Namespace) -> int:
             await pool.close()
 
     try:
-        report = asyncio.run(go())
+        report = run_async(go())
     finally:
         store.close()
     text = render(report, as_json=args.json)
@@ -547,7 +556,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
             facts.append(f"agent module: {printable(h.action)}")
         print(f"{printable(h.host)}\t{h.address}\tok\t" + "; ".join(facts))
 
-    results = asyncio.run(
+    results = run_async(
         check_fleet(inventory, hosts, signer=sign_with, concurrency=args.concurrency, on_host=show)
     )
     failed = [r for r in results if not r.ok]
@@ -566,7 +575,7 @@ def cmd_inventory_trust(args: argparse.Namespace) -> int:
     if known_hosts is None:
         raise UsageError(f"{inventory.path}: [defaults] sets no known_hosts file to pin keys in")
     host = inventory.by_name(args.host)
-    presented = asyncio.run(fetch_host_key(inventory, host))
+    presented = run_async(fetch_host_key(inventory, host))
     fingerprint = presented.fingerprint
     print(
         f"{host.name} ({host.address}:{host.port}) presents {presented.key.get_algorithm()} "

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from console.compose import compose
+from console.dispatch import DEFAULT_CONCURRENCY
 from console.lab import Lab, lab_down, lab_up
 from console.seed import WEBSHELL, has_webshell
 from protocol.envelope import Envelope
@@ -42,7 +43,7 @@ def run_demo(
         name="demo: web shell sweep",
     )
     envelope = Signer(lab.gnupghome).sign(Envelope(action))
-    args.json, args.show, args.concurrency = False, "found", 256
+    args.json, args.show, args.concurrency, args.workers = False, "found", DEFAULT_CONCURRENCY, 1
     status = launch(args, envelope, "all")
     print(
         f"\nthe lab keeps running: export SPYGLASS_INVENTORY={lab.inventory} "

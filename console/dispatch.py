@@ -46,6 +46,8 @@ HostStatus = Literal[
     "cancelled",
 ]
 ANSWERED = ("matched", "nomatch")
+#: Hosts in flight at once; SSH handshakes are paced separately by console.ssh.
+DEFAULT_CONCURRENCY = 512
 HostState = Literal["queued", "connecting", "running"]
 _DONE_TO_HOST: dict[str, HostStatus] = {
     "timeout": "timeout",
@@ -149,7 +151,9 @@ class Summary:
 class Dispatcher:
     """Runs one envelope on a set of hosts with bounded concurrency and a per-host deadline."""
 
-    def __init__(self, pool: Pool, *, concurrency: int = 256, grace: float = 5.0) -> None:
+    def __init__(
+        self, pool: Pool, *, concurrency: int = DEFAULT_CONCURRENCY, grace: float = 5.0
+    ) -> None:
         self.pool = pool
         self.concurrency = concurrency
         self.grace = grace

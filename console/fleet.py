@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncssh
 
-from console.dispatch import Dispatcher, Event, HostEvent, MatchEvent
+from console.dispatch import DEFAULT_CONCURRENCY, Dispatcher, Event, HostEvent, MatchEvent
 from console.ssh import KEX, SUBSYSTEM, Connector, Pool
 from inventory.model import Host, Inventory
 from protocol.action import Operation, make_action
@@ -78,7 +78,7 @@ async def check_fleet(
     hosts: list[Host],
     *,
     signer: Signer | None = None,
-    concurrency: int = 256,
+    concurrency: int = DEFAULT_CONCURRENCY,
     on_host: Callable[[HostHealth], None] | None = None,
 ) -> list[HostHealth]:
     """Hello (and, with a signer, the ``agent`` module) on every host; one HostHealth each."""

@@ -18,7 +18,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from console.dispatch import Dispatcher, Event, HostEvent, MatchEvent, Sink, Summary
+from console.dispatch import (
+    DEFAULT_CONCURRENCY,
+    Dispatcher,
+    Event,
+    HostEvent,
+    MatchEvent,
+    Sink,
+    Summary,
+)
 from console.ssh import Pool
 from console.store import Store
 from inventory.model import Host
@@ -89,7 +97,7 @@ class Investigation:
         hosts: list[Host],
         pool: Pool,
         store: Store,
-        concurrency: int = 256,
+        concurrency: int = DEFAULT_CONCURRENCY,
         caps: MatchCaps | None = None,
     ) -> None:
         self.envelope = envelope

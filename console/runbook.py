@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from console.compose import parse_duration
-from console.dispatch import Event, HostEvent, MatchEvent
+from console.dispatch import DEFAULT_CONCURRENCY, Event, HostEvent, MatchEvent
 from console.investigation import Investigation
 from console.output import printable
 from console.ssh import Pool
@@ -377,7 +377,7 @@ class RunbookRunner:
         store: Store,
         signer: Signer,
         *,
-        concurrency: int = 256,
+        concurrency: int = DEFAULT_CONCURRENCY,
         progress: TextIO = sys.stderr,
         sink: Callable[[Event], None] | None = None,
     ) -> None:
@@ -506,7 +506,7 @@ async def run_runbook(
     store: Store,
     signer: Signer,
     *,
-    concurrency: int = 256,
+    concurrency: int = DEFAULT_CONCURRENCY,
     progress: TextIO = sys.stderr,
 ) -> RunbookReport:
     return await RunbookRunner(

@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 from console.dispatch import (
+    DEFAULT_CONCURRENCY,
     Dispatcher,
     Event,
     HostEvent,
@@ -35,6 +36,7 @@ from console.dispatch import (
     StateEvent,
     Summary,
 )
+from console.loop import run_async
 from console.ssh import Connector, Pool
 from inventory.loader import load_inventory
 from inventory.model import Host
@@ -58,7 +60,7 @@ class ShardedDispatcher(Dispatcher):
     ``Summary``, ``cancel`` cancels every worker. ``concurrency`` (hosts in flight) is shared
     out between the workers; each opens its own connections to the inventory of ``pool``."""
 
-    def __init__(self, pool: Pool, workers: int, *, concurrency: int = 256) -> None:
+    def __init__(self, pool: Pool, workers: int, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
         super().__init__(pool, concurrency=concurrency)
         self.inventory = pool.connector.inventory
         self.workers = workers
@@ -217,7 +219,7 @@ def main() -> None:
     try:
         import uvloop  # optional speed-up
     except ImportError:
-        asyncio.run(_worker_main())
+        run_async(_worker_main())
     else:
         uvloop.run(_worker_main())
 
