@@ -7,7 +7,7 @@ then the memory map, and last the memory itself, read once for every content and
 
 Memory is read through ``/proc/PID/maps`` and ``/proc/PID/mem`` (ptrace rights: root, or
 CAP_SYS_PTRACE), region by region, at most ``max_length`` bytes per process. The agent is never
-read: this process, its ancestors (the forkserver, the agent) and its parent's other children
+read: this process, its ancestors (the zygote, the agent) and its parent's other children
 (concurrent module runs, holding other actions' parameters) are skipped by the memory filters.
 Results carry the names of the filters that matched, never memory contents.
 """

@@ -107,7 +107,7 @@ def wait_for_verdict(agent: AgentProc, action: str, verdict: str = "accepted") -
 
 
 def kill_hard(agent: AgentProc) -> None:
-    """SIGKILL the agent, then its forkserver and operation children (they would be orphans)."""
+    """SIGKILL the agent, then its zygote and operation children (they would be orphans)."""
     children = psutil.Process(agent.proc.pid).children(recursive=True)
     agent.proc.kill()
     agent.proc.wait()

@@ -70,7 +70,7 @@ def signer(lab: Lab) -> Signer:
 
 
 def rss(agent: AgentProc) -> int:
-    """Resident memory of the agent process (not its forkserver or operation children)."""
+    """Resident memory of the agent process (not its zygote or operation children)."""
     return int(psutil.Process(agent.proc.pid).memory_info().rss)
 
 
