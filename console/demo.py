@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 
+from console.cli_common import launch
 from console.compose import compose
 from console.dispatch import DEFAULT_CONCURRENCY
 from console.lab import Lab, lab_down, lab_up
@@ -15,9 +15,7 @@ from protocol.envelope import Envelope
 from protocol.signing import Signer
 
 
-def run_demo(
-    args: argparse.Namespace, launch: Callable[[argparse.Namespace, Envelope, str], int]
-) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     lab = Lab(args.dir.resolve())
     if lab.pids:
         lab_down(lab.dir)

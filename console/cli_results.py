@@ -9,13 +9,14 @@ import time
 from typing import Any
 
 from console import history
+from console.cli_common import open_store
 from console.compose import parse_duration
 from console.output import printable, row_cells
-from console.store import Store, default_store_path
+from console.store import Store
 from protocol.errors import UsageError
 
 
-def add_commands(commands: Any) -> None:
+def add_results(commands: Any) -> None:
     results = commands.add_parser("results", help="past investigations in the results store")
     sub = results.add_subparsers(dest="results_command", required=True)
     sub.add_parser("list", help="one line per run").set_defaults(handler=cmd_list)
@@ -34,10 +35,6 @@ def add_commands(commands: Any) -> None:
     prune.set_defaults(handler=cmd_prune)
 
 
-def _store(args: argparse.Namespace) -> Store:
-    return Store(args.store or default_store_path())
-
-
 def _run(store: Store, run_id: str) -> Any:
     run = store.run(run_id)
     if run is None:
@@ -46,7 +43,7 @@ def _run(store: Store, run_id: str) -> Any:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     print("id\tstarted\tname\ttarget\thosts\tmatched\tnomatch\tfailed")
     for run in store.runs():
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
@@ -58,7 +55,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     run = _run(store, args.id)
     if args.json:
         history.write_jsonl(store, run["id"], sys.stdout)
@@ -78,7 +75,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = open_store(args)
     before, after = _run(store, args.id1), _run(store, args.id2)
     diff = history.diff_runs(store, before["id"], after["id"])
     for host, old, new in diff.hosts:
@@ -91,6 +88,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    removed = _store(args).delete_older_than(parse_duration(args.older_than))
+    removed = open_store(args).delete_older_than(parse_duration(args.older_than))
     print(f"removed {removed} run(s)")
     return 0

@@ -1,0 +1,105 @@
+"""What the ``spyglass`` command groups share: opening the inventory, store and key, the launch
+flags, and ``launch`` (fan an envelope out, print and store as events arrive).
+
+Kept apart from ``console.cli`` so that the command modules never import the entry module (which
+runs as ``__main__`` under ``python -m console.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from console.dispatch import DEFAULT_CONCURRENCY, Summary
+from console.investigation import Investigation
+from console.loop import run_async
+from console.output import JsonLines, TextOutput
+from console.shard import ShardedDispatcher, parse_workers
+from console.ssh import Connector, Pool
+from console.store import Store, default_store_path
+from inventory.loader import load_inventory
+from inventory.model import Inventory
+from protocol.envelope import Envelope
+from protocol.errors import UsageError
+from protocol.signing import Signer
+
+
+def open_inventory(args: argparse.Namespace) -> Inventory:
+    if not args.inventory:
+        raise UsageError("no inventory: pass --inventory FILE or set SPYGLASS_INVENTORY")
+    return load_inventory(args.inventory)
+
+
+def open_store(args: argparse.Namespace) -> Store:
+    return Store(args.store or default_store_path())
+
+
+def signer(args: argparse.Namespace) -> Signer:
+    return Signer(
+        os.environ.get("GNUPGHOME"), key=args.key, passphrase=os.environ.get("SPYGLASS_PASSPHRASE")
+    )
+
+
+def concurrency_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help="hosts in flight at once (SSH handshakes are paced separately; "
+        f"default {DEFAULT_CONCURRENCY})",
+    )
+
+
+def launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> None:
+    parser.add_argument(
+        "-t",
+        "--target",
+        required=target_required,
+        help='target selector, e.g. "env=prod and role in (web, db)"',
+    )
+    concurrency_flag(parser)
+    parser.add_argument(
+        "--workers",
+        type=parse_workers,
+        default=1,
+        metavar="N",
+        help="console processes to spread the hosts over: a number, or auto (one per core)",
+    )
+    parser.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    parser.add_argument(
+        "--show",
+        choices=("found", "notfound", "all"),
+        default="found",
+        help="which answering hosts the final table lists",
+    )
+
+
+def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
+    """Fan an envelope out to the hosts ``target`` selects; print and store as events arrive."""
+    inventory = open_inventory(args)
+    hosts = inventory.select(target)
+    if not hosts:
+        raise UsageError(f"target {target!r} matches no host of {inventory.path}")
+    store = open_store(args)
+    output = JsonLines() if args.json else TextOutput(args.show)
+    if isinstance(output, TextOutput):
+        output.start(len(hosts))
+
+    async def go() -> Summary:
+        pool = Pool(Connector(inventory))
+        investigation = Investigation(envelope, hosts, pool, store, args.concurrency)
+        if args.workers > 1:
+            investigation.dispatcher = ShardedDispatcher(
+                pool, args.workers, concurrency=args.concurrency
+            )
+        try:
+            return await investigation.run(output)
+        finally:
+            await pool.close()
+
+    try:
+        summary = run_async(go())
+    finally:
+        store.close()
+    output.summary(summary)
+    return summary.exit_status()

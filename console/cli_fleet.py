@@ -1,0 +1,227 @@
+"""``spyglass keys``, ``inventory``, ``lab`` and ``demo``: the investigator's key, the fleet, and
+local fleets of real agents."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from console.cli_common import concurrency_flag, open_inventory, signer
+from console.lab import lab_down, lab_up
+from console.loop import run_async
+from console.output import printable
+from protocol.errors import SpyglassError, UsageError
+from protocol.signing import generate_key
+
+
+def add_keys(commands: Any) -> None:
+    keys = commands.add_parser("keys", help="the investigator's OpenPGP key")
+    keys_cmds = keys.add_subparsers(dest="keys_command", required=True)
+    kinit = keys_cmds.add_parser("init", help="generate a signing key in GNUPGHOME")
+    kinit.add_argument("--name", default="Investigator")
+    kinit.add_argument("--email", default="investigator@spyglass.invalid")
+    kinit.set_defaults(handler=cmd_keys_init)
+    keys_cmds.add_parser(
+        "export", help="print the public key for agents' investigators/"
+    ).set_defaults(handler=cmd_keys_export)
+
+
+def add_inventory(commands: Any) -> None:
+    inventory = commands.add_parser("inventory", help="the fleet")
+    inv_cmds = inventory.add_subparsers(dest="inventory_command", required=True)
+    ilist = inv_cmds.add_parser("list", help="hosts matching a target")
+    ilist.add_argument("-t", "--target", default="all")
+    ilist.set_defaults(handler=cmd_inventory_list)
+    icheck = inv_cmds.add_parser(
+        "check",
+        help="connect, verify host keys, hello, clock skew (and the agent module) per host",
+        description="Exit status 0 if every host answered, 3 if some did not.",
+    )
+    icheck.add_argument("-t", "--target", default="all")
+    concurrency_flag(icheck)
+    icheck.add_argument("--json", action="store_true", help="one JSON object per host")
+    icheck.add_argument(
+        "--hello-only",
+        action="store_true",
+        help="do not sign and run the agent module, only say hello",
+    )
+    icheck.set_defaults(handler=cmd_inventory_check)
+    itrust = inv_cmds.add_parser(
+        "trust",
+        help="show a host's presented key and pin it in known_hosts once confirmed",
+    )
+    itrust.add_argument("host", help="host name in the inventory")
+    itrust.add_argument(
+        "--fingerprint",
+        metavar="SHA256:...",
+        help="pin only if the presented key has this fingerprint (from the host's console)",
+    )
+    itrust.add_argument("--yes", action="store_true", help="pin without asking")
+    itrust.set_defaults(handler=cmd_inventory_trust)
+
+
+def add_lab(commands: Any) -> None:
+    lab = commands.add_parser("lab", help="a local fleet of real agents on loopback")
+    lab_cmds = lab.add_subparsers(dest="lab_command", required=True)
+    up = lab_cmds.add_parser("up", help="start N agents")
+    up.add_argument("-n", type=int, default=20)
+    up.add_argument("--dir", type=Path, required=True)
+    up.add_argument(
+        "--seed-files",
+        type=Path,
+        help="folder whose _all/ and HOSTNAME/ subfolders are copied into host roots",
+    )
+    up.add_argument("--per-process", type=int, default=250, help="agents per agentd process")
+    up.set_defaults(handler=cmd_lab_up)
+    down = lab_cmds.add_parser("down", help="stop the lab's agents")
+    down.add_argument("--dir", type=Path, required=True)
+    down.set_defaults(handler=cmd_lab_down)
+
+
+def add_demo(commands: Any) -> None:
+    demo = commands.add_parser("demo", help="a lab with planted findings, then an investigation")
+    demo.add_argument("--agents", type=int, default=20)
+    demo.add_argument("--headless", action="store_true", help="no TUI: run the sweep and print")
+    demo.add_argument("--dir", type=Path, default=Path("demo-lab"))
+    demo.set_defaults(handler=cmd_demo)
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    home = os.environ.get("GNUPGHOME") or str(Path.home() / ".gnupg")
+    fingerprint = generate_key(
+        home, args.name, args.email, passphrase=os.environ.get("SPYGLASS_PASSPHRASE")
+    )
+    print(fingerprint)
+    return 0
+
+
+def cmd_keys_export(args: argparse.Namespace) -> int:
+    print(signer(args).export_public(), end="")
+    return 0
+
+
+def cmd_inventory_list(args: argparse.Namespace) -> int:
+    inventory = open_inventory(args)
+    for host in inventory.select(args.target):
+        tags = " ".join(f"{k}={v}" for k, v in sorted(host.tags.items()) if k != "name")
+        print(f"{printable(host.name)}\t{host.address}:{host.port}\t{printable(tags)}")
+    return 0
+
+
+def cmd_inventory_check(args: argparse.Namespace) -> int:
+    from console.fleet import (
+        SKEW_WARNING_MS,
+        HostHealth,
+        check_exit_status,
+        check_fleet,
+        format_skew,
+    )
+
+    inventory = open_inventory(args)
+    hosts = inventory.select(args.target)
+    if not hosts:
+        raise UsageError(f"target {args.target!r} matches no host of {inventory.path}")
+    sign_with = None
+    if not args.hello_only:
+        try:
+            sign_with = signer(args)
+        except SpyglassError as err:
+            print(f"spyglass: hello only (no agent module): {err}", file=sys.stderr)
+
+    def show(h: HostHealth) -> None:
+        if args.json:
+            print(json.dumps(h.to_json(), ensure_ascii=False), flush=True)
+            return
+        if not h.ok:
+            print(f"{printable(h.host)}\t{h.address}\t{h.status}\t{printable(h.detail)}")
+            return
+        skew = format_skew(h.skew_ms)
+        if h.skew_ms is not None and abs(h.skew_ms) > SKEW_WARNING_MS:
+            skew += " (CLOCK OFF)"
+        info = h.info or {}
+        facts = [
+            f"version {printable(h.version)}",
+            f"skew {skew}",
+            f"modules {printable(','.join(h.modules))}",
+        ]
+        if info:
+            facts.append(f"{printable(info.get('hostname'))} {printable(info.get('os'))}")
+            facts.append(f"up {printable(info.get('uptime'))}s")
+        if h.action and h.action != "matched":
+            facts.append(f"agent module: {printable(h.action)}")
+        print(f"{printable(h.host)}\t{h.address}\tok\t" + "; ".join(facts))
+
+    results = run_async(
+        check_fleet(inventory, hosts, signer=sign_with, concurrency=args.concurrency, on_host=show)
+    )
+    failed = [r for r in results if not r.ok]
+    print(
+        f"{len(results)} hosts: {len(results) - len(failed)} ok, {len(failed)} failed",
+        file=sys.stderr,
+    )
+    return check_exit_status(results)
+
+
+def cmd_inventory_trust(args: argparse.Namespace) -> int:
+    from console.fleet import fetch_host_key, pin
+
+    inventory = open_inventory(args)
+    known_hosts = inventory.defaults.known_hosts
+    if known_hosts is None:
+        raise UsageError(f"{inventory.path}: [defaults] sets no known_hosts file to pin keys in")
+    host = inventory.by_name(args.host)
+    presented = run_async(fetch_host_key(inventory, host))
+    fingerprint = presented.fingerprint
+    print(
+        f"{host.name} ({host.address}:{host.port}) presents {presented.key.get_algorithm()} "
+        f"{fingerprint}"
+    )
+    if presented.already_trusted:
+        print(f"{host.name}: already pinned in {known_hosts}")
+        return 0
+    if presented.pinned:
+        print(
+            f"WARNING: {known_hosts} pins another key for {host.name} "
+            f"({', '.join(presented.pinned)}): the host was re-keyed or someone is in the way",
+            file=sys.stderr,
+        )
+    if args.fingerprint is not None:
+        if args.fingerprint.strip() != fingerprint:
+            raise UsageError(
+                f"{host.name} presented {fingerprint}, not {args.fingerprint.strip()}; "
+                f"{known_hosts} unchanged"
+            )
+    elif not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("not confirmed: pass --fingerprint SHA256:... or --yes")
+        answer = input(f"pin this key for {host.name} in {known_hosts}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not pinned", file=sys.stderr)
+            return 1
+    pin(known_hosts, presented)
+    print(f"{host.name}: pinned {fingerprint} in {known_hosts}")
+    return 0
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    lab = lab_up(args.dir, args.n, seed_files=args.seed_files, per_process=args.per_process)
+    print(
+        f"{args.n} agents listening; use:\n"
+        f"  export SPYGLASS_INVENTORY={lab.inventory} GNUPGHOME={lab.gnupghome}"
+    )
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    print(f"stopped {lab_down(args.dir)} agent process(es)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from console.demo import run_demo
+
+    return run_demo(args)

@@ -1,0 +1,206 @@
+"""``spyglass run``, ``spyglass action`` and ``spyglass modules``: sign and launch a module, handle
+prepared envelopes, describe the modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from console.cli_common import launch, launch_flags, signer
+from console.compose import compose
+from console.output import printable
+from modules.registry import all_modules, get_module
+from protocol.envelope import Envelope, load_envelope
+from protocol.errors import UsageError
+
+
+def add_run(commands: Any) -> None:
+    run = commands.add_parser("run", help="sign and launch one module on the targeted hosts")
+    run_modules = run.add_subparsers(dest="module", metavar="MODULE", required=True)
+    for module in all_modules():
+        sub = run_modules.add_parser(module.name, help=module.summary, description=module.summary)
+        group = sub.add_argument_group(f"{module.name} parameters")
+        for param in module.params:
+            param.add_to_argparse(group)
+        launch_flags(sub, target_required=True)
+        sub.add_argument("--action-name", help="a name for the action (default: MODULE on TARGET)")
+        sub.add_argument("--expire", default="5m", help="lifetime of the action (default 5m)")
+        sub.add_argument(
+            "--sign-only",
+            metavar="FILE",
+            type=Path,
+            help="write the signed envelope to FILE instead of launching it",
+        )
+        sub.set_defaults(handler=cmd_run)
+
+
+def add_action(commands: Any) -> None:
+    action = commands.add_parser("action", help="prepared envelopes: sign, launch, show")
+    action_cmds = action.add_subparsers(dest="action_command", required=True)
+    sign = action_cmds.add_parser("sign", help="add your signature to an envelope file")
+    sign.add_argument("file", type=Path)
+    sign.set_defaults(handler=cmd_action_sign)
+    alaunch = action_cmds.add_parser("launch", help="launch a signed envelope")
+    alaunch.add_argument("file", type=Path)
+    launch_flags(alaunch, target_required=False)
+    alaunch.set_defaults(handler=cmd_action_launch)
+    show = action_cmds.add_parser(
+        "show",
+        help="show an envelope's action and signers, and whether an agent's ACL would accept it",
+        description="With --config, exit status 0 if that agent would accept the envelope, "
+        "1 if it would reject it.",
+    )
+    show.add_argument("file", type=Path)
+    show.add_argument(
+        "--config",
+        type=Path,
+        metavar="AGENTD_TOML",
+        help="an agent configuration: evaluate its keyring and [acl.*] on this envelope",
+    )
+    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    show.set_defaults(handler=cmd_action_show)
+
+
+def add_modules(commands: Any) -> None:
+    modules = commands.add_parser("modules", help="the investigation modules")
+    modules_cmds = modules.add_subparsers(dest="modules_command", required=True)
+    modules_cmds.add_parser("list").set_defaults(handler=cmd_modules_list)
+    mshow = modules_cmds.add_parser("show")
+    mshow.add_argument("name")
+    mshow.add_argument("--json", action="store_true")
+    mshow.set_defaults(handler=cmd_modules_show)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    module = get_module(args.module)
+    assert module is not None
+    action = compose(
+        args.module, module.params_from_cli(args), args.target, args.expire, args.action_name
+    )
+    envelope = signer(args).sign(Envelope(action))
+    if args.sign_only:
+        envelope.save(args.sign_only)
+        print(
+            f"wrote {args.sign_only} (action {action.id}); another approver can "
+            f"`spyglass action sign {args.sign_only}`",
+            file=sys.stderr,
+        )
+        return 0
+    return launch(args, envelope, args.target)
+
+
+def cmd_action_sign(args: argparse.Namespace) -> int:
+    envelope = signer(args).sign(load_envelope(args.file))
+    envelope.save(args.file)
+    print(f"{args.file}: now {len(envelope.signatures)} signature(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_action_launch(args: argparse.Namespace) -> int:
+    envelope = load_envelope(args.file)
+    return launch(args, envelope, args.target or envelope.action.target)
+
+
+def cmd_action_show(args: argparse.Namespace) -> int:
+    from console.approvals import inspect_envelope, read_agent_policy
+
+    envelope = load_envelope(args.file)
+    agent = read_agent_policy(args.config) if args.config else None
+    infos, verdict = inspect_envelope(envelope, os.environ.get("GNUPGHOME"), agent)
+    action = envelope.action
+    if args.json:
+        doc: dict[str, Any] = {
+            "action": action.to_dict(),
+            "signatures": [
+                {
+                    "fingerprint": i.fingerprint,
+                    "uid": i.uid,
+                    "status": i.status,
+                    "seen_by": i.seen_by,
+                }
+                for i in infos
+            ],
+        }
+        if verdict is not None:
+            doc["agent"] = {
+                "config": str(verdict.agent.path),
+                "name": verdict.agent.name,
+                "accepted": verdict.accepted,
+                "reason": verdict.reason,
+                "detail": verdict.detail,
+                "modules": [
+                    {
+                        "module": m.module,
+                        "rule": m.rule,
+                        "weight": m.weight,
+                        "minimum_weight": m.needed,
+                        "signers": m.signers,
+                    }
+                    for m in verdict.modules
+                ],
+            }
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        _print_action(envelope, infos)
+        if verdict is not None:
+            _print_verdict(verdict)
+    if verdict is None:
+        return 0
+    return 0 if verdict.accepted else 1
+
+
+def _print_action(envelope: Envelope, infos: list[Any]) -> None:
+    action = envelope.action
+    now = int(time.time())
+    left = action.expire_after - now
+    when = "expired" if left < 0 else f"expires in {left} s"
+    print(f"action {action.id}: {printable(action.name)}")
+    print(f"  target: {printable(action.target)}")
+    if action.description:
+        print(f"  description: {printable(action.description)}")
+    print(
+        f"  valid {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(action.valid_from))} to "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(action.expire_after))} ({when})"
+    )
+    for i, op in enumerate(action.operations):
+        params = json.dumps(op.params, ensure_ascii=False, sort_keys=True)
+        print(f"  operation {i}: {op.module} {printable(params)}")
+    print(f"signatures: {len(infos)}")
+    for info in infos:
+        who = info.fingerprint or "unknown key"
+        uid = f" {printable(info.uid)}" if info.uid else ""
+        print(f"  {info.index + 1}. {who}{uid}: {info.status} ({info.seen_by})")
+
+
+def _print_verdict(verdict: Any) -> None:
+    print(f"agent {printable(verdict.agent.name)} ({verdict.agent.path}):")
+    for m in verdict.modules:
+        signers = ", ".join(s[-16:] for s in m.signers) or "no signer it counts"
+        mark = "ok" if m.ok else "NOT ENOUGH"
+        print(
+            f"  {m.module}: {m.rule} needs weight {m.needed}, signers weigh {m.weight} "
+            f"({signers}): {mark}"
+        )
+    if verdict.accepted:
+        print("  verdict: would be accepted")
+    else:
+        print(f"  verdict: would be rejected: {verdict.reason}: {printable(verdict.detail)}")
+
+
+def cmd_modules_list(args: argparse.Namespace) -> int:
+    for module in all_modules():
+        print(f"{module.name:<10} {module.summary}")
+    return 0
+
+
+def cmd_modules_show(args: argparse.Namespace) -> int:
+    module = get_module(args.name)
+    if module is None:
+        raise UsageError(f"unknown module {args.name!r}; see `spyglass modules list`")
+    print(json.dumps(module.spec(), indent=2) if args.json else module.describe())
+    return 0

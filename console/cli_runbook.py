@@ -1,0 +1,91 @@
+"""``spyglass runbook``: check and run TOML runbooks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from console.cli_common import concurrency_flag, open_inventory, open_store, signer
+from console.loop import run_async
+from console.output import printable
+from console.ssh import Connector, Pool
+
+
+def add_runbook(commands: Any) -> None:
+    runbook = commands.add_parser("runbook", help="TOML runbooks of steps, run in order")
+    runbook_cmds = runbook.add_subparsers(dest="runbook_command", required=True)
+    rcheck = runbook_cmds.add_parser("check", help="validate every step without connecting")
+    rcheck.add_argument("file", type=Path)
+    rcheck.set_defaults(handler=cmd_runbook_check)
+    rrun = runbook_cmds.add_parser("run", help="sign and run the steps, then write a report")
+    rrun.add_argument("file", type=Path)
+    rrun.add_argument("--json", action="store_true", help="a JSON report instead of Markdown")
+    rrun.add_argument(
+        "--report", type=Path, metavar="FILE", help="write the report to FILE (default: stdout)"
+    )
+    concurrency_flag(rrun)
+    rrun.set_defaults(handler=cmd_runbook_run)
+
+
+def cmd_runbook_check(args: argparse.Namespace) -> int:
+    from console.runbook import load_runbook
+
+    book = load_runbook(args.file)
+    inventory = open_inventory(args) if args.inventory else None
+    for step in book.steps:
+        notes = []
+        if step.only_hosts_matched_by:
+            notes.append(f"only hosts matched by {step.only_hosts_matched_by!r}")
+        if step.stop_if:
+            notes.append("stop if " + " or ".join(step.stop_if))
+        if inventory is not None:
+            count = len(inventory.select(step.target))
+            notes.append(f"{count} host(s) in {inventory.path.name}")
+            if not count:
+                print(
+                    f"{args.file.name}: warning: step {step.name!r}: target {step.target!r} "
+                    "matches no host",
+                    file=sys.stderr,
+                )
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        print(
+            f"{step.index + 1}. {printable(step.name)}: {step.module} on "
+            f"{printable(step.target)}, expires after {step.expire} s{extra}"
+        )
+    print(f"{args.file}: {len(book.steps)} step(s) OK", file=sys.stderr)
+    return 0
+
+
+def cmd_runbook_run(args: argparse.Namespace) -> int:
+    from console.runbook import RunbookReport, load_runbook, render, run_runbook
+
+    book = load_runbook(args.file)
+    inventory = open_inventory(args)
+    sign_with = signer(args)
+    store = open_store(args)
+
+    async def go() -> RunbookReport:
+        pool = Pool(Connector(inventory))
+        try:
+            return await run_runbook(
+                book, inventory, pool, store, sign_with, concurrency=args.concurrency
+            )
+        finally:
+            await pool.close()
+
+    try:
+        report = run_async(go())
+    finally:
+        store.close()
+    text = render(report, as_json=args.json)
+    if args.report:
+        args.report.write_text(text, encoding="utf-8")
+        print(f"report written to {args.report}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    status = report.exit_status()
+    if status == 2:
+        print("spyglass: no step of the runbook was launched", file=sys.stderr)
+    return status
