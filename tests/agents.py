@@ -72,14 +72,18 @@ def write_agent(
     return path
 
 
-def start_agent(directory: Path) -> AgentProc:
+def start_agent(
+    directory: Path, *, prefix: tuple[str, ...] = (), startup_timeout: float = 30
+) -> AgentProc:
+    """Start the agent of ``directory`` (under ``prefix``, e.g. in a network namespace) and wait
+    until it listens."""
     log = (directory / "agentd.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentd.cli", "--config", str(directory / "agentd.toml")],
+        [*prefix, sys.executable, "-m", "agentd.cli", "--config", str(directory / "agentd.toml")],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + startup_timeout
     while True:
         text = (directory / "agentd.log").read_text()
         if "ready" in text.split():
@@ -117,17 +121,22 @@ def running_agent(directory: Path) -> Iterator[AgentProc]:
         stop_agent(agent)
 
 
-async def converse(agent: AgentProc, raw: bytes, *, timeout: float = 30) -> list[dict[str, Any]]:
-    """Send raw bytes on a fresh channel; collect frames until the agent ends or closes."""
-    async with asyncssh.connect(
+async def connect(agent: AgentProc, key: asyncssh.SSHKey | None = None) -> Any:
+    """An SSH connection to the agent (with the console's key unless ``key``), host key pinned."""
+    return await asyncssh.connect(
         agent.host,
         agent.port,
         username="t",
-        client_keys=[agent.console_key],
+        client_keys=[key or agent.console_key],
         known_hosts=([agent.host_key.convert_to_public()], [], []),
         config=None,
         agent_path=None,
-    ) as conn:
+    )
+
+
+async def converse(agent: AgentProc, raw: bytes, *, timeout: float = 30) -> list[dict[str, Any]]:
+    """Send raw bytes on a fresh channel; collect frames until the agent ends or closes."""
+    async with await connect(agent) as conn:
         process = await conn.create_process(subsystem="spyglass", encoding=None)
         process.stdin.write(raw)
         frames = []

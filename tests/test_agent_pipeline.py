@@ -17,7 +17,15 @@ import pytest
 from protocol.action import Action, Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent, write_agent
+from tests.agents import (
+    AgentProc,
+    connect,
+    converse,
+    run_frames,
+    start_agent,
+    stop_agent,
+    write_agent,
+)
 from tests.conftest import kill_gpg_agent, short_tmp
 
 SLOW_LINE = b"a" * 40 + b"!\n"  # `(a+)+$` backtracks for ages on this line
@@ -225,17 +233,7 @@ async def test_bad_frames_get_an_error_and_the_agent_lives(
 
 
 async def test_other_subsystems_are_refused(agent: AgentProc) -> None:
-    import asyncssh
-
-    async with asyncssh.connect(
-        agent.host,
-        agent.port,
-        username="t",
-        client_keys=[agent.console_key],
-        known_hosts=([agent.host_key.convert_to_public()], [], []),
-        config=None,
-        agent_path=None,
-    ) as conn:
+    async with await connect(agent) as conn:
         result = await conn.run("id", encoding=None)
         assert result.exit_status == 127
         result = await conn.run(subsystem="bogus", encoding=None)

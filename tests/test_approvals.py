@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from agentd.config import load_config
 from console.approvals import read_agent_policy
 from console.lab import Lab
 from protocol.signing import Signer, generate_key
+from tests import cli
 from tests.agents import AgentProc, start_agent, stop_agent, write_agent
 from tests.conftest import kill_gpg_agent, short_tmp
 
@@ -73,13 +73,7 @@ def inventory_for(agent: AgentProc) -> Path:
 def spyglass(
     env: dict[str, str], home: Path, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
-        env={**env, "GNUPGHOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return cli.spyglass({**env, "GNUPGHOME": str(home)}, *args, timeout=timeout)
 
 
 def host_event(stdout: str) -> dict[str, Any]:

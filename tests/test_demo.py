@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 from console.lab import lab_down
 from console.seed import has_webshell
+from tests.cli import SPYGLASS
 from tests.conftest import short_tmp
 
 AGENTS = 8
@@ -18,9 +18,7 @@ def test_headless_demo_finds_every_planted_web_shell() -> None:
     try:
         done = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "console.cli",
+                *SPYGLASS,
                 "demo",
                 "--headless",
                 "--agents",

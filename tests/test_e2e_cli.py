@@ -2,46 +2,27 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-import asyncssh
 import pytest
-import tomli_w
 
 from console.lab import Lab
+from tests.cli import (
+    events,
+    gone_host,
+    known_hosts_with_wrong_key,
+    lab_inventory,
+    save_inventory,
+    spyglass,
+)
 from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 
-
-def spyglass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def events(stdout: str) -> list[dict]:
-    return [json.loads(line) for line in stdout.splitlines()]
+#: `spyglass run` arguments that find the planted file (add -t TARGET and output flags).
+FIND_PLANTED = ("run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$")
 
 
 def test_planted_file_found_on_exactly_the_planted_hosts(lab_env: dict[str, str]) -> None:
-    done = spyglass(
-        lab_env,
-        "run",
-        "file",
-        "--paths",
-        "/srv",
-        "--name",
-        f"^{PLANTED_NAME}$",
-        "-t",
-        "all",
-        "--json",
-    )
+    done = spyglass(lab_env, *FIND_PLANTED, "-t", "all", "--json")
     assert done.returncode == 0, done.stderr
     out = events(done.stdout)
     hosts = {e["host"]: e for e in out if e["event"] == "host"}
@@ -66,17 +47,7 @@ def test_name_nobody_has_exits_1(lab_env: dict[str, str]) -> None:
 
 
 def test_text_output_and_results_survive_the_console(lab_env: dict[str, str]) -> None:
-    done = spyglass(
-        lab_env,
-        "run",
-        "file",
-        "--paths",
-        "/srv",
-        "--name",
-        f"^{PLANTED_NAME}$",
-        "-t",
-        "role=db or role=worker",
-    )
+    done = spyglass(lab_env, *FIND_PLANTED, "-t", "role=db or role=worker")
     assert done.returncode == 0, done.stderr
     assert f"/srv/drop/{PLANTED_NAME}" in done.stdout
     listing = spyglass(lab_env, "results", "list")
@@ -101,49 +72,18 @@ def test_usage_errors_exit_2_with_one_line(lab_env: dict[str, str]) -> None:
 def test_unreachable_and_hostkey_mismatch_do_not_stop_the_others(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
-    import tomllib
-
-    inventory = tomllib.loads(lab.inventory.read_text())
-    inventory["defaults"]["known_hosts"] = str(tmp_path / "known_hosts")
-    inventory["defaults"]["client_keys"] = [str(lab.dir / "console_ed25519")]
-    inventory["defaults"]["connect_timeout"] = 2
-    known = (lab.dir / "known_hosts").read_text().splitlines()
-    wrong_key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
-    first_address = known[0].split()[0]
-    known[0] = f"{first_address} {wrong_key}"
-    (tmp_path / "known_hosts").write_text("\n".join(known) + "\n")
-    inventory["hosts"].append(
-        {"name": "gone", "address": "127.0.0.1", "port": _closed_port(), "tags": {"role": "web"}}
-    )
-    (tmp_path / "inv.toml").write_bytes(tomli_w.dumps(inventory).encode())
+    inventory = lab_inventory(lab, tmp_path, known_hosts_with_wrong_key(lab, 0)[0])
+    inventory["hosts"].append(gone_host())
+    env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
     audit = lab.host_dir("lab-001") / "audit.log"
     audit_before = audit.read_text() if audit.exists() else ""
-    done = spyglass(
-        {**lab_env, "SPYGLASS_INVENTORY": str(tmp_path / "inv.toml")},
-        "run",
-        "file",
-        "--paths",
-        "/srv",
-        "--name",
-        f"^{PLANTED_NAME}$",
-        "-t",
-        "all",
-        "--json",
-    )
+    done = spyglass(env, *FIND_PLANTED, "-t", "all", "--json")
     assert done.returncode == 3, done.stderr
     hosts = {e["host"]: e["status"] for e in events(done.stdout) if e["event"] == "host"}
     assert hosts["lab-001"] == "hostkey-mismatch"
     assert hosts["gone"] == "unreachable"
     assert hosts["lab-002"] == hosts["lab-004"] == "matched"
     assert (audit.read_text() if audit.exists() else "") == audit_before  # nothing reached it
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("command", [["modules", "list"], ["modules", "show", "file", "--json"]])

@@ -11,10 +11,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,15 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
 from tests.agents import AgentProc, start_agent, stop_agent
+from tests.cli import SPYGLASS, console_env, events, spyglass
 from tests.test_hostile_agent import hostile_agent_dir
 
 VICTIM = "victim"
 SLOW_OP = Operation("file", {"paths": ["/srv"], "content": ["(a+)+$"]})
 EVERY_FILE_OP = Operation("file", {"paths": ["/srv"], "name": ["."]})
 HELLO_OP = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
+#: 150 ms each way on lo (300 ms round trips), and 5% of packets lost.
+NETEM = ("tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "150ms", "loss", "5%")
 
 
 # -- a dedicated agent joined to the lab's inventory ------------------------------------------
@@ -61,25 +64,6 @@ def fleet_inventory(lab: Lab, where: Path, extra: dict[str, AgentProc]) -> Path:
     return path
 
 
-def console_env(lab: Lab, inventory: Path, store: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GNUPGHOME": str(lab.gnupghome),
-        "SPYGLASS_INVENTORY": str(inventory),
-        "SPYGLASS_STORE": str(store),
-    }
-
-
-def spyglass(env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()) -> Any:
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "console.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=100,
-    )
-
-
 def envelope_file(lab: Lab, where: Path, *ops: Operation, expire: int = 300) -> Path:
     action = make_action("faults", "all", list(ops), expire_seconds=expire)
     path = where / f"{action.id}.json"
@@ -89,10 +73,6 @@ def envelope_file(lab: Lab, where: Path, *ops: Operation, expire: int = 300) -> 
 
 def action_id(path: Path) -> str:
     return str(json.loads(path.read_text())["action"]["id"])
-
-
-def events(stdout: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stdout.splitlines()]
 
 
 def host_statuses(out: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -116,6 +96,27 @@ def kill_hard(agent: AgentProc) -> None:
             child.kill()
 
 
+@contextmanager
+def launching(
+    env: dict[str, str], envelope: Path, target: str, *, stderr: int = subprocess.PIPE
+) -> Iterator[subprocess.Popen[str]]:
+    """`spyglass action launch ENVELOPE --json -t TARGET` in the background, killed at the end of
+    the block if it still runs."""
+    console = subprocess.Popen(
+        [*SPYGLASS, "action", "launch", str(envelope), "--json", "-t", target],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+    try:
+        yield console
+    finally:
+        if console.poll() is None:
+            console.kill()
+            console.wait()
+
+
 @pytest.fixture
 def victim(lab: Lab) -> Iterator[AgentProc]:
     started = start_agent(victim_dir(lab))
@@ -132,31 +133,10 @@ def test_agent_killed_mid_action_fails_that_host_only(
 ) -> None:
     env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "r.db")
     envelope = envelope_file(lab, tmp_path, SLOW_OP)
-    console = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "action",
-            "launch",
-            str(envelope),
-            "--json",
-            "-t",
-            f"name={VICTIM} or name=lab-001 or name=lab-002",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with launching(env, envelope, f"name={VICTIM} or name=lab-001 or name=lab-002") as console:
         wait_for_verdict(victim, action_id(envelope))
         kill_hard(victim)
         out, err = console.communicate(timeout=60)
-    finally:
-        if console.poll() is None:
-            console.kill()
-            console.wait()
     assert console.returncode == 3, err
     hosts = host_statuses(events(out))
     assert hosts[VICTIM]["status"] in ("error", "unreachable"), hosts[VICTIM]
@@ -172,25 +152,9 @@ def test_console_killed_mid_run_keeps_every_printed_event(
     env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "r.db")
     envelope = envelope_file(lab, tmp_path, EVERY_FILE_OP, SLOW_OP)
     fast_hosts = {"lab-001", "lab-002", "lab-003"}
-    console = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "action",
-            "launch",
-            str(envelope),
-            "--json",
-            "-t",
-            f"name={VICTIM} or name in (lab-001, lab-002, lab-003)",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    target = f"name={VICTIM} or name in (lab-001, lab-002, lab-003)"
     printed: list[dict[str, Any]] = []
-    try:
+    with launching(env, envelope, target, stderr=subprocess.DEVNULL) as console:
         assert console.stdout is not None
         while True:  # read as the console prints, until the victim's op 0 is done
             line = console.stdout.readline()
@@ -204,10 +168,6 @@ def test_console_killed_mid_run_keeps_every_printed_event(
         console.send_signal(signal.SIGKILL)
         console.wait()
         printed += [json.loads(line) for line in console.stdout.read().splitlines()]
-    finally:
-        if console.poll() is None:
-            console.kill()
-            console.wait()
     shown = spyglass(env, "results", "show", action_id(envelope), "--json")
     assert shown.returncode == 0, shown.stderr
     stored = events(shown.stdout)
@@ -267,31 +227,10 @@ def test_agent_restarted_mid_action_refuses_the_relaunch(
 ) -> None:
     envelope = envelope_file(lab, tmp_path, SLOW_OP)
     env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
-    console = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "console.cli",
-            "action",
-            "launch",
-            str(envelope),
-            "--json",
-            "-t",
-            f"name={VICTIM}",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
+    with launching(env, envelope, f"name={VICTIM}", stderr=subprocess.DEVNULL) as console:
         wait_for_verdict(victim, action_id(envelope))
         restarted, inventory = _restart(lab, victim, tmp_path)
         out, _ = console.communicate(timeout=60)
-    finally:
-        if console.poll() is None:
-            console.kill()
-            console.wait()
     try:
         assert host_statuses(events(out))[VICTIM]["status"] in ("error", "unreachable")
         env = console_env(lab, inventory, tmp_path / "b.db")
@@ -314,23 +253,7 @@ def _netem_unavailable() -> str | None:
         return f"`ip netns add` failed: {made.stderr.strip()}"
     try:
         qdisc = subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                name,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                "lo",
-                "root",
-                "netem",
-                "delay",
-                "150ms",
-                "loss",
-                "5%",
-            ],
+            ["ip", "netns", "exec", name, *NETEM],
             capture_output=True,
             text=True,
         )
@@ -356,54 +279,8 @@ def test_agent_behind_300ms_latency_and_5pct_loss_answers_within_expiry(
     try:
         in_ns = ("ip", "netns", "exec", ns)
         subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
-        # 150 ms each way on lo: 300 ms round trips, and 5% of packets lost.
-        subprocess.run(
-            [
-                *in_ns,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                "lo",
-                "root",
-                "netem",
-                "delay",
-                "150ms",
-                "loss",
-                "5%",
-            ],
-            check=True,
-        )
-        directory = victim_dir(lab)
-        log = (directory / "agentd.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                *in_ns,
-                sys.executable,
-                "-m",
-                "agentd.cli",
-                "--config",
-                str(directory / "agentd.toml"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while "ready" not in (text := (directory / "agentd.log").read_text()).split():
-            assert proc.poll() is None and time.monotonic() < deadline, text
-            time.sleep(0.1)
-        address = next(ln.split()[2] for ln in text.splitlines() if ln.startswith("listening"))
-        host, _, port = address.rpartition(":")
-        import asyncssh
-
-        agent = AgentProc(
-            directory,
-            proc,
-            host,
-            int(port),
-            asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
-            asyncssh.read_private_key(str(directory / "console_key")),
-        )
+        subprocess.run([*in_ns, *NETEM], check=True)
+        agent = start_agent(victim_dir(lab), prefix=in_ns, startup_timeout=60)
         env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: agent}), tmp_path / "r.db")
         envelope = envelope_file(lab, tmp_path, HELLO_OP, expire=60)
         done = spyglass(

@@ -3,45 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import asyncssh
-import tomli_w
 
 from console.lab import Lab
+from tests.cli import (
+    SPYGLASS,
+    gone_host,
+    known_hosts_with_wrong_key,
+    lab_inventory,
+    save_inventory,
+    spyglass,
+)
 from tests.conftest import LAB_SIZE
-
-
-def spyglass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def lab_inventory(lab: Lab, tmp_path: Path, known_hosts: str) -> dict[str, Any]:
-    """The lab's inventory, with its own known_hosts file in ``tmp_path``."""
-    inventory = tomllib.loads(lab.inventory.read_text())
-    inventory["defaults"]["known_hosts"] = str(tmp_path / "known_hosts")
-    inventory["defaults"]["client_keys"] = [str(lab.dir / "console_ed25519")]
-    inventory["defaults"]["connect_timeout"] = 2
-    (tmp_path / "known_hosts").write_text(known_hosts)
-    return inventory
-
-
-def save(inventory: dict[str, Any], tmp_path: Path) -> Path:
-    path = tmp_path / "inv.toml"
-    path.write_bytes(tomli_w.dumps(inventory).encode())
-    return path
 
 
 def host_key_fingerprint(lab: Lab, name: str) -> str:
@@ -52,16 +27,11 @@ def host_key_fingerprint(lab: Lab, name: str) -> str:
 def test_check_reports_down_and_mismatched_hosts_without_stopping(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
-    known = (lab.dir / "known_hosts").read_text().splitlines()
-    wrong = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
-    known[0] = f"{known[0].split()[0]} {wrong}"
-    inventory = lab_inventory(lab, tmp_path, "\n".join(known) + "\n")
-    inventory["hosts"].append(
-        {"name": "gone", "address": "127.0.0.1", "port": _closed_port(), "tags": {"role": "web"}}
-    )
+    inventory = lab_inventory(lab, tmp_path, known_hosts_with_wrong_key(lab, 0)[0])
+    inventory["hosts"].append(gone_host())
     audit = lab.host_dir("lab-001") / "audit.log"
     audit_before = audit.read_text() if audit.exists() else ""
-    env = {**lab_env, "SPYGLASS_INVENTORY": str(save(inventory, tmp_path))}
+    env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
     done = spyglass(env, "inventory", "check", "--json")
     assert done.returncode == 3, done.stderr
     hosts = {e["host"]: e for e in map(json.loads, done.stdout.splitlines())}
@@ -89,7 +59,7 @@ def test_trust_refuses_a_wrong_fingerprint_then_pins_the_right_one(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
     inventory = lab_inventory(lab, tmp_path, "")
-    env = {**lab_env, "SPYGLASS_INVENTORY": str(save(inventory, tmp_path))}
+    env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
     known_hosts = tmp_path / "known_hosts"
 
     unpinned = spyglass(env, "inventory", "check", "-t", "name=lab-003", "--hello-only")
@@ -126,11 +96,10 @@ def test_trust_refuses_a_wrong_fingerprint_then_pins_the_right_one(
 def test_trust_replaces_a_changed_key_only_when_confirmed(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
-    known = (lab.dir / "known_hosts").read_text().splitlines()
-    wrong = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
-    stale = f"{known[4].split()[0]} {wrong}"  # lab-005 re-keyed (or someone in the way)
-    inventory = lab_inventory(lab, tmp_path, "\n".join([*known[:4], stale, *known[5:]]) + "\n")
-    env = {**lab_env, "SPYGLASS_INVENTORY": str(save(inventory, tmp_path))}
+    # lab-005 re-keyed (or someone in the way)
+    known_hosts, stale = known_hosts_with_wrong_key(lab, 4)
+    inventory = lab_inventory(lab, tmp_path, known_hosts)
+    env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
     refused = spyglass(env, "inventory", "trust", "lab-005", "--fingerprint", "SHA256:" + "A" * 43)
     assert refused.returncode == 2 and "WARNING" in refused.stderr
     assert stale in (tmp_path / "known_hosts").read_text()
@@ -141,12 +110,6 @@ def test_trust_replaces_a_changed_key_only_when_confirmed(
     assert stale not in lines and len(lines) == LAB_SIZE
     checked = spyglass(env, "inventory", "check", "--hello-only")
     assert checked.returncode == 0, checked.stdout
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Bastion(asyncssh.SSHServer):
@@ -182,9 +145,9 @@ async def test_host_reached_through_a_jump_host(
         for host in inventory["hosts"]:
             if host["name"] == "lab-002":
                 host["jump"] = "bastion"
-        env = {**lab_env, "SPYGLASS_INVENTORY": str(save(inventory, tmp_path))}
+        env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "console.cli", "run", "file", "--paths", "/srv",
+            *SPYGLASS, "run", "file", "--paths", "/srv",
             "--name", "^planted-ioc.bin$", "-t", "name=lab-002", "--json",
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip

@@ -27,7 +27,15 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer
-from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent, write_agent
+from tests.agents import (
+    AgentProc,
+    connect,
+    converse,
+    run_frames,
+    start_agent,
+    stop_agent,
+    write_agent,
+)
 from tests.conftest import short_tmp
 
 IDLE = 2
@@ -77,18 +85,6 @@ def rss(agent: AgentProc) -> int:
 def signed(signer: Signer, **params: Any) -> dict[str, Any]:
     action = make_action("hostile", "all", [Operation("file", {"paths": ["/srv"], **params})])
     return signer.sign(Envelope(action)).to_dict()
-
-
-async def connect(agent: AgentProc, key: asyncssh.SSHKey | None = None) -> Any:
-    return await asyncssh.connect(
-        agent.host,
-        agent.port,
-        username="t",
-        client_keys=[key or agent.console_key],
-        known_hosts=([agent.host_key.convert_to_public()], [], []),
-        config=None,
-        agent_path=None,
-    )
 
 
 async def read_all(process: Any, timeout: float = 30) -> list[dict[str, Any]]:

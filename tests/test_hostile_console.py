@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from protocol.envelope import Envelope
 from protocol.errors import ConfigError
 from protocol.frames import encode_frame, read_frame
 from protocol.messages import Accepted, AgentHello, Done, Finished, Match
+from tests.cli import SPYGLASS
 from tests.conftest import short_tmp
 
 ROW = {"size": 1, "mode": "-rw-r--r--", "mtime": 0, "matched": ["name"]}
@@ -223,7 +223,7 @@ async def test_cli_cap_setting_reaches_the_json_output(lab_gnupghome: Path) -> N
         }
         args = ("run", "file", "--paths", "/", "--name", ".", "-t", "all", "--json")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "console.cli", *args, env=env,
+            *SPYGLASS, *args, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 100)

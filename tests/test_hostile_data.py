@@ -11,7 +11,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,9 @@ from console.lab import Lab
 from console.output import JsonLines, TextOutput, printable
 from console.store import Store
 from tests.agents import start_agent, stop_agent
+from tests.cli import SPYGLASS, console_env
 from tests.conftest import short_tmp
-from tests.test_faults_console import VICTIM, console_env, fleet_inventory, victim_dir
+from tests.test_faults_console import VICTIM, fleet_inventory, victim_dir
 
 EVIL_NAMES = [
     "\x1b]0;pwned\x07",  # sets the terminal title
@@ -76,9 +76,7 @@ class Runs:
 
 
 def spyglass_bytes(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args], env=env, capture_output=True, timeout=100
-    )
+    return subprocess.run([*SPYGLASS, *args], env=env, capture_output=True, timeout=100)
 
 
 @pytest.fixture(scope="module")

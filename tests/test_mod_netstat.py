@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,24 +11,15 @@ import pytest
 from modules.base import CollectingContext
 from modules.netstat import NetstatModule, _linux
 from protocol.errors import ParamError
+from tests.mod_child import running_child
 
 MOD = NetstatModule()
-CHILD = Path(__file__).parent / "data" / "mod" / "child.py"
 
 
 @pytest.fixture(scope="module")
 def child() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("netstat-test\n")
-    proc.stdin.flush()
-    info = json.loads(proc.stdout.readline())
-    yield info
-    proc.stdin.close()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    with running_child("netstat-test") as info:
+        yield info
 
 
 def run(**params: Any) -> CollectingContext:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import secrets
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,28 +15,16 @@ import pytest
 from modules.base import CollectingContext
 from modules.process import ProcessModule, parse_maps, protected_pids
 from protocol.errors import ParamError
+from tests.mod_child import CHILD, running_child
 
 MOD = ProcessModule()
-CHILD = Path(__file__).parent / "data" / "mod" / "child.py"
 MARKER = "spyglass-marker-" + secrets.token_hex(8)  # also in this process: never read
 
 
 @pytest.fixture(scope="module")
 def child() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD), "--role=process-test"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(MARKER + "\n")
-    proc.stdin.flush()
-    info = json.loads(proc.stdout.readline())
-    yield info
-    proc.stdin.close()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    with running_child(MARKER, "--role=process-test") as info:
+        yield info
 
 
 def run(**params: Any) -> CollectingContext:

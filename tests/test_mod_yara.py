@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +15,10 @@ import pytest
 from modules.base import CollectingContext, LimitReached
 from modules.yara_scan import YaraModule
 from protocol.errors import ParamError
+from tests.mod_child import running_child
 from tests.test_modules_registry import fits
 
 MOD = YaraModule()
-CHILD = Path(__file__).parent / "data" / "mod" / "child.py"
 MARKER = "yara-marker-" + secrets.token_hex(8)
 RULES = f"""
 rule planted : evil test {{
@@ -144,17 +142,8 @@ def test_match_limit(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def child() -> Iterator[dict[str, Any]]:
-    proc = subprocess.Popen(
-        [sys.executable, str(CHILD)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(MARKER + "\n")
-    proc.stdin.flush()
-    info = json.loads(proc.stdout.readline())
-    yield info
-    proc.stdin.close()
-    proc.wait(timeout=10)
-    proc.stdout.close()
+    with running_child(MARKER) as info:
+        yield info
 
 
 def test_process_memory_by_pid(child: dict[str, Any]) -> None:

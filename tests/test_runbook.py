@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -15,20 +13,11 @@ from console.lab import Lab
 from console.seed import BACKDOOR
 from console.store import Store
 from modules.registry import get_module
+from tests.cli import gone_host, lab_inventory, save_inventory, spyglass
 from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib" / "runbooks"
 BACKDOORED = "lab-005"  # console.seed.has_backdoor(4): xz 5.6.0 and liblzma.so.5.6.0
-
-
-def spyglass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def write(tmp_path: Path, text: str, name: str = "runbook.toml") -> Path:
@@ -222,19 +211,9 @@ params = { paths = ["/srv"] }
 def test_failed_hosts_are_listed_and_exit_3(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
-    import tomllib
-
-    import tomli_w
-
-    inventory = tomllib.loads(lab.inventory.read_text())
-    for key in ("known_hosts",):
-        inventory["defaults"][key] = str(lab.dir / inventory["defaults"][key])
-    inventory["defaults"]["client_keys"] = [str(lab.dir / "console_ed25519")]
-    inventory["defaults"]["connect_timeout"] = 2
-    inventory["hosts"].append(
-        {"name": "gone", "address": "127.0.0.1", "port": _closed_port(), "tags": {"role": "web"}}
-    )
-    (tmp_path / "inv.toml").write_bytes(tomli_w.dumps(inventory).encode())
+    inventory = lab_inventory(lab, tmp_path, (lab.dir / "known_hosts").read_text())
+    inventory["hosts"].append(gone_host())
+    env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
     body = f"""
 [[steps]]
 name = "planted"
@@ -242,13 +221,7 @@ target = "role=web or role=db"
 module = "file"
 params = {{ paths = ["/srv"], name = ['^{PLANTED_NAME}$'] }}
 """
-    done = spyglass(
-        {**lab_env, "SPYGLASS_INVENTORY": str(tmp_path / "inv.toml")},
-        "runbook",
-        "run",
-        str(write(tmp_path, body)),
-        "--json",
-    )
+    done = spyglass(env, "runbook", "run", str(write(tmp_path, body)), "--json")
     assert done.returncode == 3, done.stderr
     (step,) = json.loads(done.stdout)["steps"]
     assert [f["host"] for f in step["failed_hosts"]] == ["gone"]
@@ -301,11 +274,3 @@ params = { paths = ["/srv"] }
     assert done.returncode == 2
     assert "no step of the runbook was launched" in done.stderr
     assert "skipped" in done.stdout
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

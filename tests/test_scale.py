@@ -10,7 +10,6 @@ import builtins
 import io
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from console.store import Store
 from inventory.loader import load_inventory
 from protocol.envelope import Envelope
 from protocol.signing import Signer
+from tests.cli import console_env, events, spyglass
 from tests.conftest import kill_gpg_agent, short_tmp
 
 pytestmark = pytest.mark.xdist_group("scale")
@@ -171,21 +171,11 @@ def test_events_cross_the_worker_pipe_intact() -> None:
 
 
 def spyglass_run(lab: Lab, store: Path, workers: str) -> tuple[int, list[dict[str, Any]]]:
-    env = {
-        **os.environ,
-        "GNUPGHOME": str(lab.gnupghome),
-        "SPYGLASS_INVENTORY": str(lab.inventory),
-        "SPYGLASS_STORE": str(store),
-    }
     args = ["run", "file", "--paths", "/srv", "--paths", "/etc", "--name", NAME]
-    done = subprocess.run(
-        [sys.executable, "-m", "console.cli", *args, "-t", "all", "--json", "--workers", workers],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = spyglass(
+        console_env(lab, lab.inventory, store), *args, "-t", "all", "--json", "--workers", workers
     )
-    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
+    return done.returncode, events(done.stdout)
 
 
 def outcome(events: list[dict[str, Any]]) -> tuple[Any, ...]:
