@@ -18,8 +18,7 @@ import asyncssh
 from agentd.agent import Agent
 from agentd.config import load_config
 from agentd.runner import Zygote
-
-SUBSYSTEM = "spyglass"
+from protocol.transport import AGENT_CIPHERS, AGENT_KEX, SUBSYSTEM
 
 
 async def start_agent(agent: Agent) -> list[tuple[str, int]]:
@@ -63,18 +62,8 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
             gss_host=None,
             login_timeout=config.agent.login_timeout,
             keepalive_interval=30,
-            kex_algs=[
-                "curve25519-sha256",
-                "curve25519-sha256@libssh.org",
-                "mlkem768x25519-sha256",
-                "ecdh-sha2-nistp256",
-            ],
-            encryption_algs=[
-                "aes128-gcm@openssh.com",
-                "chacha20-poly1305@openssh.com",
-                "aes256-gcm@openssh.com",
-                "aes128-ctr",
-            ],
+            kex_algs=AGENT_KEX,
+            encryption_algs=AGENT_CIPHERS,
         )
         for sock in server.sockets:
             bound.append(sock.getsockname()[:2])

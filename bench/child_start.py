@@ -32,6 +32,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from agentd import child  # noqa: E402
 from agentd.config import LimitsSection  # noqa: E402
 from agentd.runner import Budget, run_operation  # noqa: E402
+from bench.measure import cpu_seconds  # noqa: E402
 from modules.registry import get_module  # noqa: E402
 
 Launcher = Callable[[str, dict[str, Any]], Awaitable[str]]
@@ -94,14 +95,7 @@ async def forkserver_op(root: str, params: dict[str, Any]) -> str:
 
 
 def helper_cpu() -> float:
-    total = 0.0
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.NoSuchProcess:
-            pass
-    return total
+    return cpu_seconds(psutil.Process().children(recursive=True))
 
 
 async def measure(launch: Launcher, root: str, params: dict[str, Any], n: int) -> dict[str, float]:

@@ -28,18 +28,20 @@ import psutil
 # Run as a script, bench/ comes first on sys.path, where bench/modules.py would shadow `modules`.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from bench.measure import cpu_seconds  # noqa: E402
 from console.compose import compose  # noqa: E402
 from console.dispatch import Event, HostEvent  # noqa: E402
 from console.investigation import Investigation  # noqa: E402
 from console.lab import Lab, lab_down, lab_up  # noqa: E402
 from console.shard import ShardedDispatcher  # noqa: E402
-from console.ssh import CIPHERS, KEX, SUBSYSTEM, Connector, Pool  # noqa: E402
+from console.ssh import Connector, Pool  # noqa: E402
 from console.store import Store  # noqa: E402
 from inventory.loader import load_inventory  # noqa: E402
 from inventory.model import Host, Inventory  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402
 from protocol.frames import encode_frame, read_frame  # noqa: E402
 from protocol.signing import Signer  # noqa: E402
+from protocol.transport import CIPHERS, KEX, SUBSYSTEM  # noqa: E402
 
 
 class Meter:
@@ -78,14 +80,7 @@ class Meter:
         return procs
 
     def _agent_cpu(self) -> float:
-        total = 0.0
-        for p in self._tree():
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return cpu_seconds(self._tree())
 
     def _resident(self) -> list[psutil.Process]:
         """The agent processes and their zygotes; operation children are short-lived forks

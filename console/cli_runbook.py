@@ -59,7 +59,7 @@ def cmd_runbook_check(args: argparse.Namespace) -> int:
 
 
 def cmd_runbook_run(args: argparse.Namespace) -> int:
-    from console.runbook import RunbookReport, load_runbook, render, run_runbook
+    from console.runbook import RunbookReport, RunbookRunner, load_runbook, render
 
     book = load_runbook(args.file)
     inventory = open_inventory(args)
@@ -69,9 +69,10 @@ def cmd_runbook_run(args: argparse.Namespace) -> int:
     async def go() -> RunbookReport:
         pool = Pool(Connector(inventory))
         try:
-            return await run_runbook(
+            runner = RunbookRunner(
                 book, inventory, pool, store, sign_with, concurrency=args.concurrency
             )
+            return await runner.run()
         finally:
             await pool.close()
 

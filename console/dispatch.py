@@ -11,11 +11,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import asyncssh
 
-from console.ssh import SUBSYSTEM, Pool
+from console.ssh import Pool
 from inventory.model import Host
 from protocol.envelope import Envelope
 from protocol.errors import FrameError, SpyglassError
@@ -33,6 +33,7 @@ from protocol.messages import (
     Run,
     decode_message,
 )
+from protocol.transport import SUBSYSTEM
 
 HostStatus = Literal[
     "matched",
@@ -45,7 +46,11 @@ HostStatus = Literal[
     "error",
     "cancelled",
 ]
-ANSWERED = ("matched", "nomatch")
+ANSWERED: tuple[HostStatus, ...] = ("matched", "nomatch")
+#: Every other status: the host did not answer the action (in HostStatus order).
+FAILED_STATUSES: tuple[HostStatus, ...] = tuple(
+    s for s in get_args(HostStatus) if s not in ANSWERED
+)
 #: Hosts in flight at once; SSH handshakes are paced separately by console.ssh.
 DEFAULT_CONCURRENCY = 512
 HostState = Literal["queued", "connecting", "running"]

@@ -24,7 +24,7 @@ from typing import Any
 import asyncssh
 
 from console.dispatch import DEFAULT_CONCURRENCY, Dispatcher, Event, HostEvent, MatchEvent
-from console.ssh import KEX, SUBSYSTEM, Connector, Pool
+from console.ssh import Connector, Pool
 from inventory.model import Host, Inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
@@ -32,6 +32,7 @@ from protocol.errors import FrameError, SpyglassError, UsageError
 from protocol.frames import encode_frame, read_frame
 from protocol.messages import TO_CONSOLE, AgentHello, ClientHello, decode_message
 from protocol.signing import Signer
+from protocol.transport import KEX, SUBSYSTEM
 
 #: Above this skew the report warns: agents refuse actions valid further in the future than
 #: their ``skew`` setting (60 s by default), and expiry checks drift by as much.

@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from console.dispatch import Event, HostEvent, MatchEvent, Summary
+from console.dispatch import ANSWERED, Event, HostEvent, MatchEvent, Summary
 from modules.registry import get_module
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
@@ -145,13 +145,9 @@ class TextOutput:
     def summary(self, summary: Summary) -> None:
         if self.err.isatty():
             self.err.write("\n")
-        wanted = {"found": ("matched",), "notfound": ("nomatch",), "all": ("matched", "nomatch")}[
-            self.show
-        ]
+        wanted = {"found": ("matched",), "notfound": ("nomatch",), "all": ANSWERED}[self.show]
         rows = [
-            r
-            for r in summary.results.values()
-            if r.status in wanted or r.status not in ("matched", "nomatch")
+            r for r in summary.results.values() if r.status in wanted or r.status not in ANSWERED
         ]
         if rows:
             self.out.write("\nhost\tstatus\tmatches\telapsed_ms\tdetail\n")

@@ -499,21 +499,6 @@ def _stop_reason(step: Step, result: StepReport) -> str | None:
     return None
 
 
-async def run_runbook(
-    runbook: Runbook,
-    inventory: Inventory,
-    pool: Pool,
-    store: Store,
-    signer: Signer,
-    *,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    progress: TextIO = sys.stderr,
-) -> RunbookReport:
-    return await RunbookRunner(
-        runbook, inventory, pool, store, signer, concurrency=concurrency, progress=progress
-    ).run()
-
-
 def render(report: RunbookReport, *, as_json: bool) -> str:
     if as_json:
         return json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n"
@@ -529,5 +514,4 @@ __all__ = [
     "StepReport",
     "load_runbook",
     "render",
-    "run_runbook",
 ]

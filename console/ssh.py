@@ -23,10 +23,7 @@ import asyncssh
 
 from inventory.model import Host, Inventory
 from protocol.errors import InventoryError
-
-SUBSYSTEM = "spyglass"
-KEX = ["curve25519-sha256", "curve25519-sha256@libssh.org", "mlkem768x25519-sha256"]
-CIPHERS = ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com"]
+from protocol.transport import CIPHERS, KEX
 
 
 class ConnectWindow:

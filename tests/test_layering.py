@@ -17,6 +17,7 @@ IMPORTS = {
         "protocol.frames",
         "protocol.messages",
         "protocol.acl",
+        "protocol.transport",
     ],
     "inventory": ["inventory"],
     "modules": ["modules.registry"],  # plus every registered module, loaded below

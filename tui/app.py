@@ -202,17 +202,25 @@ class SpyglassApp(App[int]):
         self.notify("signing failed three times", severity="error", title="Not signed")
         return None
 
-    @work(group="sign", exclusive=True, exit_on_error=False)
-    async def _sign_to_file(self, action: Action, path: Path, envelope: Envelope | None) -> None:
-        signed = await self._sign(envelope or Envelope(action))
+    async def sign_and_save(self, envelope: Envelope, path: Path) -> Envelope | None:
+        """Add our signature and write the envelope to ``path``; None (the investigator has been
+        told why) if either fails."""
+        signed = await self._sign(envelope)
         if signed is None:
-            return
+            return None
         try:
             signed.save(path)
         except OSError as err:
             self.notify(f"{path}: {err.strerror}", severity="error", title="Not saved")
-            return
-        self.notify(f"wrote {path} with {len(signed.signatures)} signature(s)", title="Signed")
+            return None
+        return signed
+
+    @work(group="sign", exclusive=True, exit_on_error=False)
+    async def _sign_to_file(self, action: Action, path: Path, envelope: Envelope | None) -> None:
+        signed = await self.sign_and_save(envelope or Envelope(action), path)
+        if signed is not None:
+            n = len(signed.signatures)
+            self.notify(f"wrote {path} with {n} signature(s)", title="Signed")
 
     @work(group="sign", exclusive=True, exit_on_error=False)
     async def _sign_and_launch(

@@ -89,13 +89,8 @@ class ApprovalsScreen(Screen[None]):
 
     @work(group="sign", exclusive=True, exit_on_error=False)
     async def _add_signature(self, envelope: Envelope, path: Path) -> None:
-        signed = await self.app._sign(envelope)
+        signed = await self.app.sign_and_save(envelope, path)
         if signed is None:
-            return
-        try:
-            signed.save(path)
-        except OSError as err:
-            self.notify(f"{path}: {err.strerror}", severity="error", title="Not saved")
             return
         self.envelope = signed
         self._show()

@@ -14,20 +14,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.dispatch import Event, HostEvent, HostResult, MatchEvent, StateEvent
+from console.dispatch import (
+    FAILED_STATUSES,
+    Event,
+    HostEvent,
+    HostResult,
+    MatchEvent,
+    StateEvent,
+)
 from modules.registry import get_module
 from tui import format as fmt
 from tui.rows import ColumnSpec, Entry, Row, RowModel
 
-FAILED_KINDS = (
-    "unreachable",
-    "auth-failed",
-    "hostkey-mismatch",
-    "rejected",
-    "timeout",
-    "error",
-    "cancelled",
-)
 HOST_COLUMNS = (
     ColumnSpec("host", "host", "text", 8, 40),
     ColumnSpec("status", "status", "text", 10, 24),
@@ -257,7 +255,7 @@ class RunState:
         return sum(1 for info in self.hosts.values() if info.result is not None)
 
     def failed_by_kind(self) -> dict[str, int]:
-        return {kind: self.counts[kind] for kind in FAILED_KINDS if self.counts[kind]}
+        return {kind: self.counts[kind] for kind in FAILED_STATUSES if self.counts[kind]}
 
     def rejected_reasons(self) -> Counter[str]:
         return +self.rejected  # without the reasons that dropped to zero

@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
+from console.dispatch import FAILED_STATUSES
 from tui import gcpause
 from tui.host_detail import HostDetailScreen
 from tui.runstate import RunState
@@ -39,11 +40,8 @@ STATUS_STYLES = {
     "connecting": Style(color="cyan"),
     "running": Style(color="cyan", bold=True),
     "queued": Style(color="bright_black", italic=True),
-    **{
-        k: Style(color="red", bold=True)
-        for k in ("unreachable", "auth-failed", "hostkey-mismatch", "rejected", "timeout", "error")
-    },
-    "cancelled": Style(color="yellow"),
+    **{k: Style(color="red", bold=True) for k in FAILED_STATUSES},
+    "cancelled": Style(color="yellow"),  # a failed status too, but yellow rather than red
 }
 
 
