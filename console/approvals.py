@@ -20,6 +20,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import gnupg
 
@@ -80,6 +81,15 @@ class SignatureInfo:
     status: str  # valid / bad / unknown-key / malformed, as seen by the keyring that knew most
     seen_by: str  # "local keyring", "agent keyring" or "nobody"
 
+    def to_json(self) -> dict[str, Any]:
+        """As `spyglass action show --json` prints it."""
+        return {
+            "fingerprint": self.fingerprint,
+            "uid": self.uid,
+            "status": self.status,
+            "seen_by": self.seen_by,
+        }
+
 
 @dataclass
 class ModuleWeight:
@@ -93,6 +103,15 @@ class ModuleWeight:
     def ok(self) -> bool:
         return self.rule != "none" and self.weight >= self.needed
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "module": self.module,
+            "rule": self.rule,
+            "weight": self.weight,
+            "minimum_weight": self.needed,
+            "signers": self.signers,
+        }
+
 
 @dataclass
 class Verdict:
@@ -103,6 +122,17 @@ class Verdict:
     reason: str | None
     detail: str
     modules: list[ModuleWeight]
+
+    def to_json(self) -> dict[str, Any]:
+        """As `spyglass action show --config ... --json` prints it under ``agent``."""
+        return {
+            "config": str(self.agent.path),
+            "name": self.agent.name,
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "detail": self.detail,
+            "modules": [m.to_json() for m in self.modules],
+        }
 
 
 def _scratch_home() -> Path:

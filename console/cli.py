@@ -83,9 +83,5 @@ def _tui(args: argparse.Namespace) -> int:
     return int(app_module.run_app(args))
 
 
-def _json_default(value: Any) -> str:
-    return str(value)
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from console.cli_common import launch, launch_flags, signer
 from console.compose import compose
@@ -17,6 +17,9 @@ from console.output import printable
 from modules.registry import all_modules, get_module
 from protocol.envelope import Envelope, load_envelope
 from protocol.errors import UsageError
+
+if TYPE_CHECKING:
+    from console.approvals import SignatureInfo, Verdict
 
 
 def add_run(commands: Any) -> None:
@@ -116,34 +119,10 @@ def cmd_action_show(args: argparse.Namespace) -> int:
     if args.json:
         doc: dict[str, Any] = {
             "action": action.to_dict(),
-            "signatures": [
-                {
-                    "fingerprint": i.fingerprint,
-                    "uid": i.uid,
-                    "status": i.status,
-                    "seen_by": i.seen_by,
-                }
-                for i in infos
-            ],
+            "signatures": [i.to_json() for i in infos],
         }
         if verdict is not None:
-            doc["agent"] = {
-                "config": str(verdict.agent.path),
-                "name": verdict.agent.name,
-                "accepted": verdict.accepted,
-                "reason": verdict.reason,
-                "detail": verdict.detail,
-                "modules": [
-                    {
-                        "module": m.module,
-                        "rule": m.rule,
-                        "weight": m.weight,
-                        "minimum_weight": m.needed,
-                        "signers": m.signers,
-                    }
-                    for m in verdict.modules
-                ],
-            }
+            doc["agent"] = verdict.to_json()
         print(json.dumps(doc, indent=2, ensure_ascii=False))
     else:
         _print_action(envelope, infos)
@@ -154,7 +133,7 @@ def cmd_action_show(args: argparse.Namespace) -> int:
     return 0 if verdict.accepted else 1
 
 
-def _print_action(envelope: Envelope, infos: list[Any]) -> None:
+def _print_action(envelope: Envelope, infos: list[SignatureInfo]) -> None:
     action = envelope.action
     now = int(time.time())
     left = action.expire_after - now
@@ -177,7 +156,7 @@ def _print_action(envelope: Envelope, infos: list[Any]) -> None:
         print(f"  {info.index + 1}. {who}{uid}: {info.status} ({info.seen_by})")
 
 
-def _print_verdict(verdict: Any) -> None:
+def _print_verdict(verdict: Verdict) -> None:
     print(f"agent {printable(verdict.agent.name)} ({verdict.agent.path}):")
     for m in verdict.modules:
         signers = ", ".join(s[-16:] for s in m.signers) or "no signer it counts"

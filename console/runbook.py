@@ -40,7 +40,6 @@ import json
 import sys
 import time
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -379,7 +378,6 @@ class RunbookRunner:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         progress: TextIO = sys.stderr,
-        sink: Callable[[Event], None] | None = None,
     ) -> None:
         self.runbook = runbook
         self.inventory = inventory
@@ -388,7 +386,6 @@ class RunbookRunner:
         self.signer = signer
         self.concurrency = concurrency
         self.progress = progress
-        self.sink = sink
 
     async def run(self) -> RunbookReport:
         report = RunbookReport(self.runbook, time.time(), [])
@@ -455,8 +452,6 @@ class RunbookRunner:
                 done += 1
                 if self.progress.isatty():
                     self.progress.write(f"\r  {printable(step.name)}: {done}/{len(hosts)} hosts")
-            if self.sink is not None:
-                self.sink(event)
 
         investigation = Investigation(envelope, hosts, self.pool, self.store, self.concurrency)
         summary = await investigation.run(count)
