@@ -8,21 +8,24 @@ identical (see ``protocol.signing``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import platform
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from agentd.audit import AuditLog
-from agentd.config import AgentConfig, load_config
 from agentd.privacy import row_masker
 from agentd.replay import ReplayCache
 from agentd.runner import Budget, run_operation
+from inventory.selector import Selector, compile_selector
 from modules.registry import all_modules, get_module
-from protocol.errors import FrameError, ParamError, Rejected
+from protocol.agent_config import AgentConfig, load_config
+from protocol.errors import FrameError, ParamError, Rejected, SelectorError
 from protocol.frames import ByteReader, encode_frame, read_frame
 from protocol.messages import (
     TO_AGENT,
@@ -44,6 +47,21 @@ try:
     AGENT_VERSION = version("spyglass")
 except PackageNotFoundError:  # running from a source tree
     AGENT_VERSION = "0+source"
+
+
+@dataclass(frozen=True, slots=True)
+class _Self:
+    """This agent as a target selector sees a host."""
+
+    name: str
+    address: str
+    tags: dict[str, str]
+
+
+@functools.lru_cache(maxsize=256)
+def _selector(target: str) -> Selector:
+    return compile_selector(target)
+
 
 _inflight: dict[tuple[str, str], asyncio.Future[Verified]] = {}
 
@@ -74,6 +92,20 @@ class Agent:
             config.resolve(config.agent.investigators), config.state_dir / "gnupg"
         )
         self.config = config
+
+    def check_targeted(self, target: str) -> None:
+        """With ``enforce_target``, the signed target selector must select this agent (by its
+        name and its configured tags): a captured envelope cannot be re-aimed at other hosts."""
+        section = self.config.agent
+        if not section.enforce_target:
+            return
+        me = _Self(section.name, "", {**section.tags, "name": section.name})
+        try:
+            selected = _selector(target).matches(me)
+        except SelectorError as err:
+            raise Rejected("acl", f"the signed target does not parse: {err.message}") from None
+        if not selected:
+            raise Rejected("acl", f"the signed target {target!r} does not select {section.name}")
 
     def hello(self) -> AgentHello:
         info = {
@@ -186,6 +218,7 @@ class Channel:
         verified: Verified | None = None
         try:
             verified = await agent.verify(raw)
+            agent.check_targeted(verified.action.target)
             params = _validate_operations(verified)
             if verified.action.id in agent.replay:
                 if (stored := agent.replay.outcome(verified.action.id)) is not None:

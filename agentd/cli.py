@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncssh
 import tomli_w
 
-from agentd.config import AgentSection, LimitsSection, render_config
 from agentd.server import serve_forever
+from protocol.agent_config import AgentSection, LimitsSection, render_config
 from protocol.errors import SpyglassError
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentd.config import LimitsSection
+from protocol.agent_config import LimitsSection
 from protocol.errors import FrameError, SpyglassError
 from protocol.frames import read_frame
 

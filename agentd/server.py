@@ -7,6 +7,7 @@ actions run. Anything else (shell, exec, another subsystem) gets exit status 127
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import signal
 import sys
@@ -16,35 +17,39 @@ from pathlib import Path
 import asyncssh
 
 from agentd.agent import Agent
-from agentd.config import load_config
 from agentd.runner import Zygote
+from protocol.agent_config import load_config
 from protocol.transport import AGENT_CIPHERS, AGENT_KEX, SUBSYSTEM
+
+
+#: Input a channel may buffer before flow control stops the console (asyncssh's default is 2 MiB);
+#: with ``max_channels`` it bounds what one connection can make the agent hold.
+CHANNEL_WINDOW = 256 << 10
 
 
 async def start_agent(agent: Agent) -> list[tuple[str, int]]:
     """Listen on the agent's addresses; returns the bound (host, port) pairs."""
     config = agent.config
+    channels: collections.Counter[object] = collections.Counter()
 
     async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
         if process.subsystem != SUBSYSTEM:
             process.stderr.write(b"spyglass: only the 'spyglass' subsystem is served\n")
             process.exit(127)
             return
-        peer = process.get_extra_info("peername") or ("?", 0)
-
-        async def write(data: bytes) -> None:
-            process.stdout.write(data)
-            await process.stdout.drain()
-
-        # If the console goes away, serve() has already cancelled its running operations;
-        # a mere end of input (half-close) lets them finish and answer.
-        closed = asyncio.ensure_future(process.channel.wait_closed())
+        # Each open channel may buffer a window of input: bound them per connection.
+        conn = process.get_extra_info("connection")
+        if channels[conn] >= agent.config.agent.max_channels:
+            process.stderr.write(b"spyglass: too many channels on this connection\n")
+            process.exit(1)
+            return
+        channels[conn] += 1
         try:
-            with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):
-                await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}", closed)
+            await _serve_channel(agent, process)
         finally:
-            closed.cancel()
-        process.exit(0)
+            channels[conn] -= 1
+            if not channels[conn]:
+                del channels[conn]
 
     bound = []
     for host, port in config.listen_addresses():
@@ -62,12 +67,31 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
             gss_host=None,
             login_timeout=config.agent.login_timeout,
             keepalive_interval=30,
+            window=CHANNEL_WINDOW,
             kex_algs=AGENT_KEX,
             encryption_algs=AGENT_CIPHERS,
         )
         for sock in server.sockets:
             bound.append(sock.getsockname()[:2])
     return bound
+
+
+async def _serve_channel(agent: Agent, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    peer = process.get_extra_info("peername") or ("?", 0)
+
+    async def write(data: bytes) -> None:
+        process.stdout.write(data)
+        await process.stdout.drain()
+
+    # If the console goes away, serve() has already cancelled its running operations;
+    # a mere end of input (half-close) lets them finish and answer.
+    closed = asyncio.ensure_future(process.channel.wait_closed())
+    try:
+        with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):
+            await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}", closed)
+    finally:
+        closed.cancel()
+    process.exit(0)
 
 
 async def serve_forever(config_paths: Sequence[str | Path]) -> None:

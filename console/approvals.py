@@ -5,10 +5,8 @@ signatures against that agent's investigators folder and runs the agent's own pi
 (``protocol.verify.verify_envelope``: time, signatures, signers, ACL) on the envelope, so the
 verdict shown is the one the agent would reach, then details the weight each module gets.
 
-The agent configuration is read here rather than through ``agentd.config``: the console never
-imports the agent (DESIGN §1 layers). Only the keys that matter for the verdict are read
-(``agent.investigators``, ``agent.skew``, ``agent.max_lifetime``, ``[acl.*]``), with the same
-meaning; ``tests/test_approvals.py`` checks this reading against ``agentd.config.load_config``.
+The agent configuration is read with the agent's own loader (``protocol.agent_config``), so the
+console and the agent cannot disagree on what a file means.
 """
 
 from __future__ import annotations
@@ -17,14 +15,14 @@ import shutil
 import subprocess
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gnupg
 
-from protocol.acl import Acl, acl_from_table
+from protocol.acl import Acl
+from protocol.agent_config import load_config
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError, Rejected
 from protocol.signing import Keyring, SigCheck
@@ -43,33 +41,14 @@ class AgentPolicy:
 
 
 def read_agent_policy(path: str | Path) -> AgentPolicy:
-    """The verdict-relevant part of an ``agentd.toml``; ConfigError names the file and key."""
-    path = Path(path).resolve()
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"{path}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    where = path.name
-    agent = data.get("agent", {})
-    if not isinstance(agent, dict):
-        raise ConfigError(f"{where}: agent: expected a table")
-    folder = agent.get("investigators", "investigators")
-    skew, lifetime = agent.get("skew", 60), agent.get("max_lifetime", 86400)
-    for key, value, kind in (
-        ("investigators", folder, str),
-        ("skew", skew, int),
-        ("max_lifetime", lifetime, int),
-    ):
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ConfigError(f"{where}: agent.{key}: expected a {kind.__name__}")
+    """The verdict-relevant part of an ``agentd.toml``, read by the agent's own loader."""
+    config = load_config(path)
     return AgentPolicy(
-        path,
-        str(agent.get("name", "agent")),
-        (path.parent / folder).resolve(),
-        acl_from_table(data.get("acl", {}), f"{where}: acl"),
-        Policy(skew, lifetime),
+        config.path,
+        config.agent.name,
+        config.resolve(config.agent.investigators),
+        config.acl,
+        Policy(config.agent.skew, config.agent.max_lifetime),
     )
 
 

@@ -58,6 +58,15 @@ def host_name(index: int) -> str:
     return f"lab-{index + 1:03d}"
 
 
+def host_tags(index: int) -> dict[str, str]:
+    """A lab host's tags, written both to the inventory and to the agent (which enforces them)."""
+    return {
+        "role": ROLES[index % len(ROLES)],
+        "env": "prod" if index % 3 else "staging",
+        "os": "linux",
+    }
+
+
 def host_address(index: int) -> str:
     """127.0.X.Y, skipping .0, .1 and .255 so no two lab hosts share an address."""
     return f"127.0.{1 + index // 250}.{2 + index % 250}"
@@ -147,6 +156,8 @@ def _write_agent(
             "listen": [f"{host_address(index)}:0"],
             "root": "root",
             "host_key": key_path.name,
+            "tags": host_tags(index),
+            "enforce_target": True,
         },
         "limits": {"module_timeout": 60, "max_concurrent": 8},
         "acl": {"default": {"minimum_weight": 1, "investigators": {fingerprint: 1}}},
@@ -202,8 +213,7 @@ def _write_inventory(lab: Lab, names: list[str], listening: dict[str, str]) -> N
     hosts, known = [], []
     for i, name in enumerate(names):
         address, _, port = listening[name].rpartition(":")
-        tags = {"role": ROLES[i % len(ROLES)], "env": "prod" if i % 3 else "staging", "os": "linux"}
-        hosts.append({"name": name, "address": address, "port": int(port), "tags": tags})
+        hosts.append({"name": name, "address": address, "port": int(port), "tags": host_tags(i)})
         host_key = asyncssh.read_private_key(str(lab.host_dir(name) / "ssh_host_ed25519_key"))
         public = host_key.export_public_key().decode().strip()
         known.append(f"[{address}]:{port} {public}\n")

@@ -45,8 +45,10 @@ def write_agent(
     acl: dict[str, Any],
     limits: dict[str, Any] | None = None,
     root: Path | None = None,
+    agent: dict[str, Any] | None = None,
 ) -> Path:
-    """An agent folder: ``investigators`` maps a file name to an armored public key."""
+    """An agent folder: ``investigators`` maps a file name to an armored public key; ``agent``
+    adds settings to its ``[agent]`` table."""
     (directory / "investigators").mkdir(parents=True, exist_ok=True)
     for name, armored in investigators.items():
         (directory / "investigators" / f"{name}.asc").write_text(armored)
@@ -62,6 +64,7 @@ def write_agent(
             "listen": ["127.0.0.1:0"],
             "root": str(root or directory / "root"),
             "idle_timeout": 5,
+            **(agent or {}),
         },
         "limits": limits or {},
         "acl": acl,

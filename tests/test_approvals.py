@@ -15,9 +15,6 @@ from typing import Any
 import pytest
 import tomli_w
 
-from agentd.config import load_config
-from console.approvals import read_agent_policy
-from console.lab import Lab
 from protocol.signing import Signer, generate_key
 from tests import cli
 from tests.agents import AgentProc, start_agent, stop_agent, write_agent
@@ -165,20 +162,6 @@ def test_show_without_config_lists_signers(people: People, tmp_path: Path) -> No
     # Alice's keyring does not know Carol: the signer is reported as unknown, not trusted
     shown = spyglass(env, people.homes["alice"], "action", "show", str(envelope))
     assert "unknown-key (nobody)" in shown.stdout
-
-
-def test_console_reads_the_acl_as_the_agent_does(lab: Lab, people: People) -> None:
-    directory = short_tmp("ac")
-    acl = {
-        "default": {"minimum_weight": 1, "investigators": {people.fpr("alice").lower(): 1}},
-        "yara": {"minimum_weight": 2, "investigators": {people.fpr("alice"): 1, "AB": 1}},
-    }
-    write_agent(directory, investigators={"alice": people.public("alice")}, acl=acl)
-    for path in (directory / "agentd.toml", lab.host_dir("lab-001") / "agentd.toml"):
-        ours, theirs = read_agent_policy(path), load_config(path)
-        assert ours.acl == theirs.acl
-        assert ours.investigators == theirs.resolve(theirs.agent.investigators)
-        assert ours.policy.skew == theirs.agent.skew
 
 
 def test_sighup_adds_an_investigator_without_restart(people: People, tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentd.config import load_config
 from inventory.loader import load_inventory
+from protocol.agent_config import load_config
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib"
 

@@ -18,6 +18,7 @@ IMPORTS = {
         "protocol.messages",
         "protocol.acl",
         "protocol.transport",
+        "protocol.agent_config",
     ],
     "inventory": ["inventory"],
     "modules": ["modules.registry"],  # plus every registered module, loaded below

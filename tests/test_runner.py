@@ -18,9 +18,9 @@ from typing import Any
 import psutil
 import pytest
 
-from agentd.config import LimitsSection
 from agentd.runner import Budget, OpOutcome, Zygote, run_operation
 from modules.registry import get_module
+from protocol.agent_config import LimitsSection
 
 SPIN = {"paths": ["/srv"], "name": ["^spin$"], "content": ["(a+)+$"]}
 

@@ -32,6 +32,9 @@ class AgentSection:
     max_frame: int = 1 << 20
     idle_timeout: int = 60  # close a channel that sends nothing for this long while idle
     login_timeout: int = 10
+    max_channels: int = 128  # channels one SSH connection may hold open at once
+    tags: dict[str, str] = field(default_factory=dict)  # this host's tags, as in the inventory
+    enforce_target: bool = False  # refuse (reason acl) actions whose signed target skips this host
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +117,14 @@ def _conforms(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint == list[str]:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if hint == dict[str, str]:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
     return isinstance(value, hint)
 
 
 def _type_name(hint: Any) -> str:
-    return "a list of strings" if hint == list[str] else f"a {hint.__name__}"
+    names = {list[str]: "a list of strings", dict[str, str]: "a table of strings"}
+    return names.get(hint) or f"a {hint.__name__}"
 
 
 def render_config(
