@@ -30,10 +30,10 @@ import psutil
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from agentd import child  # noqa: E402
-from agentd.config import LimitsSection  # noqa: E402
 from agentd.runner import Budget, run_operation  # noqa: E402
 from bench.measure import cpu_seconds  # noqa: E402
 from modules.registry import get_module  # noqa: E402
+from protocol.agent_config import LimitsSection  # noqa: E402
 
 Launcher = Callable[[str, dict[str, Any]], Awaitable[str]]
 
