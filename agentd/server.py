@@ -21,7 +21,6 @@ from agentd.runner import Zygote
 from protocol.agent_config import load_config
 from protocol.transport import AGENT_CIPHERS, AGENT_KEX, SUBSYSTEM
 
-
 #: Input a channel may buffer before flow control stops the console (asyncssh's default is 2 MiB);
 #: with ``max_channels`` it bounds what one connection can make the agent hold.
 CHANNEL_WINDOW = 256 << 10
