@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 
 from console.lab import Lab
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
 from protocol.signing import Signer
 from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent
 from tests.test_hostile_agent import assert_alive, assert_still_serves, hostile_agent_dir, signed
@@ -149,3 +151,32 @@ async def test_symlinks_never_lead_out_of_the_root(
         assert not rows
     else:
         assert any(r["sha256"] == DECOY_SHA256 for r in rows) or params["paths"] == ["/srv"]
+
+
+SLOW_RULE = (
+    "rule quadratic { condition: for all i in (0..filesize - 1) : "
+    "(for all j in (0..filesize - 1) : (uint8(i) != 0x100)) }"
+)
+
+
+async def test_pathological_yara_rule_is_stopped_by_the_agent_timeout(
+    lab: Lab, signer: Signer
+) -> None:
+    """The rule's own per-target timeout is left at a minute: the agent's wall clock ends it."""
+    slow = _limited(lab, module_timeout=2, cpu_seconds=120)
+    try:
+        action = make_action(
+            "yara",
+            "all",
+            [Operation("yara", {"rules": SLOW_RULE, "paths": ["/srv"], "name": ["^big"]})],
+        )
+        frames = await converse(
+            slow, run_frames(signer.sign(Envelope(action)).to_dict()), timeout=60
+        )
+        done = done_of(frames)
+        assert done["status"] == "timeout" and frames[-1]["type"] == "finished"
+        assert any("timeout" in e for e in done["errors"]), done
+        assert_alive(slow)
+        await assert_still_serves(slow, signer)
+    finally:
+        stop_agent(slow)
