@@ -62,15 +62,14 @@ def protected_pids() -> set[int]:
     children of its parent."""
     import psutil  # heavy import, kept out of module loading
 
-    pids = {os.getpid()}
+    pids = {os.getpid(), os.getppid()}
     try:
         me = psutil.Process()
         pids.update(p.pid for p in me.parents() if p.pid != 1)
         if me.ppid() != 1:
             pids.update(c.pid for c in psutil.Process(me.ppid()).children())
     except psutil.Error:
-        pids.add(os.getppid())
-    pids.add(os.getppid())
+        pass  # the parent is still protected
     return pids
 
 
