@@ -70,16 +70,24 @@ class Agent:
     """Serves the ``spyglass`` subsystem for one configuration."""
 
     def __init__(self, config: AgentConfig) -> None:
-        self.config = config
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.keyring = Keyring.from_folder(
-            config.resolve(config.agent.investigators), state / "gnupg"
-        )
+        self._apply(config)
         self.replay = ReplayCache(state)
         self.audit = AuditLog(config.resolve(config.agent.audit_log))
         self.running = 0
         self.modules = [m.name for m in all_modules()]
+
+    def _apply(self, config: AgentConfig) -> None:
+        """Adopt a configuration, deriving once what every action would otherwise recompute."""
+        self.keyring = Keyring.from_folder(
+            config.resolve(config.agent.investigators), config.state_dir / "gnupg"
+        )
+        self.root = str(config.root)
+        # Agents of one process that trust the same keys with the same ACL verify an envelope once.
+        self.verify_scope = self.keyring.digest + repr(sorted(config.acl.rules.items()))
+        self.policy = Policy(config.agent.skew, config.agent.max_lifetime)
+        self.config = config
 
     @property
     def name(self) -> str:
@@ -87,11 +95,7 @@ class Agent:
 
     def reload(self) -> None:
         """Re-read the configuration and investigator keys; running actions keep their state."""
-        config = load_config(self.config.path)
-        self.keyring = Keyring.from_folder(
-            config.resolve(config.agent.investigators), config.state_dir / "gnupg"
-        )
-        self.config = config
+        self._apply(load_config(self.config.path))
 
     def check_targeted(self, target: str) -> None:
         """With ``enforce_target``, the signed target selector must select this agent (by its
@@ -120,14 +124,18 @@ class Agent:
     async def verify(self, raw: Any) -> Verified:
         """Signature and ACL checks, shared by concurrent agents holding the same keyring."""
         key = (
-            self.keyring.digest + repr(sorted(self.config.acl.rules.items())),
+            self.verify_scope,
             hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
         )
         if (pending := _inflight.get(key)) is None:
-            policy = Policy(self.config.agent.skew, self.config.agent.max_lifetime)
             pending = asyncio.ensure_future(
                 asyncio.to_thread(
-                    verify_envelope, raw, self.keyring, self.config.acl, int(time.time()), policy
+                    verify_envelope,
+                    raw,
+                    self.keyring,
+                    self.config.acl,
+                    int(time.time()),
+                    self.policy,
                 )
             )
             _inflight[key] = pending
@@ -296,7 +304,7 @@ class Channel:
             outcome = await run_operation(
                 module,
                 params,
-                root=str(config.root),
+                root=self.agent.root,
                 limits=config.limits,
                 timeout=timeout,
                 budget=budget,
