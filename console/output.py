@@ -6,6 +6,7 @@ control characters (a file name holding an escape sequence prints as ``\\x1b[...
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -80,10 +81,11 @@ def columns_of(module: str) -> list[str]:
     return [name for name, _ in column_kinds(module)]
 
 
-def column_kinds(module: str) -> list[tuple[str, str]]:
-    """The module's declared result columns as (name, kind)."""
+@functools.cache
+def column_kinds(module: str) -> tuple[tuple[str, str], ...]:
+    """The module's declared result columns as (name, kind); asked once per printed row."""
     found = get_module(module)
-    return [(c.name, c.kind) for c in found.columns] if found else []
+    return tuple((c.name, c.kind) for c in found.columns) if found else ()
 
 
 def row_cells(module: str, data: dict[str, Any]) -> list[str]:
