@@ -14,6 +14,7 @@ import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 CHUNK = 1 << 20
@@ -202,11 +203,9 @@ class Reader:
     bytes_read: int = 0
 
     def __post_init__(self) -> None:
-        # Built once per run: the scanner template (regexes and their literals), the digest
-        # constructors, and one read buffer that every file is read into (no allocation per read).
+        # Built once per run: the scanner template (regexes and their literals) and the digest
+        # constructors. The read buffer comes with the first file read (``_buffer``).
         self._scanner = LineScanner(self.regexes, self.macroal, self.match_any)
-        self._buf = bytearray(CHUNK)
-        self._view = memoryview(self._buf)
         self._makers = [getattr(hashlib, a) for a in self.algos]
 
     def inspect(self, fd: int, size: int = 0) -> Inspection:
@@ -239,7 +238,7 @@ class Reader:
                     if scanner.done and not hashers:
                         break
         else:
-            buf, view = self._buf, self._view
+            buf, view = self._buffer
             n = os.readv(fd, (buf,))
             self.bytes_read += n
             if n < CHUNK and 0 < size <= n:  # the whole file in one read: most files
@@ -254,11 +253,18 @@ class Reader:
         if scanner is not None:
             scanner.finish()
 
+    @cached_property
+    def _buffer(self) -> tuple[bytearray, memoryview]:
+        """One buffer that every file of the run is read into: no allocation per read, and none
+        at all (1 MiB of fresh pages in a short-lived child) for a run that reads no content."""
+        buf = bytearray(CHUNK)
+        return buf, memoryview(buf)
+
     def _read_rest(
         self, fd: int, size: int, n: int, hashers: list[Any], scanner: LineScanner | None
     ) -> None:
         """The general case of ``_read``: the first ``n`` bytes are in the buffer already."""
-        buf, view, total = self._buf, self._view, n
+        (buf, view), total = self._buffer, n
         while True:
             # A short read of a regular file is its end once fstat's size is reached; a file
             # with no size (procfs) or one still growing is read until read returns nothing.
