@@ -11,19 +11,18 @@ import asyncio
 import functools
 import hashlib
 import json
-import platform
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentd.audit import AuditLog
 from agentd.privacy import row_masker
 from agentd.replay import ReplayCache
 from agentd.runner import Budget, run_operation
-from inventory.selector import Selector, compile_selector
 from modules.registry import all_modules, get_module
+from protocol import __version__
 from protocol.agent_config import AgentConfig, load_config
 from protocol.errors import FrameError, ParamError, Rejected, SelectorError
 from protocol.frames import ByteReader, encode_frame, read_frame
@@ -43,10 +42,8 @@ from protocol.messages import (
 from protocol.signing import Keyring
 from protocol.verify import Policy, Verified, verify_envelope
 
-try:
-    AGENT_VERSION = version("spyglass")
-except PackageNotFoundError:  # running from a source tree
-    AGENT_VERSION = "0+source"
+if TYPE_CHECKING:
+    from inventory.selector import Selector
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +57,10 @@ class _Self:
 
 @functools.lru_cache(maxsize=256)
 def _selector(target: str) -> Selector:
+    # Imported here: only agents with ``enforce_target`` need the selector language, and an
+    # idle single-agent process should not carry the inventory package (see bench/fanout.py).
+    from inventory.selector import compile_selector
+
     return compile_selector(target)
 
 
@@ -114,8 +115,8 @@ class Agent:
     def hello(self) -> AgentHello:
         info = {
             "name": self.name,
-            "version": AGENT_VERSION,
-            "platform": f"{platform.system().lower()}-{platform.machine()}",
+            "version": __version__,
+            "platform": f"{os.uname().sysname.lower()}-{os.uname().machine}",
             "modules": self.modules,
             "time_ms": int(time.time() * 1000),  # lets `inventory check` measure clock skew
         }

@@ -9,13 +9,13 @@ a module sees nothing of the agent's configuration beyond them.
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import socket
 import time
 from typing import Any, ClassVar
 
 from modules.base import Column, Module, RunContext
+from protocol import __version__
 
 _OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 _RLIMITS = (
@@ -37,17 +37,7 @@ def os_name() -> str:
                         return value.strip().strip("\"'")
         except OSError:
             continue
-    return f"{platform.system()} {platform.release()}"
-
-
-def agent_version() -> str:
-    """The installed spyglass version (the agent's, since modules ship with it)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("spyglass")
-    except PackageNotFoundError:  # running from a source tree
-        return "0+source"
+    return f"{os.uname().sysname} {os.uname().release}"
 
 
 def uptime() -> int | None:
@@ -131,7 +121,7 @@ class AgentModule(Module):
                 "kernel": f"{uname.sysname} {uname.release} {uname.machine}",
                 "uptime": uptime(),
                 "addresses": addrs,
-                "agent_version": agent_version(),
+                "agent_version": __version__,  # the agent's: modules ship with it
                 "modules": [m.name for m in all_modules()],
                 "limits": limits(),
             }
