@@ -20,4 +20,4 @@ def skip_unused_asyncssh_parts() -> None:
     if "asyncssh" in sys.modules:
         return
     for name in UNUSED_ASYNCSSH_PARTS:
-        sys.modules.setdefault(name, None)  # an import of a None entry raises ImportError
+        sys.modules[name] = None  # type: ignore[assignment]  # importing it raises ImportError
