@@ -8,6 +8,7 @@ identical (see ``protocol.signing``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import json
@@ -23,8 +24,11 @@ from agentd.replay import ReplayCache
 from agentd.runner import Budget, run_operation
 from modules.registry import all_modules, get_module
 from protocol import __version__
+from protocol.acl import Acl
+from protocol.action import Action
 from protocol.agent_config import AgentConfig, load_config
-from protocol.errors import FrameError, ParamError, Rejected, SelectorError
+from protocol.envelope import Envelope
+from protocol.errors import FrameError, ParamError, Rejected, RejectReason, SelectorError
 from protocol.frames import ByteReader, encode_frame, read_frame
 from protocol.messages import (
     TO_AGENT,
@@ -40,7 +44,7 @@ from protocol.messages import (
     decode_message,
 )
 from protocol.signing import Keyring
-from protocol.verify import Policy, Verified, verify_envelope
+from protocol.verify import Policy, Verified, check_signers, check_time, parse_checked
 
 if TYPE_CHECKING:
     from inventory.selector import Selector
@@ -64,7 +68,44 @@ def _selector(target: str) -> Selector:
     return compile_selector(target)
 
 
-_inflight: dict[tuple[str, str], asyncio.Future[Verified]] = {}
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """The part of an envelope's verification that time does not change: signatures, signers,
+    ACL; either ``verified`` or the ``rejection`` (reason, detail)."""
+
+    action: Action
+    verified: Verified | None
+    rejection: tuple[RejectReason, str] | None = None
+
+    def result(self) -> Verified:
+        if self.verified is not None:
+            return self.verified
+        assert self.rejection is not None
+        raise Rejected(*self.rejection)
+
+
+def _judge(envelope: Envelope, keyring: Keyring, acl: Acl) -> _Verdict:
+    try:
+        return _Verdict(envelope.action, check_signers(envelope, keyring, acl))
+    except Rejected as err:
+        return _Verdict(envelope.action, None, (err.reason, err.detail))
+
+
+#: Verdicts by (verification scope, envelope digest), shared by every agent of this process with
+#: the same keyring and ACL: a fleet-wide action reaches each of the lab's 250 agents per process,
+#: and one gpg check, one parse and one canonical form serve them all. The time steps are not
+#: kept: they run again at every use, before the kept verdict, as DESIGN §2 orders them.
+_verdicts: collections.OrderedDict[tuple[str, str], _Verdict] = collections.OrderedDict()
+MAX_VERDICTS = 1024
+_inflight: dict[tuple[str, str], asyncio.Future[_Verdict]] = {}
+
+
+def _settle(key: tuple[str, str], done: asyncio.Future[_Verdict]) -> None:
+    del _inflight[key]
+    if not done.cancelled() and done.exception() is None:
+        _verdicts[key] = done.result()
+        if len(_verdicts) > MAX_VERDICTS:
+            _verdicts.popitem(last=False)
 
 
 class Agent:
@@ -123,25 +164,25 @@ class Agent:
         return AgentHello(version=1, agent=info)
 
     async def verify(self, raw: Any) -> Verified:
-        """Signature and ACL checks, shared by concurrent agents holding the same keyring."""
+        """DESIGN §2 up to the ACL; the signature and ACL verdict is shared by the agents of
+        this process holding the same keyring and ACL, and checked once (gpg runs in a thread)."""
         key = (
             self.verify_scope,
             hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
         )
+        if (verdict := _verdicts.get(key)) is not None:
+            _verdicts.move_to_end(key)
+            check_time(verdict.action, int(time.time()), self.policy)
+            return verdict.result()
+        envelope = parse_checked(raw)
+        check_time(envelope.action, int(time.time()), self.policy)
         if (pending := _inflight.get(key)) is None:
             pending = asyncio.ensure_future(
-                asyncio.to_thread(
-                    verify_envelope,
-                    raw,
-                    self.keyring,
-                    self.config.acl,
-                    int(time.time()),
-                    self.policy,
-                )
+                asyncio.to_thread(_judge, envelope, self.keyring, self.config.acl)
             )
             _inflight[key] = pending
-            pending.add_done_callback(lambda _: _inflight.pop(key, None))
-        return await asyncio.shield(pending)
+            pending.add_done_callback(lambda done: _settle(key, done))
+        return (await asyncio.shield(pending)).result()
 
     async def serve(
         self,

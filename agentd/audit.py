@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
 from typing import Any
 
-from protocol.action import Action, canonical_bytes
+from protocol.action import Action
 
 
 class AuditLog:
@@ -26,14 +25,13 @@ class AuditLog:
         verdict: str,
         detail: str = "",
     ) -> None:
-        ops = [op.to_dict() for op in action.operations] if action else []
         self.write(
             {
                 "time": round(time.time(), 3),
                 "action_id": action_id,
                 "signers": list(signers),
-                "modules": [op["module"] for op in ops],
-                "params_digest": hashlib.sha256(canonical_bytes(ops)).hexdigest() if ops else None,
+                "modules": action.modules if action else [],
+                "params_digest": action.operations_digest if action else None,
                 "peer": peer,
                 "verdict": verdict,
                 "detail": detail,

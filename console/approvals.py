@@ -150,7 +150,7 @@ def inspect_envelope(
 ) -> tuple[list[SignatureInfo], Verdict | None]:
     """Each signature's signer (resolved from the local keyring and the agent's, when known),
     and the agent's verdict when an agent configuration is given."""
-    data = envelope.action.canonical_bytes()
+    data = envelope.action.canonical
     homes: list[Path] = []
     try:
         armored, uids = _local_keys(gnupghome)
@@ -198,7 +198,7 @@ def evaluate(
     """Run the agent's verification pipeline on the envelope and the per-module weights."""
     now = int(time.time()) if now is None else now
     signers: list[str] = []
-    data = envelope.action.canonical_bytes()
+    data = envelope.action.canonical
     for signature in envelope.signatures:
         check = keyring.check(data, signature)
         if check.status == "valid" and check.fingerprint and check.fingerprint not in signers:

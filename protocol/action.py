@@ -8,11 +8,13 @@ the RFC 8785 (JCS) form; with floats forbidden and object keys restricted to ASC
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from protocol.errors import ActionError
@@ -44,9 +46,12 @@ class Operation:
         return {"module": self.module, "params": self.params}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Action:
-    """A signed request to investigate; every field is covered by the signatures."""
+    """A signed request to investigate; every field is covered by the signatures.
+
+    Not slotted, so ``canonical`` and ``operations_digest`` are computed once per object: an agent
+    process shares one verified Action between all its agents (``agentd.agent``)."""
 
     id: str
     name: str
@@ -69,8 +74,15 @@ class Action:
             "operations": [op.to_dict() for op in self.operations],
         }
 
-    def canonical_bytes(self) -> bytes:
+    @cached_property
+    def canonical(self) -> bytes:
+        """What the signatures sign."""
         return canonical_bytes(self.to_dict())
+
+    @cached_property
+    def operations_digest(self) -> str:
+        """SHA-256 of the operations' canonical bytes: the audit log's params digest."""
+        return hashlib.sha256(canonical_bytes([op.to_dict() for op in self.operations])).hexdigest()
 
     @property
     def modules(self) -> list[str]:

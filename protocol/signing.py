@@ -163,7 +163,7 @@ class Signer:
 
     def sign(self, envelope: Envelope) -> Envelope:
         """Add this investigator's signature, refusing a second one by the same key."""
-        data = envelope.action.canonical_bytes()
+        data = envelope.action.canonical
         for existing in envelope.signatures:
             if signer_of(self._gpg, data, existing) == self.fingerprint:
                 raise SigningError(f"the envelope is already signed by {self.fingerprint}")

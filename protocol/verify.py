@@ -33,21 +33,41 @@ class Verified:
 
 def verify_envelope(raw: object, keyring: Keyring, acl: Acl, now: int, policy: Policy) -> Verified:
     """Run steps malformed → version → time → signatures → signers → ACL; raise ``Rejected``."""
+    envelope = parse_checked(raw)
+    check_time(envelope.action, now, policy)
+    return check_signers(envelope, keyring, acl)
+
+
+# The three parts below are the pipeline's steps in order, for a caller that keeps the outcome of
+# the last one (it depends only on the envelope, the keyring and the ACL) and re-runs the others.
+
+
+def parse_checked(raw: object) -> Envelope:
+    """Steps malformed and version."""
     envelope = _parse(raw)
-    action = envelope.action
-    if action.version not in SUPPORTED_VERSIONS:
-        raise Rejected("unsupported-version", f"version {action.version} is not supported")
+    if envelope.action.version not in SUPPORTED_VERSIONS:
+        version = envelope.action.version
+        raise Rejected("unsupported-version", f"version {version} is not supported")
+    return envelope
+
+
+def check_time(action: Action, now: int, policy: Policy) -> None:
+    """Steps not-yet-valid and expired."""
     if action.valid_from - policy.skew > now:
         raise Rejected("not-yet-valid", f"valid from {action.valid_from}, agent time is {now}")
     if now > action.expire_after:
         raise Rejected("expired", f"expired at {action.expire_after}, agent time is {now}")
     if action.expire_after - action.valid_from > policy.max_lifetime:
         raise Rejected("expired", f"lifetime exceeds the agent's maximum {policy.max_lifetime} s")
+
+
+def check_signers(envelope: Envelope, keyring: Keyring, acl: Acl) -> Verified:
+    """Steps bad-signature, unknown-signer and acl."""
     signers = _check_signatures(envelope, keyring)
     if not signers:
         raise Rejected("unknown-signer", "no signature was made by a key in this agent's keyring")
-    acl.check(action.modules, signers)
-    return Verified(action, tuple(signers))
+    acl.check(envelope.action.modules, signers)
+    return Verified(envelope.action, tuple(signers))
 
 
 def _parse(raw: object) -> Envelope:
@@ -64,7 +84,7 @@ def _parse(raw: object) -> Envelope:
 
 
 def _check_signatures(envelope: Envelope, keyring: Keyring) -> list[str]:
-    data = envelope.action.canonical_bytes()
+    data = envelope.action.canonical
     known: list[str] = []
     seen: set[str] = set()
     for i, signature in enumerate(envelope.signatures):

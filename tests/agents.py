@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,30 +81,45 @@ def start_agent(
 ) -> AgentProc:
     """Start the agent of ``directory`` (under ``prefix``, e.g. in a network namespace) and wait
     until it listens."""
-    log = (directory / "agentd.log").open("wb")
+    return start_agents([directory], prefix=prefix, startup_timeout=startup_timeout)[0]
+
+
+def start_agents(
+    directories: list[Path], *, prefix: tuple[str, ...] = (), startup_timeout: float = 30
+) -> list[AgentProc]:
+    """One process serving the agents of ``directories`` (their log is the first one's)."""
+    log_path = directories[0] / "agentd.log"
+    configs = [arg for d in directories for arg in ("--config", str(d / "agentd.toml"))]
     proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "agentd.cli", "--config", str(directory / "agentd.toml")],
-        stdout=log,
+        [*prefix, sys.executable, "-m", "agentd.cli", *configs],
+        stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + startup_timeout
     while True:
-        text = (directory / "agentd.log").read_text()
+        text = log_path.read_text()
         if "ready" in text.split():
             break
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"agent did not start: {text[-500:]}")
         time.sleep(0.05)
-    address = next(line.split()[2] for line in text.splitlines() if line.startswith("listening"))
-    host, _, port = address.rpartition(":")
-    return AgentProc(
-        directory,
-        proc,
-        host,
-        int(port),
-        asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
-        asyncssh.read_private_key(str(directory / "console_key")),
-    )
+    lines = text.splitlines()
+    addresses = dict(line.split()[1:3] for line in lines if line.startswith("listening"))
+    started = []
+    for directory in directories:
+        name = tomllib.loads((directory / "agentd.toml").read_text())["agent"]["name"]
+        host, _, port = addresses[name].rpartition(":")
+        started.append(
+            AgentProc(
+                directory,
+                proc,
+                host,
+                int(port),
+                asyncssh.read_private_key(str(directory / "ssh_host_ed25519_key")),
+                asyncssh.read_private_key(str(directory / "console_key")),
+            )
+        )
+    return started
 
 
 def stop_agent(agent: AgentProc) -> None:

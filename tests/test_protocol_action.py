@@ -105,7 +105,7 @@ def test_golden_canonical_bytes(name: str) -> None:
     raw = json.loads((GOLDEN / f"{name}.json").read_text(encoding="utf-8"))
     expected = (GOLDEN / f"{name}.bin").read_bytes()
     action = parse_action(raw)
-    assert action.canonical_bytes() == expected
+    assert action.canonical == expected
     assert canonical_bytes(raw) == expected
     assert jcs_reference(raw) == expected
     # the bytes are UTF-8 JSON that reads back to the same action
@@ -119,7 +119,7 @@ def test_golden_design_example_literal() -> None:
         b'{"name":["^liblzma\\\\.so"],"paths":["/usr/lib"]}}],"target":"env=prod and os=linux",'
         b'"valid_from":1764400000,"version":1}'
     )
-    assert parse_action(valid_raw()).canonical_bytes() == expected
+    assert parse_action(valid_raw()).canonical == expected
     assert (GOLDEN / "action_design_example.bin").read_bytes() == expected
 
 
@@ -144,12 +144,12 @@ def test_empty_description_is_signed_as_an_empty_string() -> None:
 def test_string_escaping_is_minimal(text: str, encoded: bytes) -> None:
     assert canonical_bytes(text) == encoded == jcs_reference(text)
     action = parse_action(valid_raw(description=text))
-    assert b'"description":' + encoded + b"," in action.canonical_bytes()
+    assert b'"description":' + encoded + b"," in action.canonical
 
 
 def test_key_order_in_params() -> None:
     params = {"b": 1, "a": 2, "A": 3, "_": 4, "-": 5, "0": 6, "aa": 7, "a-b": 8, "Z": 9}
-    data = parse_action(with_params(params)).canonical_bytes()
+    data = parse_action(with_params(params)).canonical
     assert b'"params":{"-":5,"0":6,"A":3,"Z":9,"_":4,"a":2,"a-b":8,"aa":7,"b":1}' in data
 
 
@@ -181,12 +181,12 @@ def test_rfc8785_key_sorting_vector() -> None:
 
 
 def test_integers_at_the_limits() -> None:
-    data = parse_action(with_params({"lo": -(2**53), "hi": 2**53, "zero": 0})).canonical_bytes()
+    data = parse_action(with_params({"lo": -(2**53), "hi": 2**53, "zero": 0})).canonical
     assert b'{"hi":9007199254740992,"lo":-9007199254740992,"zero":0}' in data
 
 
 def test_every_field_is_in_the_signed_bytes() -> None:
-    data = json.loads(parse_action(valid_raw()).canonical_bytes())
+    data = json.loads(parse_action(valid_raw()).canonical)
     assert set(data) == set(valid_raw())
 
 
@@ -596,11 +596,11 @@ JSONISH = st.recursive(
 @given(VALID_ACTIONS)
 def test_valid_actions_round_trip(raw: dict[str, Any]) -> None:
     action = parse_action(raw)
-    data = action.canonical_bytes()
+    data = action.canonical
     assert data == canonical_bytes(raw) == jcs_reference(raw)
     again = parse_action(json.loads(data.decode("utf-8")))
     assert again == action
-    assert parse_action(action.to_dict()).canonical_bytes() == data
+    assert parse_action(action.to_dict()).canonical == data
 
 
 @st.composite
@@ -632,7 +632,7 @@ def test_anything_is_an_action_or_an_action_error(raw: Any) -> None:
     except ActionError:
         return
     assert isinstance(action, Action)
-    action.canonical_bytes().decode("utf-8")  # whatever parses can be signed
+    action.canonical.decode("utf-8")  # whatever parses can be signed
 
 
 @settings(max_examples=300, deadline=None)

@@ -77,7 +77,7 @@ def action_raw(module: str = "netstat", **changes: Any) -> dict[str, Any]:
 
 
 def signed(raw: dict[str, Any], *people: Investigator) -> dict[str, Any]:
-    data = parse_action(raw).canonical_bytes()
+    data = parse_action(raw).canonical
     return {"action": raw, "signatures": [p.signer.sign_bytes(data) for p in people]}
 
 
@@ -107,14 +107,14 @@ def test_generated_keys(alice: Investigator, bob: Investigator, keyring: Keyring
 
 
 def test_valid_signature_names_the_primary_key(alice: Investigator, keyring: Keyring) -> None:
-    data = parse_action(action_raw()).canonical_bytes()
+    data = parse_action(action_raw()).canonical
     signature = alice.signer.sign_bytes(data)
     assert signature.startswith("-----BEGIN PGP SIGNATURE-----")
     assert keyring.check(data, signature) == SigCheck("valid", alice.fingerprint)
 
 
 def test_tampered_bytes_are_bad(alice: Investigator, keyring: Keyring) -> None:
-    data = parse_action(action_raw()).canonical_bytes()
+    data = parse_action(action_raw()).canonical
     signature = alice.signer.sign_bytes(data)
     outcome = keyring.check(data.replace(b"/usr/lib", b"/usr/lil"), signature)
     assert outcome.status == "bad"
@@ -195,7 +195,7 @@ def test_one_armored_block_holds_one_signature(
     alice: Investigator, bob: Investigator, keyring: Keyring, acl: Acl
 ) -> None:
     raw = action_raw("file")
-    data = parse_action(raw).canonical_bytes()
+    data = parse_action(raw).canonical
     by_alice, by_bob = alice.signer.sign_bytes(data), bob.signer.sign_bytes(data)
     assert keyring.check(data, armor(dearmor(by_alice))).status == "valid"  # the helper is sound
     bundle = armor(dearmor(by_alice) + dearmor(by_bob))
@@ -532,9 +532,7 @@ def test_acl_then_a_second_approver(
     err = rejected(envelope, keyring, acl)
     assert (err.reason, err.detail) == ("acl", "module 'file' needs weight 2, signers have 1")
     assert rejected(signed(action_raw("file"), alice, mallory), keyring, acl).reason == "acl"
-    envelope["signatures"].append(
-        bob.signer.sign_bytes(parse_action(envelope["action"]).canonical_bytes())
-    )
+    envelope["signatures"].append(bob.signer.sign_bytes(parse_action(envelope["action"]).canonical))
     assert verify(envelope, keyring, acl).signers == (alice.fingerprint, bob.fingerprint)
 
 

@@ -1,0 +1,109 @@
+"""Agents of one process share signature and ACL verdicts (agentd.agent._verdicts), and the
+sharing changes no answer: each agent still applies its own time rules first, a forged or
+re-aimed envelope is refused by every agent, and a different ACL is a different verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
+from protocol.signing import Signer, generate_key
+from tests.agents import AgentProc, converse, run_frames, start_agents, stop_agent, write_agent
+from tests.conftest import kill_gpg_agent, short_tmp
+
+
+@pytest.fixture(scope="module")
+def signers() -> Iterator[tuple[Signer, Signer]]:
+    homes = [short_tmp("g"), short_tmp("g")]
+    for home, name in zip(homes, ("alice", "bob"), strict=True):
+        generate_key(home, name=name, email=f"{name}@spyglass.invalid")
+    yield Signer(homes[0]), Signer(homes[1])
+    for home in homes:
+        kill_gpg_agent(home)
+
+
+@pytest.fixture(scope="module")
+def trio(signers: tuple[Signer, Signer]) -> Iterator[list[AgentProc]]:
+    """Three agents in one process trusting alice and bob: ``long`` and ``short`` differ only in
+    the longest action lifetime they accept; ``strict`` needs both signatures."""
+    alice, bob = signers
+    one = {alice.fingerprint: 1, bob.fingerprint: 1}
+    settings: dict[str, tuple[dict[str, Any], int]] = {
+        "long": ({"minimum_weight": 1, "investigators": one}, 86400),
+        "short": ({"minimum_weight": 1, "investigators": one}, 60),
+        "strict": ({"minimum_weight": 2, "investigators": one}, 86400),
+    }
+    directories = []
+    for name, (acl, max_lifetime) in settings.items():
+        directory = short_tmp("vd") / name
+        write_agent(
+            directory,
+            investigators={"alice": alice.export_public(), "bob": bob.export_public()},
+            acl={"default": acl},
+            agent={"max_lifetime": max_lifetime},
+        )
+        (directory / "root" / "srv").mkdir(parents=True)
+        (directory / "root" / "srv" / "hello.txt").write_text("hello\n")
+        directories.append(directory)
+    agents = start_agents(directories)
+    yield agents
+    stop_agent(agents[0])
+
+
+def envelope(*signers: Signer, expire_seconds: int = 50) -> dict[str, Any]:
+    act = make_action(
+        "verdicts",
+        "all",
+        [Operation("file", {"paths": ["/srv"], "name": ["^hello"]})],
+        expire_seconds=expire_seconds,
+    )
+    env = Envelope(act)
+    for signer in signers:
+        env = signer.sign(env)
+    return env.to_dict()
+
+
+async def last_frame(agent: AgentProc, env: dict[str, Any]) -> dict[str, Any]:
+    return (await converse(agent, run_frames(env)))[-1]
+
+
+async def test_each_agent_applies_its_own_time_rules_to_a_shared_verdict(
+    trio: list[AgentProc], signers: tuple[Signer, Signer]
+) -> None:
+    long, short, _ = trio
+    env = envelope(signers[0], expire_seconds=3600)
+    assert (await last_frame(long, env))["type"] == "finished"
+    refused = await last_frame(short, env)  # same scope: the verdict is kept, the lifetime is not
+    assert (refused["type"], refused["reason"]) == ("rejected", "expired"), refused
+    assert "maximum 60 s" in refused["detail"]
+
+
+async def test_a_forged_envelope_is_refused_by_every_agent(
+    trio: list[AgentProc], signers: tuple[Signer, Signer]
+) -> None:
+    env = envelope(signers[0])
+    env["action"]["description"] = "changed after signing"
+    for agent in trio:
+        refused = await last_frame(agent, env)
+        assert (refused["type"], refused["reason"]) == ("rejected", "bad-signature"), refused
+        assert refused["action_id"] == env["action"]["id"]
+    assert all(a.audit[-1]["verdict"] == "rejected:bad-signature" for a in trio)
+
+
+async def test_a_different_acl_is_a_different_verdict(
+    trio: list[AgentProc], signers: tuple[Signer, Signer]
+) -> None:
+    long, _, strict = trio
+    alice, bob = signers
+    env = envelope(alice)
+    assert (await last_frame(long, env))["type"] == "finished"
+    refused = await last_frame(strict, env)
+    assert (refused["type"], refused["reason"]) == ("rejected", "acl"), refused
+    both = envelope(alice, bob)
+    assert (await last_frame(strict, both))["type"] == "finished"
+    digests = {a.audit[-1]["params_digest"] for a in (long, strict)}
+    assert len(digests) == 1 and None not in digests  # the same operations, the same digest
