@@ -299,7 +299,7 @@ class Channel:
         action = verified.action
         limits = self.agent.config.limits
         budget = Budget(limits.match_limit, limits.result_bytes)
-        recorded: list[Message] = []
+        recorded: list[bytes] = []
         last = len(action.operations) - 1
         for index, op in enumerate(action.operations):
             await self._operation(
@@ -312,7 +312,7 @@ class Channel:
                 before=[Accepted(action_id=action.id)] if index == 0 else [],
                 after=[Finished(action_id=action.id)] if index == last else [],
             )
-        self.agent.replay.record(action.id, [m.to_frame() for m in recorded])
+        self.agent.replay.record(action.id, recorded)
 
     async def _operation(
         self,
@@ -321,7 +321,7 @@ class Channel:
         params: dict[str, Any],
         expire_after: int,
         budget: Budget,
-        recorded: list[Message],
+        recorded: list[bytes],
         *,
         before: list[Message],
         after: list[Message],
@@ -359,7 +359,7 @@ class Channel:
             queue.put_nowait(message)
         await forward
 
-    async def _forward(self, queue: asyncio.Queue[Message], recorded: list[Message]) -> None:
+    async def _forward(self, queue: asyncio.Queue[Message], recorded: list[bytes]) -> None:
         """Send events in order while the child runs: everything waiting goes in one write (one
         SSH packet instead of one per frame), and flow control applies per write."""
         max_frame = self.agent.config.agent.max_frame
@@ -368,9 +368,11 @@ class Channel:
             while not queue.empty():
                 batch.append(queue.get_nowait())
             messages = [m for m in batch if m is not _END]
-            recorded.extend(m for m in messages if not isinstance(m, Progress))
-            if messages:
-                await self._write(b"".join(encode_frame(m.to_frame(), max_frame) for m in messages))
+            frames = [encode_frame(m.to_frame(), max_frame) for m in messages]
+            kept = zip(frames, messages, strict=True)
+            recorded.extend(frame for frame, m in kept if not isinstance(m, Progress))
+            if frames:
+                await self._write(b"".join(frames))
             if batch[-1] is _END:
                 return
 
