@@ -1,23 +1,34 @@
-"""Parts of asyncssh an agent never uses, kept out of every agent's memory.
+"""Modules an agent process never uses, kept out of its memory on every host of the fleet.
 
-asyncssh loads X.509 certificate support (``cryptography.x509``) and the UMAC MACs (libnettle,
-through ctypes) whenever they are installed; both are optional to it, and an agent needs neither:
-it authenticates plain keys, and its ciphers are AEAD (their own MAC) or fall back to HMAC.
-Marking the two as absent before asyncssh's first import saves 1.4 MiB of resident memory in each
-agent process (``bench/fanout.py``, idle single-agent process).
+Marking a module absent in ``sys.modules`` before its first import makes that import raise
+ImportError, which each of these importers handles:
+
+- asyncssh's X.509 certificate support (``cryptography.x509``) and UMAC MACs (libnettle through
+  ctypes) are optional to it; an agent authenticates plain keys, and its ciphers are AEAD (their
+  own MAC) or fall back to HMAC. 1.4 MiB.
+- ``ssl`` and ``_hashlib`` load the system's libssl and libcrypto: asyncio works without TLS,
+  hashlib falls back to Python's built-in SHA-2/SHA-3/BLAKE2 (the agent hashes only small
+  envelopes; file hashing runs in the zygote, which keeps OpenSSL), and asyncssh's cryptography
+  carries its own OpenSSL. 4.8 MiB. uvloop needs ``ssl``, so a process that serves many agents on
+  uvloop keeps both.
+
+Measured by ``bench/fanout.py`` (idle single-agent process).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 
-UNUSED_ASYNCSSH_PARTS = ("asyncssh.crypto.x509", "asyncssh.crypto.umac")
+ASYNCSSH_EXTRAS = ("asyncssh.crypto.x509", "asyncssh.crypto.umac")
+SYSTEM_OPENSSL = ("ssl", "_hashlib")
 
 
-def skip_unused_asyncssh_parts() -> None:
-    """Call before anything imports asyncssh; later, it would change nothing, so it does nothing
-    (a test process that already uses asyncssh keeps all of it)."""
+def leave_out(names: Iterable[str]) -> None:
+    """Call before anything imports asyncssh or hashlib; a module some import already loaded
+    stays (a test process that uses asyncssh keeps all of it)."""
     if "asyncssh" in sys.modules:
         return
-    for name in UNUSED_ASYNCSSH_PARTS:
-        sys.modules[name] = None  # type: ignore[assignment]  # importing it raises ImportError
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]  # importing it raises ImportError

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from protocol.frames import encode_frame
+from tests.agents import converse, run_frames, start_agent, stop_agent, write_agent
 
 IMPORTS = {
     "protocol": [
@@ -64,13 +69,30 @@ def test_the_zygote_loads_no_threading() -> None:
     assert json.loads(done.stdout) == []
 
 
-def test_the_agent_daemon_leaves_out_what_it_never_uses() -> None:
-    """Resident memory of every agent on the fleet: no X.509 or UMAC parts of asyncssh, no
-    package metadata reader, no inventory package (``enforce_target`` loads it on first use)."""
+def test_the_agent_server_loads_no_inventory_or_package_metadata() -> None:
+    """Resident memory of every agent on the fleet: the inventory package (``enforce_target``
+    loads it on first use) and the package metadata reader stay out."""
     code = (
-        "import json, sys\nimport agentd.cli\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m in ('cryptography.x509', "
-        "'asyncssh.crypto.umac', 'importlib.metadata', 'inventory') and sys.modules[m])))"
+        "import json, sys\nimport agentd.server\n"
+        "from modules.registry import all_modules\nall_modules()\n"
+        "print(json.dumps(sorted(m for m in ('inventory', 'importlib.metadata', 'platform') "
+        "if m in sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == []
+
+
+def test_a_one_agent_daemon_maps_no_system_openssl(tmp_path: Path) -> None:
+    """agentd.lean: a one-agent process (every endpoint) loads neither libssl nor the system
+    libcrypto, and still serves a handshake and a frame."""
+    write_agent(tmp_path / "a", investigators={}, acl={"default": {"minimum_weight": 1}})
+    agent = start_agent(tmp_path / "a")
+    try:
+        maps = Path(f"/proc/{agent.proc.pid}/maps").read_text()
+        assert "libssl.so" not in maps and "/libcrypto.so" not in maps
+        hello = encode_frame({"type": "hello", "versions": [1]})
+        frames = asyncio.run(converse(agent, hello + run_frames({"action": {}})))
+        assert [f["type"] for f in frames] == ["hello", "rejected"]
+        assert frames[0]["agent"]["name"] == "a" and frames[1]["reason"] == "malformed"
+    finally:
+        stop_agent(agent)
