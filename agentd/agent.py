@@ -327,7 +327,8 @@ class Channel:
         after: list[Message],
     ) -> None:
         """Run one operation in its child while its events stream out, then send ``done``;
-        ``before`` and ``after`` travel in the same writes as its first and last events."""
+        ``before`` and ``after`` travel in the same writes as its first and last events (``before``
+        waits up to HOLD_BEFORE for the first: a quick operation answers in one SSH packet)."""
         config = self.agent.config
         queue: asyncio.Queue[Message] = asyncio.Queue()
         for message in before:
@@ -341,7 +342,7 @@ class Channel:
                 queue.put_nowait(Progress(index, payload))
 
         timeout = max(0, min(config.limits.module_timeout, expire_after - time.time()))
-        forward = asyncio.create_task(self._forward(queue, recorded))
+        forward = asyncio.create_task(self._forward(queue, recorded, len(before)))
         try:
             outcome = await run_operation(
                 module,
@@ -359,12 +360,22 @@ class Channel:
             queue.put_nowait(message)
         await forward
 
-    async def _forward(self, queue: asyncio.Queue[Message], recorded: list[bytes]) -> None:
+    async def _forward(
+        self, queue: asyncio.Queue[Message], recorded: list[bytes], held: int
+    ) -> None:
         """Send events in order while the child runs: everything waiting goes in one write (one
-        SSH packet instead of one per frame), and flow control applies per write."""
+        SSH packet instead of one per frame), and flow control applies per write. The first
+        ``held`` messages wait up to HOLD_BEFORE for company."""
         max_frame = self.agent.config.agent.max_frame
         while True:
             batch = [await queue.get()]
+            while len(batch) <= held:
+                try:
+                    async with asyncio.timeout(HOLD_BEFORE):
+                        batch.append(await queue.get())
+                except TimeoutError:
+                    break
+            held = 0
             while not queue.empty():
                 batch.append(queue.get_nowait())
             messages = [m for m in batch if m is not _END]
@@ -394,6 +405,10 @@ class Channel:
 
 
 _END = ErrorMsg(detail="end of operation")
+#: How long ``accepted`` waits for the first event of the action's first operation, to share its
+#: write: most operations end well within it (even on a loaded host), and then the whole answer
+#: is one SSH packet. A console learns nothing from ``accepted`` alone that cannot wait that long.
+HOLD_BEFORE = 0.5
 
 
 def _validate_operations(verified: Verified) -> list[dict[str, Any]]:
