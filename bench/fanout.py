@@ -5,8 +5,11 @@ the same agents, measured in the same run, so the printed ratios hold on any mac
 also reports the agents' peak resident memory (agent processes and their zygotes); a separate
 one-agent lab gives the idle memory of a single-agent process. Last comes a projection for a
 16-core console and 10,000 remote endpoints, from the measured console CPU and memory per host.
+Floor, cold and warm run ``--rounds`` times (default 3) and the table shows each figure's median,
+with the per-round ratios below it: on a 2-core machine shared with 1,000 agents, one round's
+console CPU varies by about 10%.
 
-    .venv/bin/python bench/fanout.py -n 1000 [--workers 2]
+    .venv/bin/python bench/fanout.py -n 1000 [--workers 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -196,16 +199,16 @@ async def floor_run(
 
 
 async def bench(
-    lab: Lab, concurrency: int, workers: int
-) -> tuple[list[dict[str, float | str]], int]:
-    """The table's rows, and the console's memory per open connection (bytes)."""
+    lab: Lab, concurrency: int, workers: int, rounds: int
+) -> tuple[list[list[dict[str, float | str]]], int]:
+    """Each round's rows (floor, cold, warm, [sharded cold]), and the console's memory per open
+    connection (bytes, from the first round)."""
     inventory = load_inventory(lab.inventory)
     agents = [psutil.Process(pid) for pid in lab.pids]
     n = len(inventory.hosts)
     signer = Signer(lab.gnupghome)
     store = Store(Path(tempfile.mkdtemp(prefix="sgb")) / "bench.db")
     connector = Connector(inventory)
-    rows = []
 
     def action() -> Envelope:
         act = compose("file", {"paths": ["/srv"], "name": [r"\.php$"]}, "all")
@@ -213,29 +216,49 @@ async def bench(
 
     # Warm the verification path and the agents' code once, outside the measurements.
     await floor_run(inventory, connector, Meter(agents), concurrency)
-    with Meter(agents) as m:
-        ok = await floor_run(inventory, connector, m, concurrency)
-    rows.append({**m.row("floor (raw asyncssh)", n), "answered": ok})
-    pool = Pool(connector)
-    envelope = action()
-    rss0 = console_rss()
-    with Meter(agents) as m:
-        ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
-    per_connection = max(0, console_rss() - rss0) // n  # the pool holds n open connections
-    rows.append({**m.row("spyglass cold", n), "answered": ok})
-    envelope = action()
-    with Meter(agents) as m:
-        ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
-    rows.append({**m.row("spyglass warm (pooled)", n), "answered": ok})
-    await pool.close()
-    if workers > 1:
+    per_connection = 0
+    all_rows = []
+    for round_index in range(rounds):
+        rows = []
+        with Meter(agents) as m:
+            ok = await floor_run(inventory, connector, m, concurrency)
+        rows.append({**m.row("floor (raw asyncssh)", n), "answered": ok})
+        pool = Pool(connector)
+        envelope = action()
+        rss0 = console_rss()
+        with Meter(agents) as m:
+            ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
+        if round_index == 0:  # the pool holds n open connections
+            per_connection = max(0, console_rss() - rss0) // n
+        rows.append({**m.row("spyglass cold", n), "answered": ok})
         envelope = action()
         with Meter(agents) as m:
-            ok = await spyglass_run(
-                inventory, Pool(connector), envelope, store, m, concurrency, workers
-            )
-        rows.append({**m.row(f"spyglass cold, {workers} workers", n), "answered": ok})
-    return rows, per_connection
+            ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
+        rows.append({**m.row("spyglass warm (pooled)", n), "answered": ok})
+        await pool.close()
+        if workers > 1:
+            envelope = action()
+            with Meter(agents) as m:
+                ok = await spyglass_run(
+                    inventory, Pool(connector), envelope, store, m, concurrency, workers
+                )
+            rows.append({**m.row(f"spyglass cold, {workers} workers", n), "answered": ok})
+        all_rows.append(rows)
+    return all_rows, per_connection
+
+
+def medians(rounds: list[list[dict[str, float | str]]]) -> list[dict[str, float | str]]:
+    """Per row, the median of each figure over the rounds (and the fewest hosts answered)."""
+    table = []
+    for same_row in zip(*rounds, strict=True):
+        row: dict[str, float | str] = {"run": same_row[0]["run"]}
+        for key, value in same_row[0].items():
+            if key == "answered":
+                row[key] = min(int(r[key]) for r in same_row)
+            elif isinstance(value, float | int):
+                row[key] = statistics.median(float(r[key]) for r in same_row)
+        table.append(row)
+    return table
 
 
 def idle_agent_rss() -> tuple[float, float, float]:
@@ -302,6 +325,12 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="also a cold run sharded over N console workers"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="floor, cold and warm this many times; the table shows medians (default 3)",
+    )
     args = parser.parse_args()
     try:
         import uvloop
@@ -315,10 +344,14 @@ def main() -> None:
     lab = lab_up(directory, args.n, per_process=args.per_process)
     print(f"lab of {args.n} agents up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     try:
-        rows, per_connection = asyncio.run(bench(lab, args.concurrency, args.workers))
+        rounds, per_connection = asyncio.run(
+            bench(lab, args.concurrency, args.workers, args.rounds)
+        )
     finally:
         lab_down(directory)
+    rows = medians(rounds)
     floor = rows[0]
+    print(f"median of {args.rounds} rounds (each: floor, cold, warm)")
     print(
         f"{'run':<28}{'answered':>9}{'wall s':>8}{'p50 ms':>8}{'p95 ms':>8}"
         f"{'console ms/host':>17}{'agent ms/host':>15}{'agent RSS MiB':>15}{'cpu/floor':>11}"
@@ -329,6 +362,16 @@ def main() -> None:
             f"{row['run']:<28}{row['answered']:>9}{row['wall_s']:>8.2f}{row['p50_ms']:>8.0f}"
             f"{row['p95_ms']:>8.0f}{row['console_cpu_ms_per_host']:>17.2f}"
             f"{row['agent_cpu_ms_per_host']:>15.2f}{row['agent_rss_mib']:>15.0f}{ratio:>11.2f}"
+        )
+    for label, index in (("cold", 1), ("warm", 2)):
+        ratios = [
+            float(r[index]["console_cpu_ms_per_host"]) / float(r[0]["console_cpu_ms_per_host"])
+            for r in rounds
+        ]
+        walls = [float(r[index]["wall_s"]) for r in rounds]
+        print(
+            f"{label} per round: cpu/floor {' '.join(f'{x:.2f}' for x in ratios)};"
+            f" wall s {' '.join(f'{x:.2f}' for x in walls)}"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak console RSS: {peak:.0f} MiB")
