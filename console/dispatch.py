@@ -168,8 +168,9 @@ class Dispatcher:
         start = time.monotonic()
         action = envelope.action
         deadline = start + max(1.0, action.expire_after - time.time()) + self.grace
-        payload = encode_frame(ClientHello(versions=[1]).to_frame()) + encode_frame(
-            Run(envelope=envelope.to_dict()).to_frame()
+        payload = _Payload(
+            encode_frame(ClientHello(versions=[1]).to_frame()),
+            encode_frame(Run(envelope=envelope.to_dict()).to_frame()),
         )
         modules = action.modules
         gate = asyncio.Semaphore(self.concurrency)
@@ -199,11 +200,18 @@ class Dispatcher:
             task.cancel()
 
 
+@dataclass(frozen=True, slots=True)
+class _Payload:
+    hello: bytes
+    run: bytes
+
+
 class _HostRun:
-    """One host's conversation: connect, send hello + run at once, read until finished."""
+    """One host's conversation: on the host's parked channel, the run frame alone; else connect
+    (or reuse the connection), open a channel, send hello + run at once; read until finished."""
 
     def __init__(
-        self, pool: Pool, host: Host, payload: bytes, modules: list[str], sink: Sink
+        self, pool: Pool, host: Host, payload: _Payload, modules: list[str], sink: Sink
     ) -> None:
         self.pool, self.host, self.payload, self.modules, self.sink = (
             pool,
@@ -238,9 +246,15 @@ class _HostRun:
         return self.result
 
     async def _converse(self) -> None:
+        if (parked := self.pool.unpark(self.host)) is not None:
+            channel, conversation = parked
+            self.result.agent = conversation.agent
+            if await self._exchange(channel, conversation, self.payload.run, may_retry=True):
+                return
+            self.result = HostResult(self.host.name, "nomatch")  # went before any answer
         warm = self.pool.is_warm(self.host)
         conn = await self.pool.get(self.host)
-        conversation = _Conversation(self._handle)
+        conversation = _Conversation()
         try:
             channel, _ = await conn.create_session(
                 lambda: conversation, subsystem=SUBSYSTEM, encoding=None
@@ -249,16 +263,42 @@ class _HostRun:
             if not warm:
                 raise
             conn = await self.pool.get(self.host, fresh=True)  # a pooled connection had died
-            conversation = _Conversation(self._handle)
+            conversation = _Conversation()
             channel, _ = await conn.create_session(
                 lambda: conversation, subsystem=SUBSYSTEM, encoding=None
             )
+        payload = self.payload.hello + self.payload.run
+        await self._exchange(channel, conversation, payload, may_retry=False)
+
+    async def _exchange(
+        self,
+        channel: asyncssh.SSHClientChannel[bytes],
+        conversation: _Conversation,
+        payload: bytes,
+        *,
+        may_retry: bool,
+    ) -> bool:
+        """Send this action on ``channel`` and follow it to its end, then park the channel if
+        that end was clean. False (``may_retry`` only) when the channel went away before any
+        answer to this action: it can be sent again elsewhere."""
+        over = conversation.begin(self._handle)
         self.sink(StateEvent(self.host.name, "running"))
+        clean = False
         try:
-            channel.write(self.payload)
-            await conversation.over
+            channel.write(payload)
+            try:
+                await over
+            except (_Unfinished, asyncssh.Error, OSError):
+                if may_retry and not conversation.answered:
+                    return False
+                raise
+            clean = True
+            return True
         finally:
-            channel.close()
+            if clean and conversation.reusable:
+                self.pool.park(self.host, channel, conversation)
+            else:
+                channel.close()
 
     def _handle(self, message: Any) -> bool:
         """Apply one agent message; True once the conversation is over."""
@@ -305,27 +345,42 @@ class _Unfinished(SpyglassError):
 
 
 class _Conversation(asyncssh.SSHClientSession[bytes]):
-    """The channel's callbacks: frames are decoded as data arrives (no stream reads to await,
-    the cheapest way through asyncssh) and handed to ``handle``, which says when it is over."""
+    """A channel's callbacks: frames are decoded as data arrives (no stream reads to await, the
+    cheapest way through asyncssh) and handed to the current action's ``handle``, which says
+    when it is over. The channel may carry one action after another (see ``Pool.park``)."""
 
-    def __init__(self, handle: Callable[[Any], bool]) -> None:
-        self._handle = handle
+    def __init__(self) -> None:
         self._decoder = FrameDecoder()
-        self.over: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._handle: Callable[[Any], bool] = lambda _message: False
+        self.over: asyncio.Future[None] | None = None
+        self.answered = False  # a frame arrived for the current action
+        self.reusable = True  # no error, no stray frame, not closed
+        self.agent: dict[str, Any] = {}  # from the agent's hello, for later actions
+
+    def begin(self, handle: Callable[[Any], bool]) -> asyncio.Future[None]:
+        self._handle, self.answered = handle, False
+        self.over = asyncio.get_running_loop().create_future()
+        return self.over
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        if self.over.done():
-            return
         try:
             for frame in self._decoder.feed(data):
-                if self._handle(decode_message(frame, TO_CONSOLE)):
+                message = decode_message(frame, TO_CONSOLE)
+                if self.over is None or self.over.done():
+                    raise _Unfinished(f"a {frame['type']!r} frame arrived between actions")
+                self.answered = True
+                if isinstance(message, AgentHello):
+                    self.agent = message.agent
+                if self._handle(message):
                     self.over.set_result(None)
-                    return
-        except Exception as err:  # raised again in _converse, classified by run()
-            self.over.set_exception(err)
+        except Exception as err:  # raised again in _exchange, classified by run()
+            self.reusable = False
+            if self.over is not None and not self.over.done():
+                self.over.set_exception(err)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.over.done():
+        self.reusable = False
+        if self.over is not None and not self.over.done():
             self.over.set_exception(
                 exc or _Unfinished("the agent closed the channel before finishing")
             )

@@ -1,0 +1,152 @@
+"""The console's connection pool across actions: the next action on a host rides the channel of
+the last one (one `run` frame, no channel to open), and whatever went away in between (the
+channel, the connection) is replaced without the investigator noticing.
+
+The agent is a scripted asyncssh server on 127.0.0.1 port 0 that counts the channels it is
+asked to open and the runs it receives, so reuse is observed from the agent's side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncssh
+import tomli_w
+
+from console.dispatch import Dispatcher, HostResult, Summary
+from console.ssh import Connector, Pool
+from inventory.loader import load_inventory
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
+from protocol.frames import encode_frame, read_frame
+from protocol.messages import Accepted, AgentHello, Done, ErrorMsg, Finished
+from tests.conftest import short_tmp
+
+AGENT = {"name": "scripted", "version": "0", "platform": "linux", "modules": ["file"]}
+
+
+@dataclass
+class Script:
+    """What the scripted agent does with the Nth run it receives (0-based) on any channel:
+    ``vanish`` closes the channel unanswered, ``fail`` answers with an error frame."""
+
+    vanish: set[int] = field(default_factory=set)
+    fail: set[int] = field(default_factory=set)
+    channels: int = 0
+    runs: list[str] = field(default_factory=list)
+    connections: list[asyncssh.SSHServerConnection] = field(default_factory=list)
+
+    async def serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        self.channels += 1
+        try:
+            while (frame := await read_frame(process.stdin)) is not None:
+                if frame["type"] == "hello":
+                    process.stdout.write(encode_frame(AgentHello(1, AGENT).to_frame()))
+                    continue
+                action_id = frame["envelope"]["action"]["id"]
+                index = len(self.runs)
+                self.runs.append(action_id)
+                if index in self.vanish:
+                    return
+                if index in self.fail:
+                    process.stdout.write(encode_frame(ErrorMsg(detail="scripted").to_frame()))
+                    return
+                for message in (
+                    Accepted(action_id=action_id),
+                    Done(op=0, status="ok", stats={}),
+                    Finished(action_id=action_id),
+                ):
+                    process.stdout.write(encode_frame(message.to_frame()))
+        finally:
+            process.exit(0)
+
+
+class _Server(asyncssh.SSHServer):
+    def __init__(self, script: Script) -> None:
+        self.script = script
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.script.connections.append(conn)
+
+
+@asynccontextmanager
+async def scripted_host(script: Script) -> AsyncIterator[tuple[Pool, Dispatcher]]:
+    where = short_tmp("pool")
+    console_key = asyncssh.generate_private_key("ssh-ed25519")
+    console_key.write_private_key(str(where / "console_ed25519"))
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    server = await asyncssh.create_server(
+        lambda: _Server(script),
+        "127.0.0.1",
+        0,
+        server_host_keys=[host_key],
+        authorized_client_keys=asyncssh.import_authorized_keys(
+            console_key.export_public_key().decode()
+        ),
+        process_factory=script.serve,
+        encoding=None,
+        line_editor=False,
+    )
+    port = server.sockets[0].getsockname()[1]
+    public = host_key.export_public_key().decode().strip()
+    (where / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
+    inventory = {
+        "defaults": {"known_hosts": "known_hosts", "client_keys": ["console_ed25519"]},
+        "hosts": [{"name": "h", "address": "127.0.0.1", "port": port}],
+    }
+    (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
+    pool = Pool(Connector(load_inventory(where / "inventory.toml")))
+    try:
+        yield pool, Dispatcher(pool)
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def act(dispatcher: Dispatcher) -> HostResult:
+    """One unsigned action (the scripted agent checks nothing); the host's result."""
+    action = make_action("pool", "all", [Operation("file", {"paths": ["/"], "name": ["."]})])
+    hosts = list(dispatcher.pool.connector.inventory.hosts)
+    summary: Summary = await dispatcher.run(Envelope(action), hosts, lambda _event: None)
+    return summary.results["h"]
+
+
+async def test_the_next_action_rides_the_channel_of_the_last() -> None:
+    script = Script()
+    async with scripted_host(script) as (_, dispatcher):
+        results = [await act(dispatcher) for _ in range(3)]
+    assert [r.status for r in results] == ["nomatch"] * 3
+    assert all(r.agent == AGENT for r in results)  # the hello of the first, remembered
+    assert (script.channels, len(script.runs), len(script.connections)) == (1, 3, 1)
+
+
+async def test_a_parked_channel_gone_before_answering_is_replaced() -> None:
+    script = Script(vanish={1})
+    async with scripted_host(script) as (_, dispatcher):
+        first, second = await act(dispatcher), await act(dispatcher)
+    assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
+    assert script.channels == 2 and script.runs[1] == script.runs[2]  # the same action, resent
+
+
+async def test_a_failed_action_leaves_no_channel_behind() -> None:
+    script = Script(fail={0})
+    async with scripted_host(script) as (_, dispatcher):
+        failed, after = await act(dispatcher), await act(dispatcher)
+    assert (failed.status, failed.detail) == ("error", "agent error: scripted")
+    assert after.status == "nomatch" and script.channels == 2
+
+
+async def test_a_dead_connection_is_replaced_for_the_next_action() -> None:
+    script = Script()
+    async with scripted_host(script) as (pool, dispatcher):
+        first = await act(dispatcher)
+        script.connections[0].abort()  # the agent's end drops the TCP connection
+        await asyncio.sleep(0.2)
+        second = await act(dispatcher)
+        assert pool.is_warm(dispatcher.pool.connector.inventory.hosts[0])
+    assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
+    assert len(script.connections) == 2 and script.channels == 2
