@@ -296,7 +296,8 @@ def projection(
 
     With the agents elsewhere the console has every core: one worker process per core, hosts
     split evenly. CPU time per worker bounds the run from below; round trips to remote agents
-    add their own latency on top (a handshake is about 4 round trips, a warm action 1-2).
+    add their own latency on top (a handshake is about 4 round trips; a warm action one, a frame
+    each way on the parked channel).
     """
     endpoints, cores = 10_000, 16
     cold = float(rows[1]["console_cpu_ms_per_host"])
@@ -311,7 +312,7 @@ def projection(
         f" {endpoints * cold / cores / 1000:.1f} s of CPU per worker,"
         " plus ~4 network round trips per handshake",
         f"  warm: {endpoints:,} x {warm:.2f} ms / {cores} cores ="
-        f" {endpoints * warm / cores / 1000:.1f} s of CPU per worker, plus 1-2 round trips",
+        f" {endpoints * warm / cores / 1000:.1f} s of CPU per worker, plus 1 round trip",
         f"  memory: ~{memory:.0f} MiB per worker ({per_connection / 1024:.0f} KiB per open"
         f" connection), ~{memory * cores:.0f} MiB in all; {per_worker} sockets per worker",
     ]
