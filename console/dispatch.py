@@ -228,7 +228,8 @@ class _HostRun:
         deadline_guard = asyncio.timeout_at(_loop_time(deadline))
         try:
             async with deadline_guard:
-                await self._converse()
+                with self.pool.using(self.host):
+                    await self._converse()
         except TimeoutError:
             if deadline_guard.expired():
                 return self._fail("timeout", "no answer before the action expired")

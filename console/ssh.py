@@ -13,11 +13,13 @@ failing hosts as unreachable.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import getpass
 import os
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,11 +171,34 @@ class Pool:
     channel of the host's last action if it ended cleanly: the next action on that host is then
     one frame, with no channel to open or close (a third of a warm action's CPU on both ends)."""
 
-    def __init__(self, connector: Connector) -> None:
+    def __init__(self, connector: Connector, idle_timeout: float | None = None) -> None:
         self.connector = connector
+        self.idle_timeout = idle_timeout or connector.inventory.defaults.idle_timeout
         self._conns: dict[str, asyncssh.SSHClientConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._parked: dict[str, tuple[asyncssh.SSHClientChannel[bytes], Any, float]] = {}
+        self._last_used: dict[str, float] = {}
+        self._in_use: collections.Counter[str] = collections.Counter()
+        self._reaper: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def using(self, host: Host) -> Iterator[None]:
+        """Mark the host's connection busy (an action of any length) so it is never reaped."""
+        self._in_use[host.name] += 1
+        try:
+            yield
+        finally:
+            self._in_use[host.name] -= 1
+            self._last_used[host.name] = time.monotonic()
+
+    async def _reap_idle(self) -> None:
+        """Close connections (and parked channels) unused for ``idle_timeout`` seconds."""
+        while True:
+            await asyncio.sleep(max(0.1, self.idle_timeout / 4))
+            cutoff = time.monotonic() - self.idle_timeout
+            for name, used in list(self._last_used.items()):
+                if used < cutoff and not self._in_use[name]:
+                    self._drop(name)
 
     def park(self, host: Host, channel: asyncssh.SSHClientChannel[bytes], session: Any) -> None:
         """Keep an idle channel (and its session) for the host's next action; one per host."""
@@ -203,6 +228,9 @@ class Pool:
             if conn is None:
                 conn = await self.connector.connect(host)
                 self._conns[host.name] = conn
+            self._last_used[host.name] = time.monotonic()
+            if self._reaper is None:
+                self._reaper = asyncio.create_task(self._reap_idle())
             return conn
 
     def is_warm(self, host: Host) -> bool:
@@ -210,12 +238,19 @@ class Pool:
         return conn is not None and not conn.is_closed()
 
     def discard(self, host: Host) -> None:
-        if (parked := self._parked.pop(host.name, None)) is not None:
+        self._drop(host.name)
+
+    def _drop(self, name: str) -> None:
+        self._last_used.pop(name, None)
+        if (parked := self._parked.pop(name, None)) is not None:
             parked[0].close()
-        if (conn := self._conns.pop(host.name, None)) is not None:
+        if (conn := self._conns.pop(name, None)) is not None:
             conn.close()
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
         for channel, _, _ in self._parked.values():
             channel.close()
         self._parked.clear()

@@ -40,6 +40,8 @@ class Defaults:
     """The console's private keys, relative to the inventory folder; empty means the ssh-agent."""
     connect_timeout: float = field(default=5.0, metadata=spec(SECONDS))
     """Seconds before an unreachable host is reported as such instead of stalling a run."""
+    idle_timeout: float = field(default=300.0, metadata=spec(SECONDS))
+    """Seconds an open connection stays pooled unused (a TUI session, a runbook) before closing."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """The console's connection pool across actions: the next action on a host rides the channel of
-the last one (one `run` frame, no channel to open), and whatever went away in between (the
-channel, the connection) is replaced without the investigator noticing.
+the last one (one `run` frame, no channel to open), whatever went away in between (the channel,
+the connection) is replaced without the investigator noticing, and a connection left unused for
+the inventory's ``idle_timeout`` is closed, never one that an action still uses.
 
 The agent is a scripted asyncssh server on 127.0.0.1 port 0 that counts the channels it is
 asked to open and the runs it receives, so reuse is observed from the agent's side.
@@ -35,6 +36,7 @@ class Script:
 
     vanish: set[int] = field(default_factory=set)
     fail: set[int] = field(default_factory=set)
+    answer_after: float = 0.0
     channels: int = 0
     runs: list[str] = field(default_factory=list)
     connections: list[asyncssh.SSHServerConnection] = field(default_factory=list)
@@ -54,6 +56,7 @@ class Script:
                 if index in self.fail:
                     process.stdout.write(encode_frame(ErrorMsg(detail="scripted").to_frame()))
                     return
+                await asyncio.sleep(self.answer_after)
                 for message in (
                     Accepted(action_id=action_id),
                     Done(op=0, status="ok", stats={}),
@@ -73,7 +76,9 @@ class _Server(asyncssh.SSHServer):
 
 
 @asynccontextmanager
-async def scripted_host(script: Script) -> AsyncIterator[tuple[Pool, Dispatcher]]:
+async def scripted_host(
+    script: Script, idle_timeout: float | None = None
+) -> AsyncIterator[tuple[Pool, Dispatcher]]:
     where = short_tmp("pool")
     console_key = asyncssh.generate_private_key("ssh-ed25519")
     console_key.write_private_key(str(where / "console_ed25519"))
@@ -98,7 +103,7 @@ async def scripted_host(script: Script) -> AsyncIterator[tuple[Pool, Dispatcher]
         "hosts": [{"name": "h", "address": "127.0.0.1", "port": port}],
     }
     (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
-    pool = Pool(Connector(load_inventory(where / "inventory.toml")))
+    pool = Pool(Connector(load_inventory(where / "inventory.toml")), idle_timeout)
     try:
         yield pool, Dispatcher(pool)
     finally:
@@ -150,3 +155,23 @@ async def test_a_dead_connection_is_replaced_for_the_next_action() -> None:
         assert pool.is_warm(dispatcher.pool.connector.inventory.hosts[0])
     assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
     assert len(script.connections) == 2 and script.channels == 2
+
+
+async def test_an_unused_connection_is_closed_after_the_idle_timeout() -> None:
+    script = Script()
+    async with scripted_host(script, idle_timeout=0.3) as (pool, dispatcher):
+        host = dispatcher.pool.connector.inventory.hosts[0]
+        first = await act(dispatcher)
+        await asyncio.sleep(1.0)
+        assert not pool.is_warm(host) and script.connections[0].is_closed()
+        second = await act(dispatcher)
+    assert (first.status, second.status) == ("nomatch", "nomatch")
+    assert len(script.connections) == 2
+
+
+async def test_a_connection_in_use_is_not_reaped_however_long_the_action() -> None:
+    script = Script(answer_after=1.0)
+    async with scripted_host(script, idle_timeout=0.3) as (_, dispatcher):
+        result = await act(dispatcher)
+    assert result.status == "nomatch", result.detail
+    assert len(script.connections) == 1  # the reaper left it alone while the action ran
