@@ -57,29 +57,30 @@ def test_layer_imports_nothing_above_it(package: str) -> None:
     assert not loaded & FORBIDDEN[package], f"{package} pulled in {loaded & FORBIDDEN[package]}"
 
 
+def loaded_by(code: str, *names: str) -> list[str]:
+    """Which of ``names`` (modules, and packages with all below them) a fresh interpreter holds
+    after running ``code``."""
+    probe = (
+        f"{code}\nimport json, sys\nnames = {names!r}\n"
+        "held = [m for m in sys.modules if m in names or m.split('.')[0] in names]\n"
+        "print(json.dumps(sorted(held)))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return list(json.loads(done.stdout))
+
+
 def test_the_zygote_loads_no_threading() -> None:
     """Every operation child is a fork of the zygote, and each at-fork hook of a loaded module
     (threading's, and logging's through asyncio) runs in every child: 0.6 ms of a 2 ms child."""
-    code = (
-        "import json, sys\nimport agentd.zygote\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('threading', 'asyncio', 'logging', 'subprocess', 'concurrent'))))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == []
+    watched = ("threading", "asyncio", "logging", "subprocess", "concurrent")
+    assert loaded_by("import agentd.zygote", *watched) == []
 
 
 def test_the_agent_server_loads_no_inventory_or_package_metadata() -> None:
     """Resident memory of every agent on the fleet: the inventory package (``enforce_target``
     loads it on first use) and the package metadata reader stay out."""
-    code = (
-        "import json, sys\nimport agentd.server\n"
-        "from modules.registry import all_modules\nall_modules()\n"
-        "print(json.dumps(sorted(m for m in ('inventory', 'importlib.metadata', 'platform') "
-        "if m in sys.modules)))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(done.stdout) == []
+    code = "import agentd.server\nfrom modules.registry import all_modules\nall_modules()"
+    assert loaded_by(code, "inventory", "importlib.metadata", "platform") == []
 
 
 def test_a_one_agent_daemon_maps_no_system_openssl(tmp_path: Path) -> None:
