@@ -249,6 +249,10 @@ class _HostRun:
     async def _converse(self) -> None:
         if (parked := self.pool.unpark(self.host)) is not None:
             channel, conversation = parked
+            if not conversation.reusable:  # something arrived while it was parked
+                channel.close()
+                parked = None
+        if parked is not None:
             self.result.agent = conversation.agent
             if await self._exchange(channel, conversation, self.payload.run, may_retry=True):
                 return

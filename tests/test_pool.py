@@ -23,7 +23,7 @@ from inventory.loader import load_inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
-from protocol.messages import Accepted, AgentHello, Done, ErrorMsg, Finished
+from protocol.messages import Accepted, AgentHello, Done, ErrorMsg, Finished, Progress
 from tests.conftest import short_tmp
 
 AGENT = {"name": "scripted", "version": "0", "platform": "linux", "modules": ["file"]}
@@ -32,11 +32,14 @@ AGENT = {"name": "scripted", "version": "0", "platform": "linux", "modules": ["f
 @dataclass
 class Script:
     """What the scripted agent does with the Nth run it receives (0-based) on any channel:
-    ``vanish`` closes the channel unanswered, ``fail`` answers with an error frame."""
+    ``vanish`` closes the channel unanswered, ``fail`` answers with an error frame, ``stray``
+    sends one more frame after the answer."""
 
     vanish: set[int] = field(default_factory=set)
     fail: set[int] = field(default_factory=set)
+    stray: set[int] = field(default_factory=set)
     answer_after: float = 0.0
+    strayed: asyncio.Event = field(default_factory=asyncio.Event)
     channels: int = 0
     runs: list[str] = field(default_factory=list)
     connections: list[asyncssh.SSHServerConnection] = field(default_factory=list)
@@ -63,6 +66,11 @@ class Script:
                     Finished(action_id=action_id),
                 ):
                     process.stdout.write(encode_frame(message.to_frame()))
+                if index in self.stray:  # one frame too many, once the console has parked
+                    await asyncio.sleep(0.1)
+                    process.stdout.write(encode_frame(Progress(op=0, stats={}).to_frame()))
+                    await process.stdout.drain()
+                    self.strayed.set()
         finally:
             process.exit(0)
 
@@ -143,6 +151,17 @@ async def test_a_failed_action_leaves_no_channel_behind() -> None:
         failed, after = await act(dispatcher), await act(dispatcher)
     assert (failed.status, failed.detail) == ("error", "agent error: scripted")
     assert after.status == "nomatch" and script.channels == 2
+
+
+async def test_a_channel_that_spoke_out_of_turn_is_not_reused() -> None:
+    script = Script(stray={0})
+    async with scripted_host(script) as (_, dispatcher):
+        first = await act(dispatcher)
+        await script.strayed.wait()
+        await asyncio.sleep(0.3)  # delivered over loopback while the channel is parked
+        second = await act(dispatcher)
+    assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
+    assert script.channels == 2
 
 
 async def test_a_dead_connection_is_replaced_for_the_next_action() -> None:
