@@ -1,8 +1,9 @@
 """One agent: its configuration, keyring, ACL, replay cache, audit log, and the channels it serves.
 
 Several agents may share a process (the lab runs hundreds per process); each keeps its own state,
-while the keyring and verification outcomes are shared between agents whose investigator keys are
-identical (see ``protocol.signing``).
+while the keyring is shared between agents whose investigator keys are identical (see
+``protocol.signing``), and signature and ACL verdicts between those whose ACL is the same too
+(``_verdicts``).
 """
 
 from __future__ import annotations
