@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -124,17 +125,18 @@ def decode_message(frame: dict[str, Any], table: dict[str, type[Message]]) -> Me
     cls = table.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise FrameError(f"unexpected message type {frame.get('type')!r}")
-    hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if unknown := sorted(set(frame) - set(fields) - {"type"}):
-        raise FrameError(f"{cls.TYPE}: unknown field {unknown[0]!r}")
+    if (schema := _SCHEMAS.get(cls)) is None:
+        schema = _SCHEMAS[cls] = _schema(cls)
+    allowed, fields = schema
+    if not allowed.issuperset(frame):
+        raise FrameError(f"{cls.TYPE}: unknown field {sorted(set(frame) - allowed)[0]!r}")
     values = {}
-    for name, f in fields.items():
+    for name, required, conforms in fields:
         if name not in frame:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if required:
                 raise FrameError(f"{cls.TYPE}: missing field {name!r}")
             continue
-        if not _conforms(frame[name], hints[name]):
+        if not conforms(frame[name]):
             raise FrameError(f"{cls.TYPE}.{name}: wrong type")
         values[name] = frame[name]
     if cls is Done and values["status"] not in DONE_STATUSES:
@@ -142,28 +144,42 @@ def decode_message(frame: dict[str, Any], table: dict[str, type[Message]]) -> Me
     return cls(**values)
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+Check = Callable[[Any], bool]
+Schema = tuple[frozenset[str], tuple[tuple[str, bool, Check], ...]]
+_SCHEMAS: dict[type[Message], Schema] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = get_type_hints(cls)
-    return _HINTS[cls]
+def _schema(cls: type[Message]) -> Schema:
+    """A message class's wire keys, and per field: name, whether required, its type check; made
+    once per class (every frame of a fan-out is checked against one of eight)."""
+    hints = get_type_hints(cls)
+    fields = tuple(
+        (
+            f.name,
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            _check(hints[f.name]),
+        )
+        for f in dataclasses.fields(cls)
+    )
+    return frozenset({"type", *(name for name, _, _ in fields)}), fields
 
 
-def _conforms(value: Any, hint: Any) -> bool:
+def _check(hint: Any) -> Check:
+    """A predicate for JSON values of the type ``hint`` (bool is not an int here)."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
-        return any(_conforms(value, arg) for arg in get_args(hint))
+        alternatives = [_check(arg) for arg in get_args(hint)]
+        return lambda value: any(check(value) for check in alternatives)
     if hint is type(None):
-        return value is None
+        return lambda value: value is None
     if hint is Any:
-        return True
+        return lambda value: True
     if origin is list:
-        (item,) = get_args(hint)
-        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+        (item_hint,) = get_args(hint)
+        item = _check(item_hint)
+        return lambda value: isinstance(value, list) and all(item(v) for v in value)
     if origin is dict:
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        return lambda value: isinstance(value, dict) and all(isinstance(k, str) for k in value)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
+    return lambda value: isinstance(value, hint)
