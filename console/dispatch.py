@@ -249,10 +249,6 @@ class _HostRun:
     async def _converse(self) -> None:
         if (parked := self.pool.unpark(self.host)) is not None:
             channel, conversation = parked
-            if not conversation.reusable:  # something arrived while it was parked
-                channel.close()
-                parked = None
-        if parked is not None:
             self.result.agent = conversation.agent
             if await self._exchange(channel, conversation, self.payload.run, may_retry=True):
                 return
@@ -300,7 +296,7 @@ class _HostRun:
             clean = True
             return True
         finally:
-            if clean and conversation.reusable:
+            if clean:
                 self.pool.park(self.host, channel, conversation)
             else:
                 channel.close()
@@ -352,15 +348,19 @@ class _Unfinished(SpyglassError):
 class _Conversation(asyncssh.SSHClientSession[bytes]):
     """A channel's callbacks: frames are decoded as data arrives (no stream reads to await, the
     cheapest way through asyncssh) and handed to the current action's ``handle``, which says
-    when it is over. The channel may carry one action after another (see ``Pool.park``)."""
+    when it is over. The channel may carry one action after another (see ``Pool.park``); a
+    protocol fault closes it, so it is never reused."""
 
     def __init__(self) -> None:
         self._decoder = FrameDecoder()
         self._handle: Callable[[Any], bool] = lambda _message: False
+        self._channel: asyncssh.SSHClientChannel[bytes] | None = None
         self.over: asyncio.Future[None] | None = None
         self.answered = False  # a frame arrived for the current action
-        self.reusable = True  # no error, no stray frame, not closed
         self.agent: dict[str, Any] = {}  # from the agent's hello, for later actions
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._channel = chan
 
     def begin(self, handle: Callable[[Any], bool]) -> asyncio.Future[None]:
         self._handle, self.answered = handle, False
@@ -379,12 +379,12 @@ class _Conversation(asyncssh.SSHClientSession[bytes]):
                 if self._handle(message):
                     self.over.set_result(None)
         except Exception as err:  # raised again in _exchange, classified by run()
-            self.reusable = False
             if self.over is not None and not self.over.done():
                 self.over.set_exception(err)
+            if self._channel is not None:
+                self._channel.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.reusable = False
         if self.over is not None and not self.over.done():
             self.over.set_exception(
                 exc or _Unfinished("the agent closed the channel before finishing")

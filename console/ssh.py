@@ -202,7 +202,7 @@ class Pool:
 
     def park(self, host: Host, channel: asyncssh.SSHClientChannel[bytes], session: Any) -> None:
         """Keep an idle channel (and its session) for the host's next action; one per host."""
-        if host.name in self._parked or host.name not in self._conns:
+        if channel.is_closing() or host.name in self._parked or host.name not in self._conns:
             channel.close()
             return
         self._parked[host.name] = (channel, session, time.monotonic() + PARK_SECONDS)
