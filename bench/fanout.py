@@ -32,13 +32,13 @@ import psutil
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.measure import cpu_seconds  # noqa: E402
-from console.compose import compose  # noqa: E402
-from console.dispatch import Event, HostEvent  # noqa: E402
-from console.investigation import Investigation  # noqa: E402
-from console.lab import Lab, lab_down, lab_up  # noqa: E402
-from console.shard import ShardedDispatcher  # noqa: E402
-from console.ssh import Connector, Pool  # noqa: E402
-from console.store import Store  # noqa: E402
+from console.actions.compose import compose  # noqa: E402
+from console.fanout.investigation import Investigation  # noqa: E402
+from console.fanout.shard import ShardedDispatcher  # noqa: E402
+from console.fanout.ssh import Connector, Pool  # noqa: E402
+from console.lab.local import Lab, lab_down, lab_up  # noqa: E402
+from console.results.records import Event, HostEvent  # noqa: E402
+from console.results.store import Store  # noqa: E402
 from inventory.loader import load_inventory  # noqa: E402
 from inventory.model import Host, Inventory  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402

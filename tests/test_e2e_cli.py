@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from console.lab import Lab
-from tests.cli import (
+from console.lab.local import Lab
+from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
+from tests.support.cli import (
     events,
     gone_host,
     known_hosts_with_wrong_key,
@@ -15,7 +16,6 @@ from tests.cli import (
     save_inventory,
     spyglass,
 )
-from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 
 #: `spyglass run` arguments that find the planted file (add -t TARGET and output flags).
 FIND_PLANTED = ("run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$")

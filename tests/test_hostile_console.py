@@ -22,18 +22,18 @@ import asyncssh
 import pytest
 import tomli_w
 
-from console.dispatch import Event, MatchEvent
-from console.investigation import CAP_NOTE, Investigation, MatchCaps
-from console.ssh import Connector, Pool
-from console.store import Store
+from console.fanout.investigation import CAP_NOTE, Investigation, MatchCaps
+from console.fanout.ssh import Connector, Pool
+from console.results.records import Event, MatchEvent
+from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError
 from protocol.frames import encode_frame, read_frame
 from protocol.messages import Accepted, AgentHello, Done, Finished, Match
-from tests.cli import SPYGLASS
 from tests.conftest import short_tmp
+from tests.support.cli import SPYGLASS
 
 ROW = {"size": 1, "mode": "-rw-r--r--", "mtime": 0, "matched": ["name"]}
 

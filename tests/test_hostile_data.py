@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from console import history
-from console.dispatch import HostEvent, HostResult, MatchEvent, Summary
-from console.lab import Lab
-from console.output import JsonLines, TextOutput, printable
-from console.store import Store
-from tests.agents import start_agent, stop_agent
-from tests.cli import SPYGLASS, console_env
+from console.lab.local import Lab
+from console.results import history
+from console.results.output import JsonLines, TextOutput, printable
+from console.results.records import HostEvent, HostResult, MatchEvent, Summary
+from console.results.store import Store
 from tests.conftest import short_tmp
+from tests.support.agents import start_agent, stop_agent
+from tests.support.cli import SPYGLASS, console_env
 from tests.test_faults_console import VICTIM, fleet_inventory, victim_dir
 
 EVIL_NAMES = [
@@ -272,7 +272,7 @@ def test_csv_neutralises_every_owasp_formula_start_and_stays_utf8(tmp_path: Path
 
 
 def test_cells_follow_column_kinds() -> None:
-    from console.output import cell
+    from console.results.output import cell
 
     assert cell(0, "time") == "1970-01-01 00:00:00"
     assert (

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import asyncssh
 import tomli_w
 
-from console.dispatch import Dispatcher, HostResult, Summary
-from console.ssh import Connector, Pool
+from console.fanout.dispatch import Dispatcher
+from console.fanout.ssh import Connector, Pool
+from console.results.records import HostResult, Summary
 from inventory.loader import load_inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope

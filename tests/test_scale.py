@@ -17,17 +17,18 @@ from typing import Any
 
 import pytest
 
-from console.compose import compose
-from console.dispatch import Dispatcher, Event, HostEvent
-from console.lab import Lab, lab_down, lab_up
-from console.shard import ShardedDispatcher, decode_event, encode_event, parse_workers
-from console.ssh import Connector, ConnectWindow, Pool
-from console.store import Store
+from console.actions.compose import compose
+from console.fanout.dispatch import Dispatcher
+from console.fanout.shard import ShardedDispatcher, decode_event, encode_event, parse_workers
+from console.fanout.ssh import Connector, ConnectWindow, Pool
+from console.lab.local import Lab, lab_down, lab_up
+from console.results.records import Event, HostEvent
+from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.cli import console_env, events, spyglass
 from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.cli import console_env, events, spyglass
 
 pytestmark = pytest.mark.xdist_group("scale")
 
@@ -157,7 +158,7 @@ def test_parse_workers() -> None:
 
 
 def test_events_cross_the_worker_pipe_intact() -> None:
-    from console.dispatch import HostResult, MatchEvent, ProgressEvent, StateEvent
+    from console.results.records import HostResult, MatchEvent, ProgressEvent, StateEvent
 
     events: list[Event] = [
         StateEvent("h", "running"),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from console.dispatch import HostEvent, HostResult, MatchEvent
-from console.store import Store
+from console.results.records import HostEvent, HostResult, MatchEvent
+from console.results.store import Store
 from tui.app import SpyglassApp
 from tui.runstate import RunState
 from tui.session import Session

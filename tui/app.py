@@ -16,7 +16,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console.investigation import Investigation
+from console.fanout.investigation import Investigation
 from inventory.model import Host
 from protocol.action import Action
 from protocol.envelope import Envelope

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from console.output import _CONTROL, cell, printable
+from console.results.output import _CONTROL, cell, printable
 
 
 def safe(value: Any, style: str = "") -> Text:

@@ -18,17 +18,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from console.dispatch import (
-    DEFAULT_CONCURRENCY,
-    Dispatcher,
-    Event,
-    HostEvent,
-    MatchEvent,
-    Sink,
-    Summary,
-)
-from console.ssh import Pool
-from console.store import Store
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
+from console.fanout.ssh import Pool
+from console.results.records import Event, HostEvent, MatchEvent, Sink, Summary
+from console.results.store import Store
 from inventory.model import Host
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError

@@ -7,7 +7,7 @@ their stdout; the parent merges them in order of arrival and hands them to its s
 an ``Investigation``'s, which stores each event before it is shown). ``ShardedDispatcher`` has
 the ``Dispatcher`` interface, so it slots into an ``Investigation`` unchanged.
 
-A worker is ``python -m console.shard``: its job (inventory path, host names, envelope,
+A worker is ``python -m console.fanout.shard``: its job (inventory path, host names, envelope,
 concurrency) is the first line on its stdin; a later ``cancel`` line cancels it. Its hosts keep
 inventory order between workers (host i goes to worker i mod N).
 """
@@ -23,9 +23,10 @@ import os
 import sys
 from typing import Any
 
-from console.dispatch import (
-    DEFAULT_CONCURRENCY,
-    Dispatcher,
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
+from console.fanout.loop import run_async
+from console.fanout.ssh import Connector, Pool
+from console.results.records import (
     Event,
     HostEvent,
     HostResult,
@@ -36,8 +37,6 @@ from console.dispatch import (
     StateEvent,
     Summary,
 )
-from console.loop import run_async
-from console.ssh import Connector, Pool
 from inventory.loader import load_inventory
 from inventory.model import Host
 from protocol.envelope import Envelope, parse_envelope
@@ -114,7 +113,7 @@ class ShardedDispatcher(Dispatcher):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "console.shard",
+            "console.fanout.shard",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=MAX_LINE,

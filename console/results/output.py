@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from console.dispatch import ANSWERED, Event, HostEvent, MatchEvent, Summary
+from console.results.records import ANSWERED, Event, HostEvent, MatchEvent, Summary
 from modules.registry import get_module
 
 _CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}

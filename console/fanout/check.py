@@ -23,8 +23,9 @@ from typing import Any
 
 import asyncssh
 
-from console.dispatch import DEFAULT_CONCURRENCY, Dispatcher, Event, HostEvent, MatchEvent
-from console.ssh import Connector, Pool
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
+from console.fanout.ssh import Connector, Pool
+from console.results.records import Event, HostEvent, MatchEvent
 from inventory.model import Host, Inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope

@@ -1,7 +1,7 @@
 """The results store: SQLite in WAL mode, written as events arrive.
 
-Writes are queued and committed by ``flush`` in one transaction. ``console.investigation`` flushes
-at the end of each event-loop turn, *before* handing that turn's events to a front end, so a
+Writes are queued and committed by ``flush`` in one transaction. ``console.fanout.investigation``
+flushes at the end of each event-loop turn, *before* handing that turn's events to a front end, so a
 console that dies loses nothing it had shown, while a flood of matches costs one commit per batch
 rather than one per row.
 """

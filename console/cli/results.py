@@ -8,11 +8,11 @@ import sys
 import time
 from typing import Any
 
-from console import history
-from console.cli_common import open_store
-from console.compose import parse_duration
-from console.output import printable, row_cells
-from console.store import Store
+from console.actions.compose import parse_duration
+from console.cli.common import open_store
+from console.results import history
+from console.results.output import printable, row_cells
+from console.results.store import Store
 from protocol.errors import UsageError
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from console.output import columns_of, json_line, utf8_text
-from console.store import Store
+from console.results.output import columns_of, json_line, utf8_text
+from console.results.store import Store
 
 # OWASP "CSV injection": a cell starting with one of these is a formula to a spreadsheet.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
