@@ -18,8 +18,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
-from console.fanout.ssh import Pool
+from console.fanout.dispatch import FanOut
 from console.results.records import Event, HostEvent, MatchEvent, Sink, Summary
 from console.results.store import Store
 from inventory.model import Host
@@ -88,16 +87,15 @@ class Investigation:
         self,
         envelope: Envelope,
         hosts: list[Host],
-        pool: Pool,
+        dispatcher: FanOut,
         store: Store,
-        concurrency: int = DEFAULT_CONCURRENCY,
         caps: MatchCaps | None = None,
     ) -> None:
         self.envelope = envelope
         self.hosts = hosts
         self.store = store
         self.caps = caps if caps is not None else MatchCaps.from_env()
-        self.dispatcher = Dispatcher(pool, concurrency=concurrency)
+        self.dispatcher = dispatcher
         self._flush_scheduled = False
         self._queue: list[Event] = []
         self._sink: Sink = lambda event: None

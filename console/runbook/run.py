@@ -8,9 +8,10 @@ import sys
 import time
 from typing import TextIO
 
-from console.fanout.dispatch import DEFAULT_CONCURRENCY
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
 from console.fanout.investigation import Investigation
 from console.fanout.ssh import Pool
+from console.fanout.ssh_transport import SshTransport
 from console.results.output import printable
 from console.results.records import Event, HostEvent, MatchEvent
 from console.results.store import Store
@@ -110,7 +111,8 @@ class RunbookRunner:
                 if self.progress.isatty():
                     self.progress.write(f"\r  {printable(step.name)}: {done}/{len(hosts)} hosts")
 
-        investigation = Investigation(envelope, hosts, self.pool, self.store, self.concurrency)
+        dispatcher = Dispatcher(SshTransport(self.pool), concurrency=self.concurrency)
+        investigation = Investigation(envelope, hosts, dispatcher, self.store)
         summary = await investigation.run(count)
         result.matched = summary.count("matched")
         result.nomatch = summary.count("nomatch")
