@@ -59,6 +59,20 @@ def test_text_output_and_results_survive_the_console(lab_env: dict[str, str]) ->
     assert targeted == {"lab-002", "lab-004", "lab-006"}  # roles db, worker, db
 
 
+def test_results_show_prints_the_host_table_of_the_live_run(lab_env: dict[str, str]) -> None:
+    """`results show` and the end of `run --show all` print the same host table, elapsed_ms
+    included: both are lines of the same HostResult records."""
+    done = spyglass(lab_env, *FIND_PLANTED, "-t", "all", "--show", "all")
+    assert done.returncode == 0, done.stderr
+    live = done.stdout[done.stdout.index("\nhost\tstatus") + 1 :].splitlines()
+    run_id = spyglass(lab_env, "results", "list").stdout.splitlines()[1].split("\t")[0]
+    shown = spyglass(lab_env, "results", "show", run_id).stdout
+    stored = shown[shown.index("\nhost\tstatus") + 1 :].splitlines()
+    assert live[0] == stored[0] == "host\tstatus\tmatches\telapsed_ms\tdetail"
+    assert sorted(live[1:]) == sorted(stored[1:]) and len(stored) == LAB_SIZE + 1
+    assert all(int(line.split("\t")[3]) > 0 for line in stored[1:])
+
+
 def test_usage_errors_exit_2_with_one_line(lab_env: dict[str, str]) -> None:
     bad_regex = spyglass(lab_env, "run", "file", "--paths", "/srv", "--name", "([", "-t", "all")
     assert bad_regex.returncode == 2

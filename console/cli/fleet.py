@@ -13,7 +13,7 @@ from typing import Any
 from console.cli.common import concurrency_flag, open_inventory, signer
 from console.fanout.loop import run_async
 from console.lab.local import lab_down, lab_up
-from console.results.output import printable
+from console.results.text import printable
 from protocol.errors import SpyglassError, UsageError
 from protocol.signing import generate_key
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from console.actions.compose import compose
 from console.cli.common import launch, launch_flags, signer
-from console.results.output import printable
+from console.results.text import printable
 from modules.registry import all_modules, get_module
 from protocol.envelope import Envelope, load_envelope
 from protocol.errors import UsageError

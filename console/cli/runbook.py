@@ -10,7 +10,7 @@ from typing import Any
 from console.cli.common import concurrency_flag, open_inventory, open_store, signer
 from console.fanout.loop import run_async
 from console.fanout.ssh import Connector, Pool
-from console.results.output import printable
+from console.results.text import printable
 
 
 def add_runbook(commands: Any) -> None:

@@ -129,16 +129,7 @@ class Investigation:
                 if r.host in self._capped:
                     note = f"{CAP_NOTE} ({self._capped[r.host]})"
                     r.detail = f"{r.detail}; {note}" if r.detail else note
-                self.store.set_host(
-                    action.id,
-                    r.host,
-                    r.status,
-                    r.reason,
-                    r.detail,
-                    r.matches,
-                    r.elapsed_ms,
-                    r.agent,
-                )
+                self.store.set_host(action.id, r)
             self._queue.append(event)
             self._schedule_flush()
 

@@ -1,7 +1,6 @@
 """How results reach a terminal or a pipe: JSON lines on stdout, readable text, progress on stderr.
 
-Everything an agent sends is attacker-controlled on a compromised host, so text output escapes
-control characters (a file name holding an escape sequence prints as ``\\x1b[...``, harmlessly).
+Every value an agent sent goes through console/results/text.py on its way out.
 """
 
 from __future__ import annotations
@@ -12,69 +11,24 @@ import sys
 import time
 from typing import Any, TextIO
 
-from console.results.records import ANSWERED, Event, HostEvent, MatchEvent, Summary
+from console.results.records import ANSWERED, Event, HostEvent, HostResult, MatchEvent, Summary
+from console.results.text import cell, json_line, printable
 from modules.registry import get_module
 
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
-_CONTROL.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
-# Characters that reorder or break the line around them (bidi embeddings, overrides and isolates,
-# line and paragraph separators): a name holding U+202E shows "evil\u202egpj.exe" as "evilexe.jpg".
-_CONTROL.update(
-    {c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x2028, 0x202F), *range(0x2066, 0x206A))}
-)
-# Lone surrogates: bytes of a non-UTF-8 file name, decoded with surrogateescape (U+DC80..U+DCFF
-# stand for bytes 0x80..0xFF). They have no UTF-8 form, so print the byte they stand for.
-_SURROGATES = {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)}
-_SURROGATES.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in _SURROGATES})
-_CONTROL.update(_SURROGATES)
+#: The host table's header, live (``run``) and from the store (``results show``).
+HOST_HEADER = "host\tstatus\tmatches\telapsed_ms\tdetail"
 
 
-def printable(value: Any) -> str:
-    """One line of safe text for any value an agent sent."""
-    if isinstance(value, list):
-        return ",".join(printable(v) for v in value)
-    text = value if isinstance(value, str) else "" if value is None else str(value)
-    return text.translate(_CONTROL)
+def host_line(r: HostResult) -> str:
+    """One host of the host table, terminal-safe."""
+    return (
+        f"{printable(r.host)}\t{r.status_text}\t{r.matches}\t{r.elapsed_ms}\t{printable(r.detail)}"
+    )
 
 
-def cell(value: Any, kind: str = "text") -> str:
-    """One line of escaped text for a result cell, shaped by its declared column kind: times in
-    UTC, booleans as yes/no, objects (``json`` columns) as compact JSON."""
-    if value is None:
-        return ""
-    if kind == "time" and isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
-        except (OverflowError, OSError, ValueError):
-            return str(value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, dict) or (kind == "json" and isinstance(value, list | tuple)):
-        return printable(json.dumps(value, ensure_ascii=False, sort_keys=True))
-    if isinstance(value, tuple):  # a list kept as a tuple (the TUI's row values)
-        value = list(value)
-    return printable(value)
-
-
-def utf8_text(text: str) -> str:
-    """``text`` with only its lone surrogates escaped as ``printable`` does (``\\xff`` for the
-    byte 0xff of a non-UTF-8 name): for formats that quote the rest themselves, such as CSV."""
-    return text.translate(_SURROGATES)
-
-
-def json_line(record: Any) -> str:
-    """One line of JSON that is valid UTF-8 whatever an agent sent.
-
-    A lone surrogate (a non-UTF-8 file name) cannot be written as UTF-8: such a record is
-    written with ASCII escapes instead (``"\\udcff"``), which ``json.loads`` turns back into the
-    same string, so the name's bytes survive (``os.fsencode``).
-    """
-    text = json.dumps(record, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(record, ensure_ascii=True)
-    return text
+def match_line(match: MatchEvent) -> str:
+    """One match row: the host, then the module's declared columns, terminal-safe."""
+    return "\t".join([printable(match.host), *row_cells(match.module, match.data)])
 
 
 def columns_of(module: str) -> list[str]:
@@ -127,8 +81,7 @@ class TextOutput:
             if event.module not in self._headers_printed:
                 self._headers_printed.add(event.module)
                 self.out.write("\t".join(["host", *columns_of(event.module)]) + "\n")
-            cells = [printable(event.host), *row_cells(event.module, event.data)]
-            self.out.write("\t".join(cells) + "\n")
+            self.out.write(match_line(event) + "\n")
             self.out.flush()
         elif isinstance(event, HostEvent):
             self._answered += 1
@@ -152,13 +105,9 @@ class TextOutput:
             r for r in summary.results.values() if r.status in wanted or r.status not in ANSWERED
         ]
         if rows:
-            self.out.write("\nhost\tstatus\tmatches\telapsed_ms\tdetail\n")
+            self.out.write("\n" + HOST_HEADER + "\n")
             for r in sorted(rows, key=lambda r: r.host):
-                status = f"{r.status}:{r.reason}" if r.reason else r.status
-                self.out.write(
-                    f"{printable(r.host)}\t{status}\t{r.matches}\t{r.elapsed_ms}\t"
-                    f"{printable(r.detail)}\n"
-                )
+                self.out.write(host_line(r) + "\n")
         s = summary.to_event()
         self.err.write(
             f"{s['hosts']} hosts: {s['matched']} matched, {s['nomatch']} no match, "

@@ -39,7 +39,13 @@ class HostResult:
     elapsed_ms: int = 0
     agent: dict[str, Any] | None = None
 
+    @property
+    def status_text(self) -> str:
+        """The status as tables show it: ``rejected:acl`` when there is a reason."""
+        return f"{self.status}:{self.reason}" if self.reason else self.status
+
     def to_event(self) -> dict[str, Any]:
+        """The JSON form (``run --json``, ``results show --json``)."""
         return {
             "event": "host",
             "host": self.host,

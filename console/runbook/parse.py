@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from console.actions.compose import parse_duration
-from console.results.output import printable
+from console.results.text import printable
 from inventory.selector import compile_selector
 from modules.registry import get_module
 from protocol.action import MAX_NAME, Operation, make_action

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from console.results.output import printable
+from console.results.text import printable
 from console.runbook.parse import Runbook
 
 StepStatus = Literal["ran", "skipped", "not-run"]

@@ -12,9 +12,9 @@ from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
 from console.fanout.investigation import Investigation
 from console.fanout.ssh import Pool
 from console.fanout.ssh_transport import SshTransport
-from console.results.output import printable
 from console.results.records import Event, HostEvent, MatchEvent
 from console.results.store import Store
+from console.results.text import printable
 from console.runbook.parse import Runbook, Step
 from console.runbook.report import RunbookReport, StepReport
 from inventory.model import Host, Inventory
