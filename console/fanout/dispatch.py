@@ -3,7 +3,9 @@
 Each host ends in exactly one status of DESIGN §5. Events (state changes, matches, progress, the
 final result) go to a sink as they arrive; the CLI, runbooks and the TUI are all such sinks. How
 an action reaches a host is the ``Transport``'s business (SSH, or the loopback in tests); what
-the agent's messages mean for the host is a table here, keyed by message type.
+the agent's messages mean for the host is a table here, keyed by message type. Every value an
+agent sends is checked (console/fanout/boundary.py) before it becomes an event: a row that
+fails is dropped and counted, and its host ends ``error`` with the reason.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
+from console.fanout.boundary import row_problem, value_problem
 from console.fanout.transport import ActionFrames, HostFailure, Transport
 from console.results.records import (
     HostEvent,
@@ -115,6 +118,8 @@ class _HostRun:
         self.host, self.modules, self.sink = host, modules, sink
         self.result = HostResult(host.name, "nomatch")
         self.statuses: list[str] = []
+        self.dropped = 0  # rows refused at the boundary
+        self.dropped_why = ""
 
     async def run(self, transport: Transport, frames: ActionFrames, deadline: float) -> HostResult:
         self.sink(StateEvent(self.host.name, "connecting"))
@@ -139,12 +144,23 @@ class _HostRun:
         self.sink(StateEvent(self.host.name, "running"))
 
     def _on_match(self, message: Match) -> bool:
+        if not 0 <= message.op < len(self.modules):
+            return self._drop(f"operation {message.op} is not in the action")
+        module = self.modules[message.op]
+        if (problem := row_problem(module, message.data)) is not None:
+            return self._drop(problem)
         self.result.matches += 1
-        self.sink(MatchEvent(self.host.name, message.op, self._module(message.op), message.data))
+        self.sink(MatchEvent(self.host.name, message.op, module, message.data))
+        return False
+
+    def _drop(self, why: str) -> bool:
+        self.dropped += 1
+        self.dropped_why = self.dropped_why or why
         return False
 
     def _on_progress(self, message: Progress) -> bool:
-        self.sink(ProgressEvent(self.host.name, message.op, message.stats))
+        if value_problem(message.stats) is None and 0 <= message.op < len(self.modules):
+            self.sink(ProgressEvent(self.host.name, message.op, message.stats))
         return False
 
     def _on_done(self, message: Done) -> bool:
@@ -154,7 +170,8 @@ class _HostRun:
         return False
 
     def _on_hello(self, message: AgentHello) -> bool:
-        self.result.agent = message.agent
+        if value_problem(message.agent) is None:
+            self.result.agent = message.agent
         return False
 
     def _on_rejected(self, message: RejectedMsg) -> bool:
@@ -167,6 +184,10 @@ class _HostRun:
 
     def _on_finished(self, _message: Finished) -> bool:
         self.result.status = self._final_status()
+        if self.dropped:
+            note = f"{self.dropped} row(s) refused by the console: {self.dropped_why}"
+            self.result.status = "error"
+            self.result.detail = f"{note}; {self.result.detail}" if self.result.detail else note
         return True
 
     def _final_status(self) -> HostStatus:
@@ -174,9 +195,6 @@ class _HostRun:
             if status in _DONE_TO_HOST:
                 return _DONE_TO_HOST[status]
         return "matched" if self.result.matches else "nomatch"
-
-    def _module(self, op: int) -> str:
-        return self.modules[op] if 0 <= op < len(self.modules) else "?"
 
     def _fail(self, status: HostStatus, detail: str) -> HostResult:
         self.result.status, self.result.detail = status, detail

@@ -21,9 +21,7 @@ HOST_HEADER = "host\tstatus\tmatches\telapsed_ms\tdetail"
 
 def host_line(r: HostResult) -> str:
     """One host of the host table, terminal-safe."""
-    return (
-        f"{printable(r.host)}\t{r.status_text}\t{r.matches}\t{r.elapsed_ms}\t{printable(r.detail)}"
-    )
+    return f"{printable(r.host)}\t{printable(r.status_text)}\t{r.matches}\t{r.elapsed_ms}\t{printable(r.detail)}"
 
 
 def match_line(match: MatchEvent) -> str:
