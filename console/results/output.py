@@ -21,7 +21,8 @@ HOST_HEADER = "host\tstatus\tmatches\telapsed_ms\tdetail"
 
 def host_line(r: HostResult) -> str:
     """One host of the host table, terminal-safe."""
-    return f"{printable(r.host)}\t{printable(r.status_text)}\t{r.matches}\t{r.elapsed_ms}\t{printable(r.detail)}"
+    cells = (r.host, r.status_text, str(r.matches), str(r.elapsed_ms), r.detail)
+    return "\t".join(printable(c) for c in cells)
 
 
 def match_line(match: MatchEvent) -> str:
