@@ -73,6 +73,13 @@ def test_results_show_prints_the_host_table_of_the_live_run(lab_env: dict[str, s
     assert all(int(line.split("\t")[3]) > 0 for line in stored[1:])
 
 
+def test_a_parameter_error_names_its_module_once(lab_env: dict[str, str]) -> None:
+    """`file: paths[0]: ...`, not `file: file: paths[0]: ...`: the message is built once."""
+    done = spyglass(lab_env, "run", "file", "--paths", "relative", "--name", "x", "-t", "all")
+    assert done.returncode == 2
+    assert done.stderr == "spyglass: file: paths[0]: must be an absolute path: 'relative'\n"
+
+
 def test_usage_errors_exit_2_with_one_line(lab_env: dict[str, str]) -> None:
     bad_regex = spyglass(lab_env, "run", "file", "--paths", "/srv", "--name", "([", "-t", "all")
     assert bad_regex.returncode == 2

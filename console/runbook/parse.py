@@ -161,8 +161,7 @@ def _parse_step(
         module.validate(params)
         make_action(name, "all", [Operation(module_name, params)])  # the action schema itself
     except ParamError as err:
-        problem = err.message.removeprefix(f"{module_name}: ")
-        raise RunbookError(f"{where}: params.{problem}") from None
+        raise RunbookError(f"{where}: params.{err.in_params}") from None
     except ActionError as err:
         problem = err.message.split("params", 1)[-1].lstrip(".:")
         raise RunbookError(f"{where}: params.{problem}") from None
