@@ -32,13 +32,15 @@ import psutil
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.measure import cpu_seconds  # noqa: E402
-from console.compose import compose  # noqa: E402
-from console.dispatch import Event, HostEvent  # noqa: E402
-from console.investigation import Investigation  # noqa: E402
-from console.lab import Lab, lab_down, lab_up  # noqa: E402
-from console.shard import ShardedDispatcher  # noqa: E402
-from console.ssh import Connector, Pool  # noqa: E402
-from console.store import Store  # noqa: E402
+from console.actions.compose import compose  # noqa: E402
+from console.fanout.dispatch import Dispatcher, FanOut  # noqa: E402
+from console.fanout.investigation import Investigation  # noqa: E402
+from console.fanout.shard import ShardedDispatcher  # noqa: E402
+from console.fanout.ssh import Connector, Pool  # noqa: E402
+from console.fanout.ssh_transport import SshTransport  # noqa: E402
+from console.lab.local import Lab, lab_down, lab_up  # noqa: E402
+from console.results.records import Event, HostEvent  # noqa: E402
+from console.results.store import Store  # noqa: E402
 from inventory.loader import load_inventory  # noqa: E402
 from inventory.model import Host, Inventory  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402
@@ -149,9 +151,12 @@ async def spyglass_run(
             meter.latencies.append(time.monotonic() - start)
             answered += event.result.status in ("matched", "nomatch")
 
-    investigation = Investigation(envelope, list(inventory.hosts), pool, store, concurrency)
-    if workers > 1:
-        investigation.dispatcher = ShardedDispatcher(pool, workers, concurrency=concurrency)
+    dispatcher: FanOut = (
+        ShardedDispatcher(inventory, workers, concurrency=concurrency)
+        if workers > 1
+        else Dispatcher(SshTransport(pool), concurrency=concurrency)
+    )
+    investigation = Investigation(envelope, list(inventory.hosts), dispatcher, store)
     await investigation.run(sink)
     return answered
 
@@ -277,7 +282,9 @@ def idle_agent_rss() -> tuple[float, float, float]:
             act = compose("file", {"paths": ["/etc"], "name": ["^passwd$"]}, "all")
             envelope = Signer(lab.gnupghome).sign(Envelope(act))
             store = Store(directory / "idle.db")
-            await Investigation(envelope, list(inventory.hosts), pool, store).run(lambda e: None)
+            dispatcher = Dispatcher(SshTransport(pool))
+            investigation = Investigation(envelope, list(inventory.hosts), dispatcher, store)
+            await investigation.run(lambda e: None)
             await pool.close()
             store.close()
 

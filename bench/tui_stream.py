@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from console.dispatch import HostEvent, HostResult, MatchEvent, StateEvent
+from console.results.records import HostEvent, HostResult, MatchEvent, StateEvent
 from tui.app import SpyglassApp
 from tui.runstate import RunState
 from tui.session import Session

@@ -208,7 +208,7 @@ class Module(ABC):
         try:
             return self._validate(raw)
         except ParamError as err:
-            raise ParamError(f"{self.name}: {err}") from None
+            raise err.of(self.name) from None
 
     def _validate(self, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, dict):

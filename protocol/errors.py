@@ -5,15 +5,20 @@ person can act on; front ends print it on one line, never as a traceback::
 
     SpyglassError
     ├── UsageError              bad command line or runbook usage
+    │   └── RunbookError        (console.runbook.parse) names the file, the step and the key
     ├── ConfigError             agentd.toml, lab or store problems
     ├── InventoryError          inventory file: names the file, the key and the problem
     │   └── SelectorError       target selector syntax, with the column
     ├── ActionError             an action or envelope that does not match the schema
-    │   └── ParamError          a module parameter that does not validate
+    │   └── ParamError          a module parameter that does not validate: module, param, problem
     ├── SigningError            gpg could not sign (no key, wrong passphrase, ...)
     ├── FrameError              a wire frame that cannot be read
     │   └── FrameTooLarge       announced length over max_frame
-    └── Rejected                an agent refused an action; carries the DESIGN §2 reason
+    ├── Rejected                an agent refused an action; carries the DESIGN §2 reason
+    ├── HostFailure             (console.fanout.transport) a host ended unanswered: its status
+    ├── ZygoteError             (agentd.runner) the module runner's zygote failed
+    └── LimitReached            (modules.context) a module reached its match limit: a signal
+                                that ends the operation normally, caught inside the module
 """
 
 from __future__ import annotations
@@ -73,7 +78,26 @@ class ActionError(SpyglassError):
 
 
 class ParamError(ActionError):
-    """A module parameter does not validate; the message names the module and the parameter."""
+    """A module parameter does not validate: ``module``, ``param`` and ``problem``, with the
+    message ``MODULE: PARAM: problem`` built from them once. ``ParamError("PARAM: problem")``
+    (no keywords) still reads as before."""
+
+    def __init__(
+        self, problem: str, *, param: str | None = None, module: str | None = None
+    ) -> None:
+        super().__init__(": ".join(part for part in (module, param, problem) if part))
+        self.problem, self.param, self.module = problem, param, module
+
+    @property
+    def in_params(self) -> str:
+        """The message without the module: ``PARAM: problem``."""
+        return ": ".join(part for part in (self.param, self.problem) if part)
+
+    def of(self, module: str) -> ParamError:
+        """This error, said of ``module``; one that names its module already is kept as is."""
+        if self.module is not None:
+            return self
+        return ParamError(self.problem, param=self.param, module=module)
 
 
 class SigningError(SpyglassError):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from console.lab import Lab, lab_down, lab_up
+from console.lab.local import Lab, lab_down, lab_up
 
 #: Hosts (0-based lab indexes) whose root holds the planted file of the end-to-end tests.
 PLANTED = (1, 3)

@@ -12,7 +12,8 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer, generate_key
-from tests.agents import (
+from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.agents import (
     AgentProc,
     connect,
     converse,
@@ -21,7 +22,6 @@ from tests.agents import (
     stop_agent,
     write_agent,
 )
-from tests.conftest import kill_gpg_agent, short_tmp
 
 
 @pytest.fixture(scope="module")

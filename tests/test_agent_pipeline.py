@@ -17,7 +17,8 @@ import pytest
 from protocol.action import Action, Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.agents import (
+from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.agents import (
     AgentProc,
     connect,
     converse,
@@ -26,7 +27,6 @@ from tests.agents import (
     stop_agent,
     write_agent,
 )
-from tests.conftest import kill_gpg_agent, short_tmp
 
 SLOW_LINE = b"a" * 40 + b"!\n"  # `(a+)+$` backtracks for ages on this line
 

@@ -10,8 +10,15 @@ from agentd.privacy import MASK, row_masker
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent, write_agent
 from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.agents import (
+    AgentProc,
+    converse,
+    run_frames,
+    start_agent,
+    stop_agent,
+    write_agent,
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import pytest
 import tomli_w
 
 from protocol.signing import Signer, generate_key
-from tests import cli
-from tests.agents import AgentProc, start_agent, stop_agent, write_agent
 from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support import cli
+from tests.support.agents import AgentProc, start_agent, stop_agent, write_agent
 
 
 class People:

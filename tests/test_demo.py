@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 
-from console.lab import lab_down
-from console.seed import has_webshell
-from tests.cli import SPYGLASS
+from console.lab.local import lab_down
+from console.lab.seed import has_webshell
 from tests.conftest import short_tmp
+from tests.support.cli import SPYGLASS
 
 AGENTS = 8
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from console.lab import Lab
-from tests.cli import (
+from console.lab.local import Lab
+from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
+from tests.support.cli import (
     events,
     gone_host,
     known_hosts_with_wrong_key,
@@ -15,7 +16,6 @@ from tests.cli import (
     save_inventory,
     spyglass,
 )
-from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 
 #: `spyglass run` arguments that find the planted file (add -t TARGET and output flags).
 FIND_PLANTED = ("run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$")
@@ -57,6 +57,27 @@ def test_text_output_and_results_survive_the_console(lab_env: dict[str, str]) ->
     assert {e["host"] for e in stored if e["event"] == "match"} == {"lab-002", "lab-004"}
     targeted = {e["host"] for e in stored if e["event"] == "host"}
     assert targeted == {"lab-002", "lab-004", "lab-006"}  # roles db, worker, db
+
+
+def test_results_show_prints_the_host_table_of_the_live_run(lab_env: dict[str, str]) -> None:
+    """`results show` and the end of `run --show all` print the same host table, elapsed_ms
+    included: both are lines of the same HostResult records."""
+    done = spyglass(lab_env, *FIND_PLANTED, "-t", "all", "--show", "all")
+    assert done.returncode == 0, done.stderr
+    live = done.stdout[done.stdout.index("\nhost\tstatus") + 1 :].splitlines()
+    run_id = spyglass(lab_env, "results", "list").stdout.splitlines()[1].split("\t")[0]
+    shown = spyglass(lab_env, "results", "show", run_id).stdout
+    stored = shown[shown.index("\nhost\tstatus") + 1 :].splitlines()
+    assert live[0] == stored[0] == "host\tstatus\tmatches\telapsed_ms\tdetail"
+    assert sorted(live[1:]) == sorted(stored[1:]) and len(stored) == LAB_SIZE + 1
+    assert all(int(line.split("\t")[3]) > 0 for line in stored[1:])
+
+
+def test_a_parameter_error_names_its_module_once(lab_env: dict[str, str]) -> None:
+    """`file: paths[0]: ...`, not `file: file: paths[0]: ...`: the message is built once."""
+    done = spyglass(lab_env, "run", "file", "--paths", "relative", "--name", "x", "-t", "all")
+    assert done.returncode == 2
+    assert done.stderr == "spyglass: file: paths[0]: must be an absolute path: 'relative'\n"
 
 
 def test_usage_errors_exit_2_with_one_line(lab_env: dict[str, str]) -> None:

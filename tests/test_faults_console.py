@@ -22,12 +22,12 @@ import psutil
 import pytest
 import tomli_w
 
-from console.lab import Lab
+from console.lab.local import Lab
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.agents import AgentProc, start_agent, stop_agent
-from tests.cli import SPYGLASS, console_env, events, spyglass
+from tests.support.agents import AgentProc, start_agent, stop_agent
+from tests.support.cli import SPYGLASS, console_env, events, spyglass
 from tests.test_hostile_agent import hostile_agent_dir
 
 VICTIM = "victim"
@@ -179,7 +179,7 @@ def test_console_killed_mid_run_keeps_every_printed_event(
     printed_matches = [key(e) for e in printed if e["event"] == "match"]
     stored_matches = [key(e) for e in stored if e["event"] == "match"]
     assert sorted(set(stored_matches) - set(printed_matches)) == []
-    # Stored before printed (console/investigation.py): every printed event is in the store.
+    # Stored before printed (console/fanout/investigation.py): every printed event is in the store.
     assert [m for m in printed_matches if m not in stored_matches] == []
     printed_hosts = {e["host"]: e["status"] for e in printed if e["event"] == "host"}
     stored_hosts = {e["host"]: e["status"] for e in stored if e["event"] == "host"}

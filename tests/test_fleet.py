@@ -7,8 +7,9 @@ from pathlib import Path
 
 import asyncssh
 
-from console.lab import Lab
-from tests.cli import (
+from console.lab.local import Lab
+from tests.conftest import LAB_SIZE
+from tests.support.cli import (
     SPYGLASS,
     gone_host,
     known_hosts_with_wrong_key,
@@ -16,7 +17,6 @@ from tests.cli import (
     save_inventory,
     spyglass,
 )
-from tests.conftest import LAB_SIZE
 
 
 def host_key_fingerprint(lab: Lab, name: str) -> str:

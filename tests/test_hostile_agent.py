@@ -22,12 +22,13 @@ import psutil
 import pytest
 import tomli_w
 
-from console.lab import Lab
+from console.lab.local import Lab
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer
-from tests.agents import (
+from tests.conftest import short_tmp
+from tests.support.agents import (
     AgentProc,
     connect,
     converse,
@@ -36,7 +37,6 @@ from tests.agents import (
     stop_agent,
     write_agent,
 )
-from tests.conftest import short_tmp
 
 IDLE = 2
 MAX_CONCURRENT = 2

@@ -1,8 +1,9 @@
 """A compromised agent lying to the console: it ignores its own match cap and floods rows.
 
-The agent here is our own: a real asyncssh server on 127.0.0.1 port 0 that speaks the frame
-protocol (hello, accepted, matches, done, finished) and sends as many matches as it is told,
-never checking the envelope. The console must keep at most its own caps per host and per run,
+The agent here is our own: it speaks the frame protocol (hello, accepted, matches, done,
+finished) and sends as many matches as it is told, never checking the envelope. It is served on
+the console's loopback transport, or (``over_ssh``, for the CLI) by a real asyncssh server on
+127.0.0.1 port 0. The console must keep at most its own caps per host and per run,
 store and show the same rows, keep the host's status and reported count honest, and say in the
 host's detail that the console cap was reached.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +23,21 @@ import asyncssh
 import pytest
 import tomli_w
 
-from console.dispatch import Event, MatchEvent
-from console.investigation import CAP_NOTE, Investigation, MatchCaps
-from console.ssh import Connector, Pool
-from console.store import Store
+from console.fanout.dispatch import Dispatcher
+from console.fanout.investigation import CAP_NOTE, Investigation, MatchCaps
+from console.fanout.loopback import LoopbackTransport
+from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh_transport import SshTransport
+from console.results.records import Event, MatchEvent
+from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError
 from protocol.frames import encode_frame, read_frame
 from protocol.messages import Accepted, AgentHello, Done, Finished, Match
-from tests.cli import SPYGLASS
 from tests.conftest import short_tmp
+from tests.support.cli import SPYGLASS
 
 ROW = {"size": 1, "mode": "-rw-r--r--", "mtime": 0, "matched": ["name"]}
 
@@ -53,23 +57,40 @@ class Liar:
             for i in range(self.rows)
         ]
 
-    async def serve(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    async def answer(self, reader: Any, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """Read hello and run, then lie."""
+        hello = await read_frame(reader)
+        run = await read_frame(reader)
+        assert hello is not None and run is not None
+        action_id = run["envelope"]["action"]["id"]
+        self.seen_runs.append(action_id)
+        agent = {"name": "liar", "version": "0", "platform": "linux", "modules": ["file"]}
+        await write(encode_frame(AgentHello(version=1, agent=agent).to_frame()))
+        await write(encode_frame(Accepted(action_id=action_id).to_frame()))
+        for frame in self.frames(action_id):
+            await write(frame)
+        stats = {"matches": self.rows}
+        await write(encode_frame(Done(op=0, status="ok", stats=stats).to_frame()))
+        await write(encode_frame(Finished(action_id=action_id).to_frame()))
+
+    async def serve(
+        self, reader: Any, write: Callable[[bytes], Awaitable[None]], _peer: str, _closed: Any
+    ) -> None:
+        """The loopback transport's view of an agent (``Agent.serve``'s signature)."""
+        await self.answer(reader, write)
+
+    async def serve_ssh(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
+        count = 0
+
+        async def write(frame: bytes) -> None:
+            nonlocal count
+            process.stdout.write(frame)
+            count += 1
+            if count % 256 == 0:
+                await process.stdout.drain()
+
         try:
-            hello = await read_frame(process.stdin)
-            run = await read_frame(process.stdin)
-            assert hello is not None and run is not None
-            action_id = run["envelope"]["action"]["id"]
-            self.seen_runs.append(action_id)
-            agent = {"name": "liar", "version": "0", "platform": "linux", "modules": ["file"]}
-            process.stdout.write(encode_frame(AgentHello(version=1, agent=agent).to_frame()))
-            process.stdout.write(encode_frame(Accepted(action_id=action_id).to_frame()))
-            for count, frame in enumerate(self.frames(action_id), 1):
-                process.stdout.write(frame)
-                if count % 256 == 0:
-                    await process.stdout.drain()
-            stats = {"matches": self.rows}
-            process.stdout.write(encode_frame(Done(op=0, status="ok", stats=stats).to_frame()))
-            process.stdout.write(encode_frame(Finished(action_id=action_id).to_frame()))
+            await self.answer(process.stdin, write)
             await process.stdout.drain()
         finally:
             process.exit(0)
@@ -80,11 +101,13 @@ class Fleet:
     inventory: Path
     store: Path
     envelope: Envelope
+    loopback: LoopbackTransport | None  # None: the hosts are real asyncssh servers
 
 
 @asynccontextmanager
-async def lying_fleet(liars: dict[str, Liar]) -> AsyncIterator[Fleet]:
-    """One real asyncssh server per liar, and an inventory pinning their host keys."""
+async def lying_fleet(liars: dict[str, Liar], *, over_ssh: bool = False) -> AsyncIterator[Fleet]:
+    """An inventory of the liars: served on the loopback transport, or with ``over_ssh`` by one
+    real asyncssh server each, their host keys pinned."""
     where = short_tmp("lie")
     console_key = asyncssh.generate_private_key("ssh-ed25519")
     console_key.write_private_key(str(where / "console_ed25519"))
@@ -94,13 +117,16 @@ async def lying_fleet(liars: dict[str, Liar]) -> AsyncIterator[Fleet]:
     servers, hosts, known = [], [], []
     try:
         for name, liar in liars.items():
+            if not over_ssh:
+                hosts.append({"name": name, "address": "127.0.0.1", "port": 22})
+                continue
             server = await asyncssh.create_server(
                 asyncssh.SSHServer,
                 "127.0.0.1",
                 0,
                 server_host_keys=[host_key],
                 authorized_client_keys=authorized,
-                process_factory=liar.serve,
+                process_factory=liar.serve_ssh,
                 encoding=None,
                 line_editor=False,
                 allow_scp=False,
@@ -117,7 +143,10 @@ async def lying_fleet(liars: dict[str, Liar]) -> AsyncIterator[Fleet]:
         (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
         # Unsigned: the liar never checks, and the console only forwards what it is given.
         action = make_action("lie", "all", [Operation("file", {"paths": ["/"], "name": ["."]})])
-        yield Fleet(where / "inventory.toml", where / "results.db", Envelope(action))
+        loopback = (
+            None if over_ssh else LoopbackTransport({n: liar.serve for n, liar in liars.items()})
+        )
+        yield Fleet(where / "inventory.toml", where / "results.db", Envelope(action), loopback)
     finally:
         for server in servers:
             server.close()
@@ -139,7 +168,10 @@ async def investigate(
         sink(event)
 
     try:
-        investigation = Investigation(fleet.envelope, list(inventory.hosts), pool, store, caps=caps)
+        dispatcher = Dispatcher(fleet.loopback or SshTransport(pool))
+        investigation = Investigation(
+            fleet.envelope, list(inventory.hosts), dispatcher, store, caps
+        )
         summary = await investigation.run(collect)
     finally:
         await pool.close()
@@ -213,7 +245,7 @@ def test_caps_come_from_the_environment() -> None:
 async def test_cli_cap_setting_reaches_the_json_output(lab_gnupghome: Path) -> None:
     """`spyglass run --json` with SPYGLASS_HOST_MATCH_CAP: the host line says what was cut."""
     liars = {"liar": Liar(rows=1000)}
-    async with lying_fleet(liars) as fleet:
+    async with lying_fleet(liars, over_ssh=True) as fleet:
         env = {
             **os.environ,
             "GNUPGHOME": str(lab_gnupghome),

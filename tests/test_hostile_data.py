@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
-from console import history
-from console.dispatch import HostEvent, HostResult, MatchEvent, Summary
-from console.lab import Lab
-from console.output import JsonLines, TextOutput, printable
-from console.store import Store
-from tests.agents import start_agent, stop_agent
-from tests.cli import SPYGLASS, console_env
+from console.lab.local import Lab
+from console.results import history
+from console.results.output import JsonLines, TextOutput
+from console.results.records import HostEvent, HostResult, MatchEvent, Summary
+from console.results.store import Store
+from console.results.text import printable
 from tests.conftest import short_tmp
+from tests.support.agents import start_agent, stop_agent
+from tests.support.cli import SPYGLASS, console_env
 from tests.test_faults_console import VICTIM, fleet_inventory, victim_dir
 
 EVIL_NAMES = [
@@ -234,7 +235,7 @@ def test_100kb_values_through_text_json_and_store(tmp_path: Path) -> None:
     store.begin_run("01TESTRUN0000000", "n", "all", ["file"], {}, 1)
     store.add_match("01TESTRUN0000000", "h1", 0, "file", event.data)
     store.add_match("01TESTRUN0000000", "h1", 0, "file", _match({"path": "/fine"}).data)
-    store.set_host("01TESTRUN0000000", "h1", "error", None, HUGE, 2, 1, None)
+    store.set_host("01TESTRUN0000000", HostResult("h1", "error", None, HUGE, 2, 1, None))
     store.finish_run("01TESTRUN0000000", 0, 0, 1)
     assert [m["data"]["path"] for m in store.matches("01TESTRUN0000000")] == ["/" + HUGE, "/fine"]
     assert "A" * 100_000 in store.hosts("01TESTRUN0000000")[0]["detail"]
@@ -272,7 +273,7 @@ def test_csv_neutralises_every_owasp_formula_start_and_stays_utf8(tmp_path: Path
 
 
 def test_cells_follow_column_kinds() -> None:
-    from console.output import cell
+    from console.results.text import cell
 
     assert cell(0, "time") == "1970-01-01 00:00:00"
     assert (

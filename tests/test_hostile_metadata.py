@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from console.output import cell, json_line
+from console.results.text import cell, json_line
 from modules.base import CollectingContext
 from modules.registry import get_module
 

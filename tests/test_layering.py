@@ -1,4 +1,5 @@
-"""The layers of DESIGN §1: headless packages never load textual, pure ones never asyncssh."""
+"""The layers of DESIGN §1 at run time: headless packages never load textual, pure ones never
+asyncssh (the same layers are checked statically by import-linter in `make lint`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from protocol.frames import encode_frame
-from tests.agents import converse, run_frames, start_agent, stop_agent, write_agent
+from tests.support.agents import converse, run_frames, start_agent, stop_agent, write_agent
 
 IMPORTS = {
     "protocol": [
@@ -28,14 +29,24 @@ IMPORTS = {
     "inventory": ["inventory"],
     "modules": ["modules.registry"],  # plus every registered module, loaded below
     "agentd": ["agentd.cli", "agentd.agent", "agentd.server"],
-    "console": ["console.cli", "console.dispatch", "console.lab", "console.store"],
+    "console": [
+        "console.cli.main",
+        "console.cli.demo",
+        "console.fanout.dispatch",
+        "console.fanout.shard",
+        "console.lab.local",
+        "console.results.store",
+        "console.runbook.run",
+    ],
+    "spyglass_cli": ["spyglass_cli.main"],  # the TUI loads only when a command asks for it
 }
 FORBIDDEN = {
     "protocol": {"asyncssh", "textual", "inventory", "modules", "agentd", "console", "tui"},
     "inventory": {"asyncssh", "textual", "modules", "agentd", "console", "tui"},
     "modules": {"asyncssh", "textual", "agentd", "console", "tui"},
     "agentd": {"textual", "console", "tui"},
-    "console": {"textual", "agentd", "tui"},
+    "console": {"textual", "agentd", "tui", "spyglass_cli"},
+    "spyglass_cli": {"textual", "agentd", "tui"},
 }
 
 

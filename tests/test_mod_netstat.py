@@ -11,7 +11,7 @@ import pytest
 from modules.base import CollectingContext
 from modules.netstat import NetstatModule, _linux
 from protocol.errors import ParamError
-from tests.mod_child import running_child
+from tests.support.mod_child import running_child
 
 MOD = NetstatModule()
 

@@ -15,7 +15,7 @@ import pytest
 from modules.base import CollectingContext
 from modules.process import ProcessModule, parse_maps, protected_pids
 from protocol.errors import ParamError
-from tests.mod_child import CHILD, running_child
+from tests.support.mod_child import CHILD, running_child
 
 MOD = ProcessModule()
 MARKER = "spyglass-marker-" + secrets.token_hex(8)  # also in this process: never read

@@ -15,7 +15,7 @@ import pytest
 from modules.base import CollectingContext, LimitReached
 from modules.yara_scan import YaraModule
 from protocol.errors import ParamError
-from tests.mod_child import running_child
+from tests.support.mod_child import running_child
 from tests.test_modules_registry import fits
 
 MOD = YaraModule()

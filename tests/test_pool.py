@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 import asyncssh
 import tomli_w
 
-from console.dispatch import Dispatcher, HostResult, Summary
-from console.ssh import Connector, Pool
+from console.fanout.dispatch import Dispatcher
+from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh_transport import SshTransport
+from console.results.records import HostResult, Summary
 from inventory.loader import load_inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
@@ -113,7 +115,7 @@ async def scripted_host(
     (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
     pool = Pool(Connector(load_inventory(where / "inventory.toml")), idle_timeout)
     try:
-        yield pool, Dispatcher(pool)
+        yield pool, Dispatcher(SshTransport(pool))
     finally:
         await pool.close()
         server.close()
@@ -123,7 +125,7 @@ async def scripted_host(
 async def act(dispatcher: Dispatcher) -> HostResult:
     """One unsigned action (the scripted agent checks nothing); the host's result."""
     action = make_action("pool", "all", [Operation("file", {"paths": ["/"], "name": ["."]})])
-    hosts = list(dispatcher.pool.connector.inventory.hosts)
+    hosts = list(dispatcher.transport.pool.connector.inventory.hosts)  # type: ignore[attr-defined]
     summary: Summary = await dispatcher.run(Envelope(action), hosts, lambda _event: None)
     return summary.results["h"]
 
@@ -171,7 +173,7 @@ async def test_a_dead_connection_is_replaced_for_the_next_action() -> None:
         script.connections[0].abort()  # the agent's end drops the TCP connection
         await asyncio.sleep(0.2)
         second = await act(dispatcher)
-        assert pool.is_warm(dispatcher.pool.connector.inventory.hosts[0])
+        assert pool.is_warm(pool.connector.inventory.hosts[0])
     assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
     assert len(script.connections) == 2 and script.channels == 2
 
@@ -179,7 +181,7 @@ async def test_a_dead_connection_is_replaced_for_the_next_action() -> None:
 async def test_an_unused_connection_is_closed_after_the_idle_timeout() -> None:
     script = Script()
     async with scripted_host(script, idle_timeout=0.3) as (pool, dispatcher):
-        host = dispatcher.pool.connector.inventory.hosts[0]
+        host = pool.connector.inventory.hosts[0]
         first = await act(dispatcher)
         await asyncio.sleep(1.0)
         assert not pool.is_warm(host) and script.connections[0].is_closed()

@@ -19,7 +19,7 @@ from protocol.envelope import Envelope
 from protocol.errors import Rejected, SigningError
 from protocol.signing import Keyring, SigCheck, Signer, generate_key, signer_of
 from protocol.verify import Policy, Verified, verify_envelope
-from tests.protocol_keys import Investigator, KeyFactory
+from tests.support.protocol_keys import Investigator, KeyFactory
 
 T = 1_800_000_000  # valid_from of the test actions
 POLICY = Policy()  # skew 60 s, max_lifetime 24 h

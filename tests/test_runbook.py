@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from console.lab import Lab
-from console.seed import BACKDOOR
-from console.store import Store
+from console.lab.local import Lab
+from console.lab.seed import BACKDOOR
+from console.results.store import Store
 from modules.registry import get_module
-from tests.cli import gone_host, lab_inventory, save_inventory, spyglass
 from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
+from tests.support.cli import gone_host, lab_inventory, save_inventory, spyglass
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib" / "runbooks"
 BACKDOORED = "lab-005"  # console.seed.has_backdoor(4): xz 5.6.0 and liblzma.so.5.6.0

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 
-from console.lab import Lab
+from console.lab.local import Lab
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent
+from tests.support.agents import AgentProc, converse, run_frames, start_agent, stop_agent
 from tests.test_hostile_agent import assert_alive, assert_still_serves, hostile_agent_dir, signed
 
 MEMORY_MB = 256

@@ -17,17 +17,19 @@ from typing import Any
 
 import pytest
 
-from console.compose import compose
-from console.dispatch import Dispatcher, Event, HostEvent
-from console.lab import Lab, lab_down, lab_up
-from console.shard import ShardedDispatcher, decode_event, encode_event, parse_workers
-from console.ssh import Connector, ConnectWindow, Pool
-from console.store import Store
+from console.actions.compose import compose
+from console.fanout.dispatch import Dispatcher
+from console.fanout.shard import ShardedDispatcher, decode_event, encode_event, parse_workers
+from console.fanout.ssh import Connector, ConnectWindow, Pool
+from console.fanout.ssh_transport import SshTransport
+from console.lab.local import Lab, lab_down, lab_up
+from console.results.records import Event, HostEvent
+from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.cli import console_env, events, spyglass
 from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.cli import console_env, events, spyglass
 
 pytestmark = pytest.mark.xdist_group("scale")
 
@@ -85,7 +87,8 @@ async def test_known_hosts_is_read_once_per_run_not_per_connection(
             results.append(event)
 
     try:
-        await Dispatcher(pool, concurrency=8).run(envelope(fleet), list(inventory.hosts), sink)
+        dispatcher = Dispatcher(SshTransport(pool), concurrency=8)
+        await dispatcher.run(envelope(fleet), list(inventory.hosts), sink)
     finally:
         await pool.close()
     assert {e.result.status for e in results} == {"matched"}, [e.result for e in results]
@@ -157,7 +160,7 @@ def test_parse_workers() -> None:
 
 
 def test_events_cross_the_worker_pipe_intact() -> None:
-    from console.dispatch import HostResult, MatchEvent, ProgressEvent, StateEvent
+    from console.results.records import HostResult, MatchEvent, ProgressEvent, StateEvent
 
     events: list[Event] = [
         StateEvent("h", "running"),
@@ -232,8 +235,7 @@ async def test_sharded_dispatcher_reports_hosts_of_a_dead_worker(
 ) -> None:
     inventory = load_inventory(fleet.inventory)
     hosts = list(inventory.hosts)
-    pool = Pool(Connector(inventory))
-    dispatcher = ShardedDispatcher(pool, 2)
+    dispatcher = ShardedDispatcher(inventory, 2)
     # A worker that dies at once: an interpreter that cannot import the worker module.
     monkeypatch.setenv("PYTHONPATH", "/nonexistent")
     monkeypatch.setattr(sys, "executable", "/bin/false")
@@ -244,7 +246,6 @@ async def test_sharded_dispatcher_reports_hosts_of_a_dead_worker(
             results[event.result.host] = event.result.status
 
     summary = await dispatcher.run(envelope(fleet), hosts, sink)
-    await pool.close()
     assert set(results) == {h.name for h in hosts}
     assert set(results.values()) == {"error"}
     assert summary.failed == FLEET

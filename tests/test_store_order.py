@@ -11,8 +11,8 @@ import sqlite3
 
 import pytest
 
-from console.dispatch import Event, HostEvent, MatchEvent
-from console.investigation import MatchCaps
+from console.fanout.investigation import MatchCaps
+from console.results.records import Event, HostEvent, MatchEvent
 from tests.test_hostile_console import Liar, investigate, lying_fleet
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from console.lab import Lab, lab_down, lab_up
+from console.lab.local import Lab, lab_down, lab_up
 from protocol.envelope import load_envelope
 from tui.app import SpyglassApp
 from tui.compose_screen import ComposeScreen
@@ -357,7 +357,7 @@ def test_row_model_lazy_rows_are_untracked_and_measured_when_drawn() -> None:
 
 
 def test_runstate_counts_reasons_and_match_events() -> None:
-    from console.dispatch import HostEvent, HostResult, MatchEvent, StateEvent
+    from console.results.records import HostEvent, HostResult, MatchEvent, StateEvent
     from tui.runstate import RunState, reason_text
 
     assert reason_text("acl", "acl: needs weight 2, got 1") == "acl: needs weight 2, got 1"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
-from console.dispatch import HostEvent, HostResult, MatchEvent
-from console.store import Store
+from console.results.records import HostEvent, HostResult, MatchEvent
+from console.results.store import Store
 from tui.app import SpyglassApp
 from tui.runstate import RunState
 from tui.session import Session
@@ -119,7 +119,7 @@ def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path) -> Non
         (("01RUNAAAAAAAAAAAAAAAAAAAAA", "all"), ("01RUNBBBBBBBBBBBBBBBBBBBBB", "env=prod"))
     ):
         store.begin_run(run_id, f"file on {target}", target, ["file"], {"action": ACTION}, 4)
-        store.set_host(run_id, "lab-004", "matched", None, "", 1, 400, None)
+        store.set_host(run_id, HostResult("lab-004", "matched", None, "", 1, 400, None))
         store.add_match(run_id, "lab-004", 0, "file", {"path": "/srv/www/uploads/.cache.php"})
         store.finish_run(run_id, 1, 3 - n, n)
         store.db.execute(

@@ -16,7 +16,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from console.investigation import Investigation
+from console.fanout.dispatch import Dispatcher
+from console.fanout.investigation import Investigation
+from console.fanout.ssh_transport import SshTransport
 from inventory.model import Host
 from protocol.action import Action
 from protocol.envelope import Envelope
@@ -247,9 +249,8 @@ class SpyglassApp(App[int]):
         self, envelope: Envelope, hosts: list[Host], state: RunState
     ) -> None:
         try:
-            investigation = Investigation(
-                envelope, hosts, self.session.pool(), self.session.store, self.concurrency
-            )
+            dispatcher = Dispatcher(SshTransport(self.session.pool()), concurrency=self.concurrency)
+            investigation = Investigation(envelope, hosts, dispatcher, self.session.store)
             self._investigation = investigation
             run = asyncio.ensure_future(investigation.run(state.sink))
             await asyncio.sleep(0)  # the dispatcher creates its host tasks

@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 
-from console.compose import compose, parse_duration
+from console.actions.compose import compose, parse_duration
 from modules.registry import all_modules, get_module
 from protocol.action import Action
 from protocol.errors import SpyglassError

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from console.history import RunDiff
+from console.results.history import RunDiff
 from tui import format as fmt
 from tui.rows import ColumnSpec, RowModel, make_row
 from tui.vtable import VirtualTable

@@ -1,7 +1,7 @@
 """Turning values an agent sent into safe display text.
 
 Everything from an agent is attacker-controlled on a compromised host: it is escaped with
-``console.output.printable`` (control characters become ``\\x1b``-style escapes) and shown as
+``console.results.text.printable`` (control characters become ``\\x1b``-style escapes) and shown as
 ``rich.text.Text`` or raw segments, never parsed as Rich markup.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from console.output import _CONTROL, cell, printable
+from console.results.text import CONTROL_ESCAPES, cell, printable
 
 
 def safe(value: Any, style: str = "") -> Text:
@@ -45,7 +45,7 @@ def formatter(kind: str) -> Callable[[Any], str]:
 
     def fast(value: Any) -> str:
         if type(value) is str:
-            return value.translate(_CONTROL)
+            return value.translate(CONTROL_ESCAPES)
         if type(value) is int:
             return str(value)
         if value is None:

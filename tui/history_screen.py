@@ -14,8 +14,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from console import history
-from console.dispatch import HostResult
+from console.results import history
+from console.results.records import HostResult
 from tui import format as fmt
 from tui.diff_screen import DiffScreen
 from tui.prompt_screen import Prompt

@@ -11,7 +11,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
-from console.dispatch import MatchEvent
+from console.results.records import MatchEvent
 from tui import format as fmt
 from tui.rows import RowModel
 from tui.runstate import RunState

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.dispatch import (
+from console.results.records import (
     FAILED_STATUSES,
     Event,
     HostEvent,

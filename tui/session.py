@@ -10,8 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
-from console.ssh import Connector, Pool
-from console.store import Store, default_store_path
+from console.fanout.ssh import Connector, Pool
+from console.results.store import Store, default_store_path
 from inventory.loader import load_inventory
 from inventory.model import Host, Inventory
 from protocol.envelope import Envelope

@@ -18,7 +18,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from console.dispatch import FAILED_STATUSES
+from console.results.records import FAILED_STATUSES
 from tui import gcpause
 from tui.host_detail import HostDetailScreen
 from tui.runstate import RunState

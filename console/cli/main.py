@@ -1,5 +1,8 @@
 """``spyglass``: the investigator's command line (DESIGN §5).
 
+Parsed and dispatched here; the interactive front end is passed in by the entry point
+(``spyglass_cli``), so nothing here imports the TUI.
+
 Exit statuses of ``run`` and ``action launch``: 0 every host answered and something matched;
 1 every host answered and nothing matched; 3 some hosts failed (results still printed);
 2 nothing was launched, with a one-line reason on stderr.
@@ -13,22 +16,24 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from console import cli_fleet, cli_results, cli_run, cli_runbook
+from console.cli import fleet, results, run, runbook
 from protocol.errors import SpyglassError
 
 #: The commands after ``tui``, in the order ``spyglass --help`` lists them; each adds its parser
 #: (and its subcommands' handlers) from the module of its group.
 COMMANDS: tuple[Callable[[Any], None], ...] = (
-    cli_run.add_run,
-    cli_run.add_action,
-    cli_runbook.add_runbook,
-    cli_run.add_modules,
-    cli_fleet.add_keys,
-    cli_fleet.add_inventory,
-    cli_results.add_results,
-    cli_fleet.add_lab,
-    cli_fleet.add_demo,
+    run.add_run,
+    run.add_action,
+    runbook.add_runbook,
+    run.add_modules,
+    fleet.add_keys,
+    fleet.add_inventory,
+    results.add_results,
+    fleet.add_lab,
+    fleet.add_demo,
 )
+#: An interactive front end: takes the parsed arguments, returns the exit status.
+FrontEnd = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(argv: list[str] | None = None, *, front_end: FrontEnd | None = None) -> int:
+    """Parse ``argv`` and run its command; ``front_end`` serves ``tui`` (the default command) and
+    ``demo`` without ``--headless``."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.front_end = front_end
     if args.command in (None, "tui"):
-        return _tui(args)
+        if front_end is None:
+            print("spyglass: no interactive front end in this build", file=sys.stderr)
+            return 2
+        return front_end(args)
     try:
         return int(args.handler(args))
     except SpyglassError as err:
@@ -68,20 +79,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _tui(args: argparse.Namespace) -> int:
-    # The front end is chosen here, at the very top; importing it lazily keeps textual out of
-    # every headless command.
-    from importlib import import_module
-
-    try:
-        app_module = import_module("tui.app")
-    except ModuleNotFoundError:
-        print("spyglass: the TUI is not installed in this build", file=sys.stderr)
-        return 2
-    return int(app_module.run_app(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,9 +5,9 @@ SSH handshakes and packet crypto run on one core per event loop (asyncssh#573), 
 loop, ``Pool`` and ``Dispatcher``. Workers send their events to the parent as JSON lines on
 their stdout; the parent merges them in order of arrival and hands them to its sink (for the CLI,
 an ``Investigation``'s, which stores each event before it is shown). ``ShardedDispatcher`` has
-the ``Dispatcher`` interface, so it slots into an ``Investigation`` unchanged.
+the ``Dispatcher``'s interface (``FanOut``), so an ``Investigation`` takes either.
 
-A worker is ``python -m console.shard``: its job (inventory path, host names, envelope,
+A worker is ``python -m console.fanout.shard``: its job (inventory path, host names, envelope,
 concurrency) is the first line on its stdin; a later ``cancel`` line cancels it. Its hosts keep
 inventory order between workers (host i goes to worker i mod N).
 """
@@ -23,9 +23,11 @@ import os
 import sys
 from typing import Any
 
-from console.dispatch import (
-    DEFAULT_CONCURRENCY,
-    Dispatcher,
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
+from console.fanout.loop import run_async
+from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh_transport import SshTransport
+from console.results.records import (
     Event,
     HostEvent,
     HostResult,
@@ -36,10 +38,8 @@ from console.dispatch import (
     StateEvent,
     Summary,
 )
-from console.loop import run_async
-from console.ssh import Connector, Pool
 from inventory.loader import load_inventory
-from inventory.model import Host
+from inventory.model import Host, Inventory
 from protocol.envelope import Envelope, parse_envelope
 
 #: Longest JSON line a worker may send (a match row is capped far below by the agents).
@@ -55,15 +55,18 @@ def parse_workers(value: str) -> int:
     return int(value)
 
 
-class ShardedDispatcher(Dispatcher):
-    """Runs one envelope on hosts split over ``workers`` processes: ``run`` returns the merged
-    ``Summary``, ``cancel`` cancels every worker. ``concurrency`` (hosts in flight) is shared
-    out between the workers; each opens its own connections to the inventory of ``pool``."""
+class ShardedDispatcher:
+    """Runs one envelope on hosts split over ``workers`` processes, each with its own
+    ``Dispatcher``: ``run`` returns the merged ``Summary``, ``cancel`` cancels every worker.
+    ``concurrency`` (hosts in flight) is shared out between the workers; each opens its own
+    connections to the hosts of ``inventory`` (read again from its file)."""
 
-    def __init__(self, pool: Pool, workers: int, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        super().__init__(pool, concurrency=concurrency)
-        self.inventory = pool.connector.inventory
+    def __init__(
+        self, inventory: Inventory, workers: int, *, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> None:
+        self.inventory = inventory
         self.workers = workers
+        self.concurrency = concurrency
         self._procs: list[asyncio.subprocess.Process] = []
         self._cancelled = False
 
@@ -114,7 +117,7 @@ class ShardedDispatcher(Dispatcher):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "console.shard",
+            "console.fanout.shard",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=MAX_LINE,
@@ -188,7 +191,7 @@ async def _work(job: dict[str, Any], control: asyncio.StreamReader) -> None:
         pending.append(json.dumps(encode_event(event), ensure_ascii=True).encode() + b"\n")
 
     pool = Pool(Connector(inventory))
-    dispatcher = Dispatcher(pool, concurrency=job["concurrency"])
+    dispatcher = Dispatcher(SshTransport(pool), concurrency=job["concurrency"])
 
     async def watch() -> None:
         while line := await control.readline():

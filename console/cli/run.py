@@ -11,15 +11,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from console.cli_common import launch, launch_flags, signer
-from console.compose import compose
-from console.output import printable
+from console.actions.compose import compose
+from console.cli.common import launch, launch_flags, signer
+from console.results.text import printable
 from modules.registry import all_modules, get_module
 from protocol.envelope import Envelope, load_envelope
 from protocol.errors import UsageError
 
 if TYPE_CHECKING:
-    from console.approvals import SignatureInfo, Verdict
+    from console.actions.approvals import SignatureInfo, Verdict
 
 
 def add_run(commands: Any) -> None:
@@ -110,7 +110,7 @@ def cmd_action_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_action_show(args: argparse.Namespace) -> int:
-    from console.approvals import inspect_envelope, read_agent_policy
+    from console.actions.approvals import inspect_envelope, read_agent_policy
 
     envelope = load_envelope(args.file)
     agent = read_agent_policy(args.config) if args.config else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from modules.registry import get_module
 from protocol.action import Action, Operation, make_action
-from protocol.errors import ParamError, UsageError
+from protocol.errors import UsageError
 
 _DURATION = re.compile(r"(\d+)([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -36,11 +36,9 @@ def compose(
     expire: str = "5m",
     name: str | None = None,
 ) -> Action:
-    """A one-operation action; params are checked here so that a typo never reaches the fleet."""
-    try:
-        operation = validated_operation(module_name, params)
-    except ParamError as err:
-        raise ParamError(f"{module_name}: {err.message}") from None
+    """A one-operation action; params are checked here so that a typo never reaches the fleet
+    (a ParamError names the module once: ``file: paths[0]: ...``)."""
+    operation = validated_operation(module_name, params)
     return make_action(
         name or f"{module_name} on {target}",
         target,

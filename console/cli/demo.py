@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 
-from console.cli_common import launch
-from console.compose import compose
-from console.dispatch import DEFAULT_CONCURRENCY
-from console.lab import Lab, lab_down, lab_up
-from console.seed import WEBSHELL, has_webshell
+from console.actions.compose import compose
+from console.cli.common import launch
+from console.fanout.dispatch import DEFAULT_CONCURRENCY
+from console.lab.local import Lab, lab_down, lab_up
+from console.lab.seed import WEBSHELL, has_webshell
 from protocol.envelope import Envelope
+from protocol.errors import UsageError
 from protocol.signing import Signer
 
 
@@ -24,9 +25,9 @@ def run_demo(args: argparse.Namespace) -> int:
     os.environ["GNUPGHOME"] = str(lab.gnupghome)
     args.inventory, args.store = str(lab.inventory), str(lab.dir / "results.db")
     if not args.headless:
-        from importlib import import_module
-
-        return int(import_module("tui.app").run_app(args))
+        if args.front_end is None:
+            raise UsageError("no interactive front end in this build: use --headless")
+        return int(args.front_end(args))
     planted = [f"lab-{i + 1:03d}" for i in range(args.agents) if has_webshell(i)]
     print(
         f"planted a PHP web shell on {', '.join(planted) or 'no host'}; hunting for it:\n"

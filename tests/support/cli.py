@@ -15,10 +15,10 @@ from typing import Any
 import asyncssh
 import tomli_w
 
-from console.lab import Lab
+from console.lab.local import Lab
 
 #: The command line that starts the console (what the `spyglass` script runs).
-SPYGLASS = (sys.executable, "-m", "console.cli")
+SPYGLASS = (sys.executable, "-m", "spyglass_cli")
 
 
 def spyglass(

@@ -21,7 +21,7 @@ from pathlib import Path
 import asyncssh
 import tomli_w
 
-from console.seed import seed_root
+from console.lab.seed import seed_root
 from inventory.loader import dump_inventory
 from protocol.errors import ConfigError
 from protocol.signing import Signer, generate_key

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli_common import concurrency_flag, open_inventory, signer
-from console.lab import lab_down, lab_up
-from console.loop import run_async
-from console.output import printable
+from console.cli.common import concurrency_flag, open_inventory, signer
+from console.fanout.loop import run_async
+from console.lab.local import lab_down, lab_up
+from console.results.text import printable
 from protocol.errors import SpyglassError, UsageError
 from protocol.signing import generate_key
 
@@ -113,7 +113,7 @@ def cmd_inventory_list(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory_check(args: argparse.Namespace) -> int:
-    from console.fleet import (
+    from console.fanout.check import (
         SKEW_WARNING_MS,
         HostHealth,
         check_exit_status,
@@ -167,7 +167,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
 
 
 def cmd_inventory_trust(args: argparse.Namespace) -> int:
-    from console.fleet import fetch_host_key, pin
+    from console.fanout.check import fetch_host_key, pin
 
     inventory = open_inventory(args)
     known_hosts = inventory.defaults.known_hosts
@@ -222,6 +222,6 @@ def cmd_lab_down(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from console.demo import run_demo
+    from console.cli.demo import run_demo
 
     return run_demo(args)

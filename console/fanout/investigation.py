@@ -18,17 +18,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from console.dispatch import (
-    DEFAULT_CONCURRENCY,
-    Dispatcher,
-    Event,
-    HostEvent,
-    MatchEvent,
-    Sink,
-    Summary,
-)
-from console.ssh import Pool
-from console.store import Store
+from console.fanout.dispatch import FanOut
+from console.results.records import Event, HostEvent, MatchEvent, Sink, Summary
+from console.results.store import Store
 from inventory.model import Host
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError
@@ -95,16 +87,15 @@ class Investigation:
         self,
         envelope: Envelope,
         hosts: list[Host],
-        pool: Pool,
+        dispatcher: FanOut,
         store: Store,
-        concurrency: int = DEFAULT_CONCURRENCY,
         caps: MatchCaps | None = None,
     ) -> None:
         self.envelope = envelope
         self.hosts = hosts
         self.store = store
         self.caps = caps if caps is not None else MatchCaps.from_env()
-        self.dispatcher = Dispatcher(pool, concurrency=concurrency)
+        self.dispatcher = dispatcher
         self._flush_scheduled = False
         self._queue: list[Event] = []
         self._sink: Sink = lambda event: None
@@ -138,16 +129,7 @@ class Investigation:
                 if r.host in self._capped:
                     note = f"{CAP_NOTE} ({self._capped[r.host]})"
                     r.detail = f"{r.detail}; {note}" if r.detail else note
-                self.store.set_host(
-                    action.id,
-                    r.host,
-                    r.status,
-                    r.reason,
-                    r.detail,
-                    r.matches,
-                    r.elapsed_ms,
-                    r.agent,
-                )
+                self.store.set_host(action.id, r)
             self._queue.append(event)
             self._schedule_flush()
 

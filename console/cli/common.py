@@ -1,8 +1,5 @@
 """What the ``spyglass`` command groups share: opening the inventory, store and key, the launch
 flags, and ``launch`` (fan an envelope out, print and store as events arrive).
-
-Kept apart from ``console.cli`` so that the command modules never import the entry module (which
-runs as ``__main__`` under ``python -m console.cli``).
 """
 
 from __future__ import annotations
@@ -10,13 +7,15 @@ from __future__ import annotations
 import argparse
 import os
 
-from console.dispatch import DEFAULT_CONCURRENCY, Summary
-from console.investigation import Investigation
-from console.loop import run_async
-from console.output import JsonLines, TextOutput
-from console.shard import ShardedDispatcher, parse_workers
-from console.ssh import Connector, Pool
-from console.store import Store, default_store_path
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher, FanOut
+from console.fanout.investigation import Investigation
+from console.fanout.loop import run_async
+from console.fanout.shard import ShardedDispatcher, parse_workers
+from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh_transport import SshTransport
+from console.results.output import JsonLines, TextOutput
+from console.results.records import Summary
+from console.results.store import Store, default_store_path
 from inventory.loader import load_inventory
 from inventory.model import Inventory
 from protocol.envelope import Envelope
@@ -87,11 +86,12 @@ def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
 
     async def go() -> Summary:
         pool = Pool(Connector(inventory))
-        investigation = Investigation(envelope, hosts, pool, store, args.concurrency)
-        if args.workers > 1:
-            investigation.dispatcher = ShardedDispatcher(
-                pool, args.workers, concurrency=args.concurrency
-            )
+        dispatcher: FanOut = (
+            ShardedDispatcher(inventory, args.workers, concurrency=args.concurrency)
+            if args.workers > 1
+            else Dispatcher(SshTransport(pool), concurrency=args.concurrency)
+        )
+        investigation = Investigation(envelope, hosts, dispatcher, store)
         try:
             return await investigation.run(output)
         finally:

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from console.output import columns_of, json_line, utf8_text
-from console.store import Store
+from console.results.output import columns_of
+from console.results.records import MatchEvent
+from console.results.store import Store
+from console.results.text import json_line, utf8_text
 
 # OWASP "CSV injection": a cell starting with one of these is a formula to a spreadsheet.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -20,18 +22,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
     """The run's events as ``run --json`` prints them: matches, then one record per host."""
-    for match in store.matches(run_id):
-        yield {"event": "match", **match}
-    for h in store.hosts(run_id):
-        yield {
-            "event": "host",
-            "host": h["host"],
-            "status": h["status"],
-            "reason": h["reason"],
-            "detail": h["detail"],
-            "matches": h["matches"],
-            "elapsed_ms": h["elapsed_ms"],
-        }
+    for match in store.match_events(run_id):
+        yield match.to_event()
+    for host in store.host_results(run_id):
+        yield host.to_event()
 
 
 def write_jsonl(store: Store, run_id: str, out: TextIO) -> int:
@@ -60,13 +54,13 @@ def write_csv(store: Store, run_id: str, modules: list[str], out: TextIO) -> int
     writer = csv.writer(out)
     writer.writerow(["host", "op", "module", *cols])
     count = 0
-    for match in store.matches(run_id):
-        data = match["data"] if isinstance(match["data"], dict) else {}
+    for match in store.match_events(run_id):
+        data = match.data if isinstance(match.data, dict) else {}
         writer.writerow(
             [
-                csv_cell(match["host"]),
-                match["op"],
-                csv_cell(match["module"]),
+                csv_cell(match.host),
+                match.op,
+                csv_cell(match.module),
                 *[csv_cell(data.get(c)) for c in cols],
             ]
         )
@@ -84,13 +78,13 @@ class RunDiff:
     added: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-def _row_key(match: dict[str, Any]) -> tuple[str, str]:
-    return match["host"], json.dumps(match["data"], sort_keys=True, ensure_ascii=False)
+def _row_key(match: MatchEvent) -> tuple[str, str]:
+    return match.host, json.dumps(match.data, sort_keys=True, ensure_ascii=False)
 
 
 def diff_runs(store: Store, before_id: str, after_id: str) -> RunDiff:
-    rows = [{_row_key(m) for m in store.matches(r)} for r in (before_id, after_id)]
-    hosts = [{h["host"]: h["status"] for h in store.hosts(r)} for r in (before_id, after_id)]
+    rows = [{_row_key(m) for m in store.match_events(r)} for r in (before_id, after_id)]
+    hosts = [{h.host: h.status for h in store.host_results(r)} for r in (before_id, after_id)]
     diff = RunDiff()
     for host in sorted(set(hosts[0]) | set(hosts[1])):
         old, new = hosts[0].get(host, "-"), hosts[1].get(host, "-")

@@ -14,7 +14,6 @@ or sent) and pins it only after a confirmation or a matching ``--fingerprint``.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +22,10 @@ from typing import Any
 
 import asyncssh
 
-from console.dispatch import DEFAULT_CONCURRENCY, Dispatcher, Event, HostEvent, MatchEvent
-from console.ssh import Connector, Pool
+from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
+from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh_transport import SshTransport, ssh_failure
+from console.results.records import Event, HostEvent, MatchEvent
 from inventory.model import Host, Inventory
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
@@ -127,23 +128,10 @@ async def _hello(pool: Pool, host: Host) -> HostHealth:
             raise FrameError(f"expected a hello, got {frame.get('type')!r}")
     except TimeoutError:
         return _failed(health, "unreachable", "no answer in time")
-    except asyncssh.HostKeyNotVerifiable as err:
+    except (asyncssh.Error, OSError, SpyglassError) as err:
         pool.discard(host)
-        if not pool.connector.pinned_keys(host):
-            return _failed(health, "hostkey-mismatch", "no pinned host key: `inventory trust` it")
-        return _failed(health, "hostkey-mismatch", err.reason)
-    except asyncssh.PermissionDenied as err:
-        return _failed(health, "auth-failed", err.reason)
-    except asyncssh.DisconnectError as err:
-        pool.discard(host)
-        return _failed(health, "error", err.reason)
-    except (asyncssh.Error, FrameError, SpyglassError) as err:
-        pool.discard(host)
-        return _failed(health, "error", str(err) or type(err).__name__)
-    except socket.gaierror as err:
-        return _failed(health, "unreachable", f"cannot resolve: {err.strerror}")
-    except OSError as err:
-        return _failed(health, "unreachable", err.strerror or str(err))
+        failure = ssh_failure(err, pool.connector, host)
+        return _failed(health, failure.status, failure.detail)
     agent = message.agent
     health.version = str(agent.get("version"))
     health.platform = str(agent.get("platform"))
@@ -178,7 +166,7 @@ async def _agent_module(
             r = event.result
             by_name[r.host].action = f"{r.status}:{r.reason}" if r.reason else r.status
 
-    await Dispatcher(pool, concurrency=concurrency).run(envelope, hosts, sink)
+    await Dispatcher(SshTransport(pool), concurrency=concurrency).run(envelope, hosts, sink)
 
 
 # -- trust -------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import sys
 import time
 from typing import Any
 
-from console import history
-from console.cli_common import open_store
-from console.compose import parse_duration
-from console.output import printable, row_cells
-from console.store import Store
+from console.actions.compose import parse_duration
+from console.cli.common import open_store
+from console.results import history
+from console.results.output import HOST_HEADER, host_line, match_line
+from console.results.store import Store
+from console.results.text import printable
 from protocol.errors import UsageError
 
 
@@ -64,13 +65,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         history.write_csv(store, run["id"], run["modules"].split(","), sys.stdout)
         return 0
     print(f"{run['id']}  {printable(run['name'])}  target: {printable(run['target'])}")
-    for match in store.matches(run["id"]):
-        cells = row_cells(match["module"], match["data"])
-        print("\t".join([printable(match["host"]), *cells]))
-    print("\nhost\tstatus\tmatches\tdetail")
-    for h in store.hosts(run["id"]):
-        status = f"{h['status']}:{h['reason']}" if h["reason"] else h["status"]
-        print(f"{printable(h['host'])}\t{status}\t{h['matches']}\t{printable(h['detail'])}")
+    for match in store.match_events(run["id"]):
+        print(match_line(match))
+    print("\n" + HOST_HEADER)
+    for host in store.host_results(run["id"]):
+        print(host_line(host))
     return 0
 
 

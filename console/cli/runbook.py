@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli_common import concurrency_flag, open_inventory, open_store, signer
-from console.loop import run_async
-from console.output import printable
-from console.ssh import Connector, Pool
+from console.cli.common import concurrency_flag, open_inventory, open_store, signer
+from console.fanout.loop import run_async
+from console.fanout.ssh import Connector, Pool
+from console.results.text import printable
 
 
 def add_runbook(commands: Any) -> None:
@@ -30,7 +30,7 @@ def add_runbook(commands: Any) -> None:
 
 
 def cmd_runbook_check(args: argparse.Namespace) -> int:
-    from console.runbook import load_runbook
+    from console.runbook.parse import load_runbook
 
     book = load_runbook(args.file)
     inventory = open_inventory(args) if args.inventory else None
@@ -59,7 +59,9 @@ def cmd_runbook_check(args: argparse.Namespace) -> int:
 
 
 def cmd_runbook_run(args: argparse.Namespace) -> int:
-    from console.runbook import RunbookReport, RunbookRunner, load_runbook, render
+    from console.runbook.parse import load_runbook
+    from console.runbook.report import RunbookReport, render
+    from console.runbook.run import RunbookRunner
 
     book = load_runbook(args.file)
     inventory = open_inventory(args)

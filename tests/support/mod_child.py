@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-CHILD = Path(__file__).parent / "data" / "mod" / "child.py"
+CHILD = Path(__file__).parent.parent / "data" / "mod" / "child.py"
 
 
 @contextmanager

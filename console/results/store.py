@@ -1,7 +1,7 @@
 """The results store: SQLite in WAL mode, written as events arrive.
 
-Writes are queued and committed by ``flush`` in one transaction. ``console.investigation`` flushes
-at the end of each event-loop turn, *before* handing that turn's events to a front end, so a
+Writes are queued and committed by ``flush`` in one transaction. ``console.fanout.investigation``
+flushes at the end of each event-loop turn, *before* handing that turn's events to a front end, so a
 console that dies loses nothing it had shown, while a flood of matches costs one commit per batch
 rather than one per row.
 """
@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from console.results.records import HostResult, MatchEvent
+from console.results.text import json_line, storable_text
 from protocol.errors import ConfigError
 
 SCHEMA = """
@@ -54,25 +56,6 @@ CREATE TABLE IF NOT EXISTS matches (
 );
 CREATE INDEX IF NOT EXISTS matches_run ON matches(run_id, seq);
 """
-
-
-def _json(value: Any) -> str:
-    """JSON text SQLite can hold: a lone surrogate (a non-UTF-8 file name an agent reported) has
-    no UTF-8 form, so such a value is stored with ASCII escapes, which load back identical."""
-    text = json.dumps(value, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(value)
-    return text
-
-
-def _text(value: str | None) -> str | None:
-    """A free-text column from an agent (a detail naming a non-UTF-8 path): keep it storable,
-    escaping what UTF-8 cannot hold (``\\udcff``), rather than lose the whole batch."""
-    if value is None:
-        return None
-    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def default_store_path() -> Path:
@@ -116,7 +99,7 @@ class Store:
         """Queue one match row; returns the size of its stored JSON, for the console's caps."""
         seq = self._seq.get(run_id, 0) + 1
         self._seq[run_id] = seq
-        text = _json(data)
+        text = json_line(data)  # a lone surrogate is stored escaped, loads back identical
         self._pending.append(
             (
                 "INSERT INTO matches VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -125,29 +108,19 @@ class Store:
         )
         return len(text)
 
-    def set_host(
-        self,
-        run_id: str,
-        host: str,
-        status: str,
-        reason: str | None,
-        detail: str,
-        matches: int,
-        elapsed_ms: int,
-        agent: dict[str, Any] | None,
-    ) -> None:
+    def set_host(self, run_id: str, r: HostResult) -> None:
         self._pending.append(
             (
                 "INSERT OR REPLACE INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
-                    _text(host),
-                    status,
-                    _text(reason),
-                    _text(detail),
-                    matches,
-                    elapsed_ms,
-                    json.dumps(agent) if agent else None,
+                    storable_text(r.host),
+                    r.status,
+                    storable_text(r.reason),
+                    storable_text(r.detail),
+                    r.matches,
+                    r.elapsed_ms,
+                    json.dumps(r.agent) if r.agent else None,
                 ),
             )
         )
@@ -192,6 +165,26 @@ class Store:
 
     def hosts(self, run_id: str) -> list[sqlite3.Row]:
         return self._query("SELECT * FROM hosts WHERE run_id = ? ORDER BY host", (run_id,))
+
+    def host_results(self, run_id: str) -> list[HostResult]:
+        """The run's hosts as the records the fan-out produced, by host name."""
+        return [
+            HostResult(
+                h["host"],
+                h["status"],
+                h["reason"],
+                h["detail"],
+                h["matches"],
+                h["elapsed_ms"],
+                json.loads(h["agent"]) if h["agent"] else None,
+            )
+            for h in self.hosts(run_id)
+        ]
+
+    def match_events(self, run_id: str) -> Iterator[MatchEvent]:
+        """The run's matches as the records the fan-out produced, in arrival order."""
+        for m in self.matches(run_id):
+            yield MatchEvent(m["host"], m["op"], m["module"], m["data"])
 
     def matches(self, run_id: str) -> Iterator[dict[str, Any]]:
         cursor = self.db.execute(

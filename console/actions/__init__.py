@@ -1,0 +1,1 @@
+"""Actions before they fly: composing one from flags, collecting approvals (signatures)."""

@@ -1,0 +1,1 @@
+"""Runbooks: TOML files of signed steps, parsed, run in order and reported."""
