@@ -20,7 +20,7 @@ from console.investigation import Investigation
 from inventory.model import Host
 from protocol.action import Action
 from protocol.envelope import Envelope
-from protocol.errors import SigningError, SpyglassError
+from protocol.errors import PassphraseNeeded, SigningError, SpyglassError
 from tui import gcpause
 from tui.approvals_screen import ApprovalsScreen
 from tui.compose_screen import ComposeScreen
@@ -190,15 +190,15 @@ class SpyglassApp(App[int]):
         for _attempt in range(3):
             try:
                 return await asyncio.to_thread(self.session.sign, envelope, passphrase)
-            except SigningError as err:
-                if "already signed" in str(err) or not Session.needs_passphrase(err):
-                    self.notify(str(err), severity="error", title="Not signed")
-                    return None
+            except PassphraseNeeded as err:
                 passphrase = await self.push_screen_wait(
                     Prompt("Passphrase for your signing key", password=True, note=str(err)[:200])
                 )
                 if not passphrase:
                     return None
+            except SigningError as err:  # AlreadySigned, no key, ...: asking again cannot help
+                self.notify(str(err), severity="error", title="Not signed")
+                return None
         self.notify("signing failed three times", severity="error", title="Not signed")
         return None
 
