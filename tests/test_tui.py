@@ -18,14 +18,14 @@ from textual.widgets import Static
 from console.lab import Lab, lab_down, lab_up
 from protocol.envelope import load_envelope
 from tui.app import SpyglassApp
-from tui.compose_screen import ComposeScreen
-from tui.confirm_screen import ConfirmLaunch
-from tui.history_screen import HistoryScreen
-from tui.host_detail import HostDetailScreen
-from tui.prompt_screen import Prompt
-from tui.rows import ColumnSpec, RowModel, make_row
-from tui.session import Session
-from tui.watch_screen import WatchScreen
+from tui.model.rows import ColumnSpec, RowModel, make_row
+from tui.model.session import Session
+from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmLaunch
+from tui.screens.history import HistoryScreen
+from tui.screens.host_detail import HostDetailScreen
+from tui.screens.prompt import Prompt
+from tui.screens.watch import WatchScreen
 
 HOSTILE_DIR = "[red]x["
 HOSTILE_ESC = "esc\x1b[2J\x1b[31mred.php"
@@ -358,7 +358,7 @@ def test_row_model_lazy_rows_are_untracked_and_measured_when_drawn() -> None:
 
 def test_runstate_counts_reasons_and_match_events() -> None:
     from console.dispatch import HostEvent, HostResult, MatchEvent, StateEvent
-    from tui.runstate import RunState, reason_text
+    from tui.model.runstate import RunState, reason_text
 
     assert reason_text("acl", "acl: needs weight 2, got 1") == "acl: needs weight 2, got 1"
     assert reason_text("acl", "file needs weight 2") == "acl: file needs weight 2"

@@ -11,9 +11,9 @@ from textual.widgets import Input
 from console.dispatch import HostEvent, HostResult, MatchEvent
 from console.store import Store
 from tui.app import SpyglassApp
-from tui.runstate import RunState
-from tui.session import Session
-from tui.watch_screen import WatchScreen
+from tui.model.runstate import RunState
+from tui.model.session import Session
+from tui.screens.watch import WatchScreen
 
 SIZE = (140, 40)
 INVENTORY = "".join(

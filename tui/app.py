@@ -22,16 +22,16 @@ from protocol.action import Action
 from protocol.envelope import Envelope
 from protocol.errors import PassphraseNeeded, SigningError, SpyglassError
 from tui import gcpause
-from tui.approvals_screen import ApprovalsScreen
-from tui.compose_screen import ComposeScreen
-from tui.confirm_screen import ConfirmLaunch
-from tui.help_screen import HelpScreen
-from tui.history_screen import HistoryScreen
 from tui.keymap import load_keymap
-from tui.prompt_screen import Prompt
-from tui.runstate import RunState
-from tui.session import Session
-from tui.watch_screen import WatchScreen
+from tui.model.runstate import RunState
+from tui.model.session import Session
+from tui.screens.approvals import ApprovalsScreen
+from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmLaunch
+from tui.screens.help import HelpScreen
+from tui.screens.history import HistoryScreen
+from tui.screens.prompt import Prompt
+from tui.screens.watch import WatchScreen
 
 
 class SpyglassApp(App[int]):

@@ -16,13 +16,13 @@ from textual.widgets import Footer, Header, Static
 
 from console import history
 from console.dispatch import HostResult
-from tui import format as fmt
-from tui.diff_screen import DiffScreen
-from tui.prompt_screen import Prompt
-from tui.rows import ColumnSpec, RowModel, make_row
-from tui.runstate import RunState
-from tui.vtable import VirtualTable
-from tui.watch_screen import WatchScreen
+from tui.model import format as fmt
+from tui.model.rows import ColumnSpec, RowModel, make_row
+from tui.model.runstate import RunState
+from tui.screens.diff import DiffScreen
+from tui.screens.prompt import Prompt
+from tui.screens.watch import WatchScreen
+from tui.widgets.virtual_table import VirtualTable
 
 if TYPE_CHECKING:
     from tui.app import SpyglassApp

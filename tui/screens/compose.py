@@ -17,8 +17,8 @@ from console.compose import compose, parse_duration
 from modules.registry import all_modules, get_module
 from protocol.action import Action
 from protocol.errors import SpyglassError
-from tui import format as fmt
-from tui.param_form import ParamForm
+from tui.model import format as fmt
+from tui.widgets.param_form import ParamForm
 
 if TYPE_CHECKING:
     from tui.app import SpyglassApp

@@ -15,7 +15,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from protocol.envelope import Envelope, load_envelope
 from protocol.errors import SpyglassError
-from tui import format as fmt
+from tui.model import format as fmt
 
 if TYPE_CHECKING:
     from tui.app import SpyglassApp

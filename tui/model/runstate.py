@@ -23,8 +23,8 @@ from console.dispatch import (
     StateEvent,
 )
 from modules.registry import get_module
-from tui import format as fmt
-from tui.rows import ColumnSpec, Entry, Row, RowModel
+from tui.model import format as fmt
+from tui.model.rows import ColumnSpec, Entry, Row, RowModel
 
 HOST_COLUMNS = (
     ColumnSpec("host", "host", "text", 8, 40),

@@ -20,9 +20,9 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from console.dispatch import FAILED_STATUSES
 from tui import gcpause
-from tui.host_detail import HostDetailScreen
-from tui.runstate import RunState
-from tui.vtable import VirtualTable
+from tui.model.runstate import RunState
+from tui.screens.host_detail import HostDetailScreen
+from tui.widgets.virtual_table import VirtualTable
 
 if TYPE_CHECKING:
     from tui.app import SpyglassApp
