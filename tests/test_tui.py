@@ -424,6 +424,52 @@ async def test_bad_keymap_is_reported(tmp_path: Path, monkeypatch: pytest.Monkey
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
 
 
+async def test_screens_post_messages_to_any_app(tmp_path: Path) -> None:
+    """Screens get the session when built and post what they want: a bare App can host them."""
+    from textual import on
+    from textual.app import App
+
+    from tui.model.runstate import RunState
+
+    session = offline_app(tmp_path).session
+    state = RunState({"id": "X", "operations": []}, ["lab-001"])
+    posted = []
+
+    class Bare(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ComposeScreen(session))
+
+        @on(ComposeScreen.LaunchRequested)
+        def _launch(self, message: ComposeScreen.LaunchRequested) -> None:
+            posted.append(message)
+
+        @on(ComposeScreen.SignOnlyRequested)
+        def _sign_only(self, message: ComposeScreen.SignOnlyRequested) -> None:
+            posted.append(message)
+
+        @on(WatchScreen.CancelRequested)
+        def _cancel(self, message: WatchScreen.CancelRequested) -> None:
+            posted.append(message)
+
+    app = Bare()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        await pilot.press(*"/srv", "ctrl+l", "ctrl+s")
+        await wait_for(pilot, lambda: len(posted) == 2)
+        await app.push_screen(WatchScreen(state))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: len(posted) == 3)
+    launch, sign_only, cancel = posted
+    assert isinstance(launch, ComposeScreen.LaunchRequested)
+    assert isinstance(sign_only, ComposeScreen.SignOnlyRequested)
+    for message in (launch, sign_only):
+        operation = message.action.to_dict()["operations"][0]
+        assert operation == {"module": "file", "params": {"paths": ["/srv"]}}
+        assert message.action.target == "all"
+    assert isinstance(cancel, WatchScreen.CancelRequested) and cancel.state is state
+    assert not state.cancelling  # deciding is the App's job, not the screen's
+
+
 @pytest.fixture
 def passphrase_home() -> Iterator[Path]:
     """A GNUPGHOME whose key needs a passphrase, with the agent's cache off (STACK-NOTES §2:

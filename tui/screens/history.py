@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -19,13 +19,11 @@ from console.dispatch import HostResult
 from tui.model import format as fmt
 from tui.model.rows import ColumnSpec, RowModel, make_row
 from tui.model.runstate import RunState
+from tui.model.session import Session
 from tui.screens.diff import DiffScreen
 from tui.screens.prompt import Prompt
 from tui.screens.watch import WatchScreen
 from tui.widgets.virtual_table import VirtualTable
-
-if TYPE_CHECKING:
-    from tui.app import SpyglassApp
 
 RUN_COLUMNS = (
     ColumnSpec("started", "started (UTC)", "time", 19, 19),
@@ -76,10 +74,9 @@ class HistoryScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="history.back"),
     ]
 
-    app: SpyglassApp
-
-    def __init__(self) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__()
+        self.session = session
         self.model = RowModel(RUN_COLUMNS)
         self.marked: str | None = None
 
@@ -97,7 +94,7 @@ class HistoryScreen(Screen[None]):
     def action_reload(self) -> None:
         self.model.clear()
         try:
-            runs = self.app.session.store.runs()
+            runs = self.session.store.runs()
         except Exception as err:  # a broken store is shown, not raised
             self._status(f"cannot read the results store: {err}", error=True)
             return
@@ -122,7 +119,7 @@ class HistoryScreen(Screen[None]):
         ]
         self.model.append(rows)
         self.query_one("#runs", VirtualTable).refresh_rows()
-        self._status(f"{len(rows)} runs in {self.app.session.store_path.name}")
+        self._status(f"{len(rows)} runs in {self.session.store_path.name}")
 
     def _status(self, text: str, *, error: bool = False) -> None:
         marked = f"   marked for diff: {self.marked}" if self.marked else ""
@@ -144,7 +141,7 @@ class HistoryScreen(Screen[None]):
     def action_reopen(self) -> None:
         if (run_id := self._selected()) is None:
             return
-        state = load_run(self.app.session.store, run_id)
+        state = load_run(self.session.store, run_id)
         self.app.push_screen(WatchScreen(state))
 
     def action_mark(self) -> None:
@@ -158,7 +155,7 @@ class HistoryScreen(Screen[None]):
         if self.marked is None or self.marked == run_id:
             self.notify("mark a run with space, then highlight another one and press d")
             return
-        diff = history.diff_runs(self.app.session.store, self.marked, run_id)
+        diff = history.diff_runs(self.session.store, self.marked, run_id)
         self.app.push_screen(DiffScreen(self.marked, run_id, diff))
 
     def action_export_jsonl(self) -> None:
@@ -180,7 +177,7 @@ class HistoryScreen(Screen[None]):
         )
 
     def export(self, run_id: str, path: Path, kind: str) -> int:
-        store = self.app.session.store
+        store = self.session.store
         try:
             with path.open("w", newline="" if kind == "csv" else None) as out:
                 if kind == "csv":
