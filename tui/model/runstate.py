@@ -7,6 +7,7 @@ interface. No Textual here: the benchmark and the tests drive it directly.
 
 from __future__ import annotations
 
+import json
 import operator
 import time
 from collections import Counter, deque
@@ -262,3 +263,28 @@ class RunState:
 
     def matches_of(self, host: str) -> list[Entry]:
         return [entry for entry in self.match_model.entries if entry[0][0] == host]
+
+
+def load_run(store: Any, run_id: str) -> RunState:
+    """A finished RunState rebuilt from the store (hosts, results, every match row)."""
+    run = store.run(run_id)
+    envelope = json.loads(run["envelope"])
+    action = envelope.get("action", {}) if isinstance(envelope, dict) else {}
+    hosts = store.hosts(run["id"])
+    state = RunState(action, [h["host"] for h in hosts], live=False)
+    for h in hosts:
+        agent = json.loads(h["agent"]) if h["agent"] else None
+        state.set_result(
+            HostResult(
+                h["host"],
+                h["status"],
+                h["reason"],
+                h["detail"],
+                h["matches"],
+                h["elapsed_ms"],
+                agent,
+            )
+        )
+    state.flush_hosts()
+    state.add_matches(store.matches(run["id"]))
+    return state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +199,3 @@ class ComposeScreen(Screen[None]):
 
     def action_focus_target(self) -> None:
         self.query_one("#target", Input).focus()
-
-    def preview_json(self) -> str:
-        return json.dumps(self.action.to_dict() if self.action else None, indent=2)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -15,10 +12,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from console import history
-from console.dispatch import HostResult
 from tui.model import format as fmt
 from tui.model.rows import ColumnSpec, RowModel, make_row
-from tui.model.runstate import RunState
+from tui.model.runstate import load_run
 from tui.model.session import Session
 from tui.screens.diff import DiffScreen
 from tui.screens.prompt import Prompt
@@ -36,31 +32,6 @@ RUN_COLUMNS = (
     ColumnSpec("failed", "failed", "int", 6, 6),
     ColumnSpec("id", "id", "text", 26, 64),
 )
-
-
-def load_run(store: Any, run_id: str) -> RunState:
-    """A finished RunState rebuilt from the store (hosts, results, every match row)."""
-    run = store.run(run_id)
-    envelope = json.loads(run["envelope"])
-    action = envelope.get("action", {}) if isinstance(envelope, dict) else {}
-    hosts = store.hosts(run["id"])
-    state = RunState(action, [h["host"] for h in hosts], live=False)
-    for h in hosts:
-        agent = json.loads(h["agent"]) if h["agent"] else None
-        state.set_result(
-            HostResult(
-                h["host"],
-                h["status"],
-                h["reason"],
-                h["detail"],
-                h["matches"],
-                h["elapsed_ms"],
-                agent,
-            )
-        )
-    state.flush_hosts()
-    state.add_matches(store.matches(run["id"]))
-    return state
 
 
 class HistoryScreen(Screen[None]):
@@ -190,6 +161,3 @@ class HistoryScreen(Screen[None]):
             return 0
         self.notify(f"wrote {count} lines to {path}", title="Exported")
         return count
-
-    def when(self, started: float) -> str:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))
