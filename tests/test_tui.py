@@ -96,7 +96,21 @@ async def launch_and_finish(pilot) -> None:
     await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
     await pilot.press("y")
     await wait_for(pilot, lambda: app.current is not None and app.current.finished)
-    await pilot.pause(0.2)  # a last tick applies the final events
+    await wait_for(pilot, lambda: shows_the_end(app))
+
+
+def shows_the_end(app: SpyglassApp) -> bool:
+    """The watch screen has applied every event of its finished run and drawn the result."""
+    screen = app.screen
+    return (
+        isinstance(screen, WatchScreen)
+        and not screen.state.pending
+        and "finished" in screen.query_one("#run-title", Static).render().plain
+    )
+
+
+def notified(app: SpyglassApp, title: str) -> bool:
+    return any(n.title == title for n in app._notifications)
 
 
 def statuses(app: SpyglassApp) -> dict[str, tuple[str, str]]:
@@ -155,7 +169,7 @@ async def test_hostile_names_display_literally(make_app) -> None:
         assert "\x1b" not in svg
         # filter as you type, then open the hostile row's host detail
         await pilot.press("slash", *"red]x")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.current.match_model.filter_text == "red]x")
         model = app.current.match_model
         assert len(model) == 1 and model.visible(0).cells[0] == "lab-002"
         await pilot.press("enter", "enter")
@@ -177,7 +191,7 @@ async def test_bad_regex_launches_nothing(make_app) -> None:
         assert "invalid regex" in error and "name[0]" in error
         assert "invalid regex" in app.screen.query_one("#compose-status", Static).render().plain
         await pilot.press("ctrl+l")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: notified(app, "Nothing launched"))
         assert isinstance(app.screen, ComposeScreen)
         assert app.current is None
         assert app.session.store.runs() == []
@@ -196,7 +210,7 @@ async def test_bad_selector_launches_nothing(make_app) -> None:
         assert app.screen.query_one("#target-status", Static).render().plain == "0 of 4 hosts"
         await pilot.press("ctrl+u", *"env=prod and (")
         await pilot.press("ctrl+l")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: notified(app, "Nothing launched"))
         assert isinstance(app.screen, ComposeScreen)
         assert app.current is None
         assert app.session.store.runs() == []
@@ -220,7 +234,7 @@ async def test_cancel_stops_the_run(make_app, tui_lab: Lab) -> None:
         finally:
             for pid in tui_lab.pids:
                 os.killpg(pid, signal.SIGCONT)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: shows_the_end(app))
         assert statuses(app) == {f"lab-00{i}": ("cancelled", "0") for i in range(1, 5)}
         assert "cancelled 4" in app.screen.query_one("#counters", Static).render().plain
         run = app.session.store.runs()[0]
@@ -293,7 +307,7 @@ async def test_sign_only_then_approvals_launch(make_app, tmp_path: Path) -> None
         await pilot.pause()
         assert "1 signature(s)" in app.screen.query_one("#envelope-status", Static).render().plain
         await pilot.press("ctrl+g")  # the same key cannot sign twice
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: notified(app, "Not signed"))
         assert len(load_envelope(path).signatures) == 1
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
