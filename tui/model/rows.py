@@ -22,11 +22,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from modules.base import ColumnKind
 from tui.model import format as fmt
 
-CellKind = Literal["text", "int", "time", "path", "addr", "list", "bool"]
 NUMERIC: frozenset[str] = frozenset({"int", "time"})
 
 #: Above this many rows arriving at once under a sort, re-sort everything instead of inserting.
@@ -42,7 +42,7 @@ class ColumnSpec:
 
     key: str
     label: str
-    kind: CellKind = "text"
+    kind: ColumnKind = "text"
     min_width: int = 4
     max_width: int = 60
 
