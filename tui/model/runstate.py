@@ -119,8 +119,8 @@ class RunState:
         self._op_columns: list[tuple[frozenset[str], tuple[tuple[str, int], ...]]] = []
         for name in self.modules:
             module = get_module(name)
-            keys = [c.name for c in module.columns] if module else []
-            self._op_columns.append((frozenset(keys), tuple((k, index[k]) for k in keys)))
+            declared = [c.name for c in module.columns] if module else []
+            self._op_columns.append((frozenset(declared), tuple((k, index[k]) for k in declared)))
         self.match_count = 0
         self.counts: Counter[str] = Counter({"queued": len(self.hosts)} if self.hosts else {})
         self.rejected: Counter[str] = Counter()

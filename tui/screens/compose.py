@@ -174,9 +174,9 @@ class ComposeScreen(Screen[None]):
         expire = self.query_one("#expire", Input).value
         try:
             parse_duration(expire)
-            name = self.query_one("#action-name", Input).value.strip() or None
+            title = self.query_one("#action-name", Input).value.strip() or None
             target = self.query_one("#target", Input).value
-            return compose(self.module.name, self.params, target, expire, name), None
+            return compose(self.module.name, self.params, target, expire, title), None
         except SpyglassError as err:
             return None, str(err)
 

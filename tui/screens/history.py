@@ -149,10 +149,13 @@ class HistoryScreen(Screen[None]):
 
     def export(self, run_id: str, path: Path, kind: str) -> int:
         store = self.session.store
+        if (run := store.run(run_id)) is None:  # gone from the store since it was listed
+            self.notify(f"no run {run_id} in the store", severity="error", title="Not exported")
+            return 0
         try:
             with path.open("w", newline="" if kind == "csv" else None) as out:
                 if kind == "csv":
-                    modules = store.run(run_id)["modules"].split(",")
+                    modules = run["modules"].split(",")
                     count = history.write_csv(store, run_id, modules, out)
                 else:
                     count = history.write_jsonl(store, run_id, out)

@@ -32,7 +32,7 @@ SLICE = 0.02
 BREATH = 0.004
 """Pause between slices while a backlog remains: the loop repaints and reads the network."""
 
-STATUS_STYLES = {
+STATUS_STYLES: dict[str, Style] = {
     "matched": Style(color="green", bold=True),
     "nomatch": Style(color="bright_black"),
     "connecting": Style(color="cyan"),
