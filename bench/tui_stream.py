@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from console.results.records import HostEvent, HostResult, MatchEvent, StateEvent
 from tui.app import SpyglassApp
-from tui.runstate import RunState
-from tui.session import Session
-from tui.vtable import VirtualTable
-from tui.watch_screen import WatchScreen
+from tui.model.runstate import RunState
+from tui.model.session import Session
+from tui.screens.watch import WatchScreen
+from tui.widgets.virtual_table import VirtualTable
 
 CHUNK = 500
 

@@ -11,7 +11,9 @@ person can act on; front ends print it on one line, never as a traceback::
     │   └── SelectorError       target selector syntax, with the column
     ├── ActionError             an action or envelope that does not match the schema
     │   └── ParamError          a module parameter that does not validate: module, param, problem
-    ├── SigningError            gpg could not sign (no key, wrong passphrase, ...)
+    ├── SigningError            gpg could not sign (no key, gpg failure, ...)
+    │   ├── PassphraseNeeded    the key needs a passphrase gpg has not got, or got a wrong one
+    │   └── AlreadySigned       the envelope already carries this key's signature
     ├── FrameError              a wire frame that cannot be read
     │   └── FrameTooLarge       announced length over max_frame
     ├── Rejected                an agent refused an action; carries the DESIGN §2 reason
@@ -102,6 +104,14 @@ class ParamError(ActionError):
 
 class SigningError(SpyglassError):
     """gpg refused to sign: no secret key, wrong passphrase, agent failure."""
+
+
+class PassphraseNeeded(SigningError):
+    """gpg needs a passphrase for the key and has none, or a wrong one: a front end may ask."""
+
+
+class AlreadySigned(SigningError):
+    """The envelope already carries a signature by this key; a second one adds no weight."""
 
 
 class FrameError(SpyglassError):

@@ -20,9 +20,14 @@ from typing import Literal
 import gnupg
 
 from protocol.envelope import ARMOR_HEADER, Envelope
-from protocol.errors import SigningError
+from protocol.errors import AlreadySigned, PassphraseNeeded, SigningError
 
 SigStatus = Literal["valid", "bad", "unknown-key", "malformed"]
+
+_PASSPHRASE_FAILURES = frozenset({11, 85, 86, 87, 99, 177, 198, 0x8000 | 102})
+"""libgpg-error codes (gpg-error.h) of a ``[GNUPG:] FAILURE sign N`` that mean the key wants a
+passphrase: BAD_PASSPHRASE, NO_PIN_ENTRY, PIN_ENTRY, BAD_PIN, CANCELED, NO_PASSPHRASE,
+FULLY_CANCELED, and ENOTTY (pinentry has no terminal to ask on)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +162,12 @@ class Signer:
             data, keyid=self.fingerprint, detach=True, passphrase=self._passphrase
         )
         if not result or not result.data:
-            reason = (result.stderr or "").strip().splitlines()[-1:] or ["gpg failed"]
-            raise SigningError(f"gpg could not sign with {self.fingerprint}: {reason[0]}")
+            stderr = result.stderr or ""
+            reason = stderr.strip().splitlines()[-1:] or ["gpg failed"]
+            error = (
+                PassphraseNeeded if _failure_code(stderr) in _PASSPHRASE_FAILURES else SigningError
+            )
+            raise error(f"gpg could not sign with {self.fingerprint}: {reason[0]}")
         return str(result.data.decode())
 
     def sign(self, envelope: Envelope) -> Envelope:
@@ -166,11 +175,20 @@ class Signer:
         data = envelope.action.canonical
         for existing in envelope.signatures:
             if signer_of(self._gpg, data, existing) == self.fingerprint:
-                raise SigningError(f"the envelope is already signed by {self.fingerprint}")
+                raise AlreadySigned(f"the envelope is already signed by {self.fingerprint}")
         return envelope.with_signature(self.sign_bytes(data))
 
     def export_public(self) -> str:
         return str(self._gpg.export_keys(self.fingerprint))
+
+
+def _failure_code(stderr: str) -> int | None:
+    """The error code of gpg's ``[GNUPG:] FAILURE sign N`` status line, without its source."""
+    for line in stderr.splitlines():
+        words = line.split()
+        if words[:3] == ["[GNUPG:]", "FAILURE", "sign"] and len(words) == 4 and words[3].isdigit():
+            return int(words[3]) & 0xFFFF
+    return None
 
 
 def signer_of(gpg: gnupg.GPG, data: bytes, signature: str) -> str | None:

@@ -108,3 +108,15 @@ def test_a_one_agent_daemon_maps_no_system_openssl(tmp_path: Path) -> None:
         assert frames[0]["agent"]["name"] == "a" and frames[1]["reason"] == "malformed"
     finally:
         stop_agent(agent)
+
+
+def test_import_contracts_hold() -> None:
+    """The static side of the layers (pyproject [tool.importlinter], also run by `make lint`):
+    it sees the imports a run above never reaches, such as those inside functions."""
+    lint = Path(sys.executable).with_name("lint-imports")
+    root = Path(__file__).resolve().parent.parent  # where pyproject.toml is
+    done = subprocess.run(
+        [str(lint), "--no-cache"], capture_output=True, text=True, check=False, cwd=root
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout

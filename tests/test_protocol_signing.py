@@ -16,7 +16,7 @@ import pytest
 from protocol.acl import Acl, AclRule
 from protocol.action import parse_action
 from protocol.envelope import Envelope
-from protocol.errors import Rejected, SigningError
+from protocol.errors import AlreadySigned, PassphraseNeeded, Rejected, SigningError
 from protocol.signing import Keyring, SigCheck, Signer, generate_key, signer_of
 from protocol.verify import Policy, Verified, verify_envelope
 from tests.support.protocol_keys import Investigator, KeyFactory
@@ -269,6 +269,21 @@ def test_sign_adds_signatures_and_refuses_a_second_by_the_same_key(
     with pytest.raises(SigningError, match="already signed by " + bob.fingerprint):
         bob.signer.sign(twice)
     assert verify(twice.to_dict(), keyring, acl).signers == (alice.fingerprint, bob.fingerprint)
+
+
+def test_signing_failures_are_typed(keys: KeyFactory) -> None:
+    """A front end tells "ask for a passphrase" from "give up" by the type, not the text."""
+    home = keys.home()
+    (home / "gpg-agent.conf").write_text("default-cache-ttl 0\nmax-cache-ttl 0\n")  # no cache
+    generate_key(home, passphrase="correct horse")
+    envelope = Envelope(parse_action(action_raw("file")))
+    with pytest.raises(PassphraseNeeded, match="Inappropriate ioctl"):  # pinentry has no tty
+        Signer(home).sign(envelope)
+    with pytest.raises(PassphraseNeeded, match="Bad passphrase"):
+        Signer(home, passphrase="wrong").sign(envelope)
+    once = Signer(home, passphrase="correct horse").sign(envelope)
+    with pytest.raises(AlreadySigned):
+        Signer(home, passphrase="correct horse").sign(once)
 
 
 def test_signer_selects_a_key(keys: KeyFactory, alice: Investigator) -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,14 +19,14 @@ from textual.widgets import Static
 from console.lab.local import Lab, lab_down, lab_up
 from protocol.envelope import load_envelope
 from tui.app import SpyglassApp
-from tui.compose_screen import ComposeScreen
-from tui.confirm_screen import ConfirmLaunch
-from tui.history_screen import HistoryScreen
-from tui.host_detail import HostDetailScreen
-from tui.prompt_screen import Prompt
-from tui.rows import ColumnSpec, RowModel, make_row
-from tui.session import Session
-from tui.watch_screen import WatchScreen
+from tui.model.rows import ColumnSpec, RowModel, make_row
+from tui.model.session import Session
+from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmLaunch
+from tui.screens.history import HistoryScreen
+from tui.screens.host_detail import HostDetailScreen
+from tui.screens.prompt import Prompt
+from tui.screens.watch import WatchScreen
 
 HOSTILE_DIR = "[red]x["
 HOSTILE_ESC = "esc\x1b[2J\x1b[31mred.php"
@@ -95,7 +96,21 @@ async def launch_and_finish(pilot) -> None:
     await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
     await pilot.press("y")
     await wait_for(pilot, lambda: app.current is not None and app.current.finished)
-    await pilot.pause(0.2)  # a last tick applies the final events
+    await wait_for(pilot, lambda: shows_the_end(app))
+
+
+def shows_the_end(app: SpyglassApp) -> bool:
+    """The watch screen has applied every event of its finished run and drawn the result."""
+    screen = app.screen
+    return (
+        isinstance(screen, WatchScreen)
+        and not screen.state.pending
+        and "finished" in screen.query_one("#run-title", Static).render().plain
+    )
+
+
+def notified(app: SpyglassApp, title: str) -> bool:
+    return any(n.title == title for n in app._notifications)
 
 
 def statuses(app: SpyglassApp) -> dict[str, tuple[str, str]]:
@@ -154,7 +169,7 @@ async def test_hostile_names_display_literally(make_app) -> None:
         assert "\x1b" not in svg
         # filter as you type, then open the hostile row's host detail
         await pilot.press("slash", *"red]x")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.current.match_model.filter_text == "red]x")
         model = app.current.match_model
         assert len(model) == 1 and model.visible(0).cells[0] == "lab-002"
         await pilot.press("enter", "enter")
@@ -176,7 +191,7 @@ async def test_bad_regex_launches_nothing(make_app) -> None:
         assert "invalid regex" in error and "name[0]" in error
         assert "invalid regex" in app.screen.query_one("#compose-status", Static).render().plain
         await pilot.press("ctrl+l")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: notified(app, "Nothing launched"))
         assert isinstance(app.screen, ComposeScreen)
         assert app.current is None
         assert app.session.store.runs() == []
@@ -195,7 +210,7 @@ async def test_bad_selector_launches_nothing(make_app) -> None:
         assert app.screen.query_one("#target-status", Static).render().plain == "0 of 4 hosts"
         await pilot.press("ctrl+u", *"env=prod and (")
         await pilot.press("ctrl+l")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: notified(app, "Nothing launched"))
         assert isinstance(app.screen, ComposeScreen)
         assert app.current is None
         assert app.session.store.runs() == []
@@ -219,7 +234,7 @@ async def test_cancel_stops_the_run(make_app, tui_lab: Lab) -> None:
         finally:
             for pid in tui_lab.pids:
                 os.killpg(pid, signal.SIGCONT)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: shows_the_end(app))
         assert statuses(app) == {f"lab-00{i}": ("cancelled", "0") for i in range(1, 5)}
         assert "cancelled 4" in app.screen.query_one("#counters", Static).render().plain
         run = app.session.store.runs()[0]
@@ -292,7 +307,7 @@ async def test_sign_only_then_approvals_launch(make_app, tmp_path: Path) -> None
         await pilot.pause()
         assert "1 signature(s)" in app.screen.query_one("#envelope-status", Static).render().plain
         await pilot.press("ctrl+g")  # the same key cannot sign twice
-        await pilot.pause(0.5)
+        await wait_for(pilot, lambda: notified(app, "Not signed"))
         assert len(load_envelope(path).signatures) == 1
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
@@ -358,7 +373,7 @@ def test_row_model_lazy_rows_are_untracked_and_measured_when_drawn() -> None:
 
 def test_runstate_counts_reasons_and_match_events() -> None:
     from console.results.records import HostEvent, HostResult, MatchEvent, StateEvent
-    from tui.runstate import RunState, reason_text
+    from tui.model.runstate import RunState, reason_text
 
     assert reason_text("acl", "acl: needs weight 2, got 1") == "acl: needs weight 2, got 1"
     assert reason_text("acl", "file needs weight 2") == "acl: file needs weight 2"
@@ -422,6 +437,68 @@ async def test_bad_keymap_is_reported(tmp_path: Path, monkeypatch: pytest.Monkey
         assert any("ignored app.history" in m and "keymap.toml" in m for m in messages)
         await pilot.press("f4")  # the default binding still works
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
+
+
+async def test_screens_post_messages_to_any_app(tmp_path: Path) -> None:
+    """Screens get the session when built and post what they want: a bare App can host them."""
+    from textual import on
+    from textual.app import App
+
+    from tui.model.runstate import RunState
+
+    session = offline_app(tmp_path).session
+    state = RunState({"id": "X", "operations": []}, ["lab-001"])
+    posted = []
+
+    class Bare(App[None]):
+        def on_mount(self) -> None:
+            self.push_screen(ComposeScreen(session))
+
+        @on(ComposeScreen.LaunchRequested)
+        def _launch(self, message: ComposeScreen.LaunchRequested) -> None:
+            posted.append(message)
+
+        @on(ComposeScreen.SignOnlyRequested)
+        def _sign_only(self, message: ComposeScreen.SignOnlyRequested) -> None:
+            posted.append(message)
+
+        @on(WatchScreen.CancelRequested)
+        def _cancel(self, message: WatchScreen.CancelRequested) -> None:
+            posted.append(message)
+
+    app = Bare()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        await pilot.press(*"/srv", "ctrl+l", "ctrl+s")
+        await wait_for(pilot, lambda: len(posted) == 2)
+        await app.push_screen(WatchScreen(state))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: len(posted) == 3)
+    launch, sign_only, cancel = posted
+    assert isinstance(launch, ComposeScreen.LaunchRequested)
+    assert isinstance(sign_only, ComposeScreen.SignOnlyRequested)
+    for message in (launch, sign_only):
+        operation = message.action.to_dict()["operations"][0]
+        assert operation == {"module": "file", "params": {"paths": ["/srv"]}}
+        assert message.action.target == "all"
+    assert isinstance(cancel, WatchScreen.CancelRequested) and cancel.state is state
+    assert not state.cancelling  # deciding is the App's job, not the screen's
+
+
+def test_the_tui_model_loads_no_textual() -> None:
+    """The layers are a contract (pyproject [tool.importlinter]); this is its run-time side."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, tui.model.session, tui.model.runstate, tui.model.rows\n"
+            "print('textual' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"  # the model is plain Python: no Textual below widgets
 
 
 @pytest.fixture

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from console.results.records import HostEvent, HostResult, MatchEvent
 from console.results.store import Store
 from tui.app import SpyglassApp
-from tui.runstate import RunState
-from tui.session import Session
-from tui.watch_screen import WatchScreen
+from tui.model.runstate import RunState
+from tui.model.session import Session
+from tui.screens.history import HistoryScreen
+from tui.screens.watch import WatchScreen
 
 SIZE = (140, 40)
 INVENTORY = "".join(
@@ -56,6 +58,18 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpyglassApp:
     inventory = tmp_path / "inventory.toml"
     inventory.write_text(INVENTORY)
     return SpyglassApp(Session(str(inventory), tmp_path / "results.db"))
+
+
+async def until(pilot, predicate, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)
+
+
+def title(app: SpyglassApp) -> str:
+    return str(app.screen.query_one("#run-title", Static).render())
 
 
 def finished_state() -> RunState:
@@ -108,7 +122,7 @@ def test_watch_finished_snapshot(snap_compare, app: SpyglassApp) -> None:
         state = finished_state()
         app.current = state
         await app.push_screen(WatchScreen(state))
-        await pilot.pause(0.2)
+        await until(pilot, lambda: not state.pending and "finished" in title(app))
 
     assert snap_compare(app, run_before=show, terminal_size=SIZE)
 
@@ -131,6 +145,6 @@ def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path) -> Non
     async def show(pilot) -> None:
         await pilot.pause()
         await pilot.press("f4")
-        await pilot.pause(0.2)
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.model.rows)
 
     assert snap_compare(app, run_before=show, terminal_size=SIZE)

@@ -1,7 +1,9 @@
 """The spyglass investigator console (Textual): compose, sign, launch, watch, history, approvals.
 
 A front end over ``console/``: fan-out, signing and storage are the engine's; this package only
-arranges them on screen. ``run_app(args)`` is what ``spyglass`` (no command) and the demo call.
+arranges them on screen. Screens get the session when constructed and post messages (nested on
+the screen) that the App handles here; the signing and passphrase loop is ``tui.signing``.
+``run_app(args)`` is what ``spyglass`` (no command) and the demo call.
 """
 
 from __future__ import annotations
@@ -9,9 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Iterable
-from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -22,18 +23,18 @@ from console.fanout.ssh_transport import SshTransport
 from inventory.model import Host
 from protocol.action import Action
 from protocol.envelope import Envelope
-from protocol.errors import SigningError, SpyglassError
+from protocol.errors import SpyglassError
 from tui import gcpause
-from tui.approvals_screen import ApprovalsScreen
-from tui.compose_screen import ComposeScreen
-from tui.confirm_screen import ConfirmLaunch
-from tui.help_screen import HelpScreen
-from tui.history_screen import HistoryScreen
 from tui.keymap import load_keymap
-from tui.prompt_screen import Prompt
-from tui.runstate import RunState
-from tui.session import Session
-from tui.watch_screen import WatchScreen
+from tui.model.runstate import RunState
+from tui.model.session import Session
+from tui.screens.approvals import ApprovalsScreen
+from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmLaunch
+from tui.screens.help import HelpScreen
+from tui.screens.history import HistoryScreen
+from tui.screens.watch import WatchScreen
+from tui.signing import Signing
 
 
 class SpyglassApp(App[int]):
@@ -51,6 +52,7 @@ class SpyglassApp(App[int]):
     def __init__(self, session: Session, *, concurrency: int = 256) -> None:
         super().__init__()
         self.session = session
+        self.signing = Signing(self, session)
         self.concurrency = concurrency
         self.current: RunState | None = None
         self._investigation: Investigation | None = None
@@ -61,7 +63,7 @@ class SpyglassApp(App[int]):
             self.set_keymap(keymap)
         if problem:
             self.notify(problem, severity="error", title="Keymap", timeout=10)
-        self.push_screen(ComposeScreen())
+        self.push_screen(ComposeScreen(self.session))
         if self.session.inventory_error:
             self.notify(self.session.inventory_error, severity="error", timeout=10)
 
@@ -87,7 +89,7 @@ class SpyglassApp(App[int]):
 
     def action_history(self) -> None:
         if not isinstance(self.screen, HistoryScreen):
-            self.push_screen(HistoryScreen())
+            self.push_screen(HistoryScreen(self.session))
 
     def action_approvals(self) -> None:
         if not isinstance(self.screen, ApprovalsScreen):
@@ -137,6 +139,33 @@ class SpyglassApp(App[int]):
                 "Diff", "Compare the marked run with the highlighted one", screen.action_diff
             )
 
+    # -- what the screens ask for -----------------------------------------------------------
+    @on(ComposeScreen.LaunchRequested)
+    def _launch_composed(self, message: ComposeScreen.LaunchRequested) -> None:
+        self.confirm_and_launch(message.action)
+
+    @on(ComposeScreen.SignOnlyRequested)
+    def _sign_composed(self, message: ComposeScreen.SignOnlyRequested) -> None:
+        self.signing.save_as(Envelope(message.action))
+
+    @on(ApprovalsScreen.LaunchRequested)
+    def _launch_envelope(self, message: ApprovalsScreen.LaunchRequested) -> None:
+        self.confirm_and_launch(message.envelope.action, message.envelope)
+
+    @on(ApprovalsScreen.SignatureRequested)
+    def _approve(self, message: ApprovalsScreen.SignatureRequested) -> None:
+        self._add_signature(message)
+
+    @work(group="sign", exclusive=True, exit_on_error=False)
+    async def _add_signature(self, message: ApprovalsScreen.SignatureRequested) -> None:
+        signed = await self.signing.sign_and_save(message.envelope, message.path)
+        if signed is not None and message.screen.is_attached:
+            message.screen.signed(signed, message.path)
+
+    @on(WatchScreen.CancelRequested)
+    def _cancel_watched(self, message: WatchScreen.CancelRequested) -> None:
+        self.cancel_run(message.state)
+
     # -- launching -------------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -164,72 +193,17 @@ class SpyglassApp(App[int]):
             if choice == "launch":
                 self._sign_and_launch(action, hosts, envelope)
             elif choice == "sign-only":
-                self.sign_only(action, envelope)
+                self.signing.save_as(envelope or Envelope(action))
 
         signatures = len(envelope.signatures) if envelope else 0
         self.push_screen(ConfirmLaunch(action, len(hosts), signatures=signatures), chosen)
-
-    def sign_only(self, action: Action, envelope: Envelope | None = None) -> None:
-        default = f"action-{action.id}.json"
-
-        def chosen(path: str | None) -> None:
-            if path:
-                self._sign_to_file(action, Path(path), envelope)
-
-        self.push_screen(
-            Prompt(
-                "Save the signed envelope to",
-                default,
-                note="another approver adds a signature in Approvals (f5) or with "
-                "`spyglass action sign FILE`",
-            ),
-            chosen,
-        )
-
-    async def _sign(self, envelope: Envelope) -> Envelope | None:
-        """Sign in a thread (gpg blocks); ask for a passphrase in the TUI if gpg needs one."""
-        passphrase: str | None = None
-        for _attempt in range(3):
-            try:
-                return await asyncio.to_thread(self.session.sign, envelope, passphrase)
-            except SigningError as err:
-                if "already signed" in str(err) or not Session.needs_passphrase(err):
-                    self.notify(str(err), severity="error", title="Not signed")
-                    return None
-                passphrase = await self.push_screen_wait(
-                    Prompt("Passphrase for your signing key", password=True, note=str(err)[:200])
-                )
-                if not passphrase:
-                    return None
-        self.notify("signing failed three times", severity="error", title="Not signed")
-        return None
-
-    async def sign_and_save(self, envelope: Envelope, path: Path) -> Envelope | None:
-        """Add our signature and write the envelope to ``path``; None (the investigator has been
-        told why) if either fails."""
-        signed = await self._sign(envelope)
-        if signed is None:
-            return None
-        try:
-            signed.save(path)
-        except OSError as err:
-            self.notify(f"{path}: {err.strerror}", severity="error", title="Not saved")
-            return None
-        return signed
-
-    @work(group="sign", exclusive=True, exit_on_error=False)
-    async def _sign_to_file(self, action: Action, path: Path, envelope: Envelope | None) -> None:
-        signed = await self.sign_and_save(envelope or Envelope(action), path)
-        if signed is not None:
-            n = len(signed.signatures)
-            self.notify(f"wrote {path} with {n} signature(s)", title="Signed")
 
     @work(group="sign", exclusive=True, exit_on_error=False)
     async def _sign_and_launch(
         self, action: Action, hosts: list[Host], envelope: Envelope | None
     ) -> None:
         if envelope is None:
-            envelope = await self._sign(Envelope(action))
+            envelope = await self.signing.sign(Envelope(action))
             if envelope is None:
                 return
         self.launch(envelope, hosts)

@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from protocol.action import Action
-from tui import format as fmt
+from tui.model import format as fmt
 
 
 class ConfirmLaunch(ModalScreen[str | None]):

@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.rows import Row, RowModel
+from tui.model.rows import Row, RowModel
 
 
 class VirtualTable(ScrollView, can_focus=True):

@@ -12,10 +12,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
 from console.results.records import MatchEvent
-from tui import format as fmt
-from tui.rows import RowModel
-from tui.runstate import RunState
-from tui.vtable import VirtualTable
+from tui.model import format as fmt
+from tui.model.rows import RowModel
+from tui.model.runstate import RunState
+from tui.widgets.virtual_table import VirtualTable
 
 
 class HostDetailScreen(Screen[None]):

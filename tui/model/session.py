@@ -15,7 +15,7 @@ from console.results.store import Store, default_store_path
 from inventory.loader import load_inventory
 from inventory.model import Host, Inventory
 from protocol.envelope import Envelope
-from protocol.errors import SigningError, SpyglassError, UsageError
+from protocol.errors import SpyglassError, UsageError
 from protocol.signing import Signer
 
 
@@ -82,22 +82,6 @@ class Session:
         if passphrase:
             self.passphrase = passphrase
         return signed
-
-    @staticmethod
-    def needs_passphrase(err: SigningError) -> bool:
-        text = str(err).lower()
-        return any(
-            w in text
-            for w in (
-                "passphrase",
-                "pinentry",
-                "bad_passphrase",
-                "67108875",
-                "no_pinentry",
-                "inappropriate ioctl",
-                "cancel",
-            )
-        )
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -95,7 +95,7 @@ class ParamForm(Widget):
 
     def compose(self) -> ComposeResult:
         for param in self.module.params:
-            notes = [param.kind]
+            notes: list[str] = [param.kind]
             if param.repeatable:
                 notes.append("repeatable")
             if param.required:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
 from protocol.envelope import Envelope, load_envelope
 from protocol.errors import SpyglassError
-from tui import format as fmt
-
-if TYPE_CHECKING:
-    from tui.app import SpyglassApp
+from tui.model import format as fmt
 
 
 class ApprovalsScreen(Screen[None]):
@@ -28,7 +26,24 @@ class ApprovalsScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="approvals.back"),
     ]
 
-    app: SpyglassApp
+    @dataclass
+    class SignatureRequested(Message):
+        """Add the investigator's signature to ``envelope`` and save it back to ``path``; the
+        App answers with ``signed``."""
+
+        screen: ApprovalsScreen
+        envelope: Envelope
+        path: Path
+
+        @property
+        def control(self) -> ApprovalsScreen:
+            return self.screen
+
+    @dataclass
+    class LaunchRequested(Message):
+        """Launch ``envelope`` as it is signed, after the confirmation."""
+
+        envelope: Envelope
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,16 +100,13 @@ class ApprovalsScreen(Screen[None]):
         if self.envelope is None or self.path is None:
             self.notify("open an envelope file first", severity="warning")
             return
-        self._add_signature(self.envelope, self.path)
+        self.post_message(self.SignatureRequested(self, self.envelope, self.path))
 
-    @work(group="sign", exclusive=True, exit_on_error=False)
-    async def _add_signature(self, envelope: Envelope, path: Path) -> None:
-        signed = await self.app.sign_and_save(envelope, path)
-        if signed is None:
-            return
-        self.envelope = signed
+    def signed(self, envelope: Envelope, path: Path) -> None:
+        """Show the envelope with the signature just added (and saved to ``path``)."""
+        self.envelope = envelope
         self._show()
-        self.notify(f"{path}: now {len(signed.signatures)} signature(s)", title="Signed")
+        self.notify(f"{path}: now {len(envelope.signatures)} signature(s)", title="Signed")
 
     @on(Button.Pressed, "#approve-launch")
     def action_launch(self) -> None:
@@ -104,4 +116,4 @@ class ApprovalsScreen(Screen[None]):
         if not self.envelope.signatures:
             self.notify("the envelope carries no signature: add yours first", severity="warning")
             return
-        self.app.confirm_and_launch(self.envelope.action, self.envelope)
+        self.post_message(self.LaunchRequested(self.envelope))

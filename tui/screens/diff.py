@@ -10,9 +10,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from console.results.history import RunDiff
-from tui import format as fmt
-from tui.rows import ColumnSpec, RowModel, make_row
-from tui.vtable import VirtualTable
+from tui.model import format as fmt
+from tui.model.rows import ColumnSpec, RowModel, make_row
+from tui.widgets.virtual_table import VirtualTable
 
 DIFF_COLUMNS = (
     ColumnSpec("change", "±", "text", 2, 8),

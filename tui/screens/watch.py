@@ -7,7 +7,7 @@ repaints, so the cost per tick stays small however fast agents answer.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from rich.style import Style
 from rich.text import Text
@@ -15,17 +15,15 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from console.results.records import FAILED_STATUSES
 from tui import gcpause
-from tui.host_detail import HostDetailScreen
-from tui.runstate import RunState
-from tui.vtable import VirtualTable
-
-if TYPE_CHECKING:
-    from tui.app import SpyglassApp
+from tui.model.runstate import RunState
+from tui.screens.host_detail import HostDetailScreen
+from tui.widgets.virtual_table import VirtualTable
 
 TICK = 0.05
 """Seconds between looks at the queue while nothing is pending."""
@@ -34,7 +32,7 @@ SLICE = 0.02
 BREATH = 0.004
 """Pause between slices while a backlog remains: the loop repaints and reads the network."""
 
-STATUS_STYLES = {
+STATUS_STYLES: dict[str, Style] = {
     "matched": Style(color="green", bold=True),
     "nomatch": Style(color="bright_black"),
     "connecting": Style(color="cyan"),
@@ -54,7 +52,11 @@ class WatchScreen(Screen[None]):
         Binding("escape", "back", "Back", id="watch.back"),
     ]
 
-    app: SpyglassApp
+    @dataclass
+    class CancelRequested(Message):
+        """Stop the investigation ``state`` shows; hosts still running end as cancelled."""
+
+        state: RunState
 
     def __init__(self, state: RunState) -> None:
         super().__init__()
@@ -84,7 +86,7 @@ class WatchScreen(Screen[None]):
         gcpause.settle()  # no tick will come back to it
 
     _needs_paint = True
-    _was_finished = False
+    _phase: tuple[bool, bool] = (False, False)
     _counters_text = ""
     _label_text = ""
 
@@ -114,8 +116,8 @@ class WatchScreen(Screen[None]):
                 self.query_one("#hosts", VirtualTable).refresh_rows()
                 self.query_one("#matches", VirtualTable).refresh_rows()
                 self._render_counters()
-            if state.finished != self._was_finished:
-                self._was_finished = state.finished
+            if (state.finished, state.cancelling) != self._phase:
+                self._phase = (state.finished, state.cancelling)
                 self._render_title()
                 self._render_counters()
         finally:
@@ -214,8 +216,7 @@ class WatchScreen(Screen[None]):
         if self.state.finished:
             self.notify("this investigation has already finished")
             return
-        self.app.cancel_run(self.state)
-        self._render_title()
+        self.post_message(self.CancelRequested(self.state))
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
@@ -230,7 +231,5 @@ class WatchScreen(Screen[None]):
         if isinstance(self.focused, Input):
             self.query_one("#matches", VirtualTable).focus()
             return
-        if len(self.app.screen_stack) > 2:
+        if len(self.app.screen_stack) > 2:  # never below compose
             self.app.pop_screen()
-        else:
-            self.app.action_compose()

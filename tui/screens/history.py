@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on
@@ -15,17 +12,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from console.results import history
-from console.results.records import HostResult
-from tui import format as fmt
-from tui.diff_screen import DiffScreen
-from tui.prompt_screen import Prompt
-from tui.rows import ColumnSpec, RowModel, make_row
-from tui.runstate import RunState
-from tui.vtable import VirtualTable
-from tui.watch_screen import WatchScreen
-
-if TYPE_CHECKING:
-    from tui.app import SpyglassApp
+from tui.model import format as fmt
+from tui.model.rows import ColumnSpec, RowModel, make_row
+from tui.model.runstate import load_run
+from tui.model.session import Session
+from tui.screens.diff import DiffScreen
+from tui.screens.prompt import Prompt
+from tui.screens.watch import WatchScreen
+from tui.widgets.virtual_table import VirtualTable
 
 RUN_COLUMNS = (
     ColumnSpec("started", "started (UTC)", "time", 19, 19),
@@ -40,31 +34,6 @@ RUN_COLUMNS = (
 )
 
 
-def load_run(store: Any, run_id: str) -> RunState:
-    """A finished RunState rebuilt from the store (hosts, results, every match row)."""
-    run = store.run(run_id)
-    envelope = json.loads(run["envelope"])
-    action = envelope.get("action", {}) if isinstance(envelope, dict) else {}
-    hosts = store.hosts(run["id"])
-    state = RunState(action, [h["host"] for h in hosts], live=False)
-    for h in hosts:
-        agent = json.loads(h["agent"]) if h["agent"] else None
-        state.set_result(
-            HostResult(
-                h["host"],
-                h["status"],
-                h["reason"],
-                h["detail"],
-                h["matches"],
-                h["elapsed_ms"],
-                agent,
-            )
-        )
-    state.flush_hosts()
-    state.add_matches(store.matches(run["id"]))
-    return state
-
-
 class HistoryScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "reopen", "Reopen", id="history.reopen", priority=True),
@@ -76,10 +45,9 @@ class HistoryScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back", id="history.back"),
     ]
 
-    app: SpyglassApp
-
-    def __init__(self) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__()
+        self.session = session
         self.model = RowModel(RUN_COLUMNS)
         self.marked: str | None = None
 
@@ -97,7 +65,7 @@ class HistoryScreen(Screen[None]):
     def action_reload(self) -> None:
         self.model.clear()
         try:
-            runs = self.app.session.store.runs()
+            runs = self.session.store.runs()
         except Exception as err:  # a broken store is shown, not raised
             self._status(f"cannot read the results store: {err}", error=True)
             return
@@ -122,7 +90,7 @@ class HistoryScreen(Screen[None]):
         ]
         self.model.append(rows)
         self.query_one("#runs", VirtualTable).refresh_rows()
-        self._status(f"{len(rows)} runs in {self.app.session.store_path.name}")
+        self._status(f"{len(rows)} runs in {self.session.store_path.name}")
 
     def _status(self, text: str, *, error: bool = False) -> None:
         marked = f"   marked for diff: {self.marked}" if self.marked else ""
@@ -144,7 +112,7 @@ class HistoryScreen(Screen[None]):
     def action_reopen(self) -> None:
         if (run_id := self._selected()) is None:
             return
-        state = load_run(self.app.session.store, run_id)
+        state = load_run(self.session.store, run_id)
         self.app.push_screen(WatchScreen(state))
 
     def action_mark(self) -> None:
@@ -158,7 +126,7 @@ class HistoryScreen(Screen[None]):
         if self.marked is None or self.marked == run_id:
             self.notify("mark a run with space, then highlight another one and press d")
             return
-        diff = history.diff_runs(self.app.session.store, self.marked, run_id)
+        diff = history.diff_runs(self.session.store, self.marked, run_id)
         self.app.push_screen(DiffScreen(self.marked, run_id, diff))
 
     def action_export_jsonl(self) -> None:
@@ -180,11 +148,14 @@ class HistoryScreen(Screen[None]):
         )
 
     def export(self, run_id: str, path: Path, kind: str) -> int:
-        store = self.app.session.store
+        store = self.session.store
+        if (run := store.run(run_id)) is None:  # gone from the store since it was listed
+            self.notify(f"no run {run_id} in the store", severity="error", title="Not exported")
+            return 0
         try:
             with path.open("w", newline="" if kind == "csv" else None) as out:
                 if kind == "csv":
-                    modules = store.run(run_id)["modules"].split(",")
+                    modules = run["modules"].split(",")
                     count = history.write_csv(store, run_id, modules, out)
                 else:
                     count = history.write_jsonl(store, run_id, out)
@@ -193,6 +164,3 @@ class HistoryScreen(Screen[None]):
             return 0
         self.notify(f"wrote {count} lines to {path}", title="Exported")
         return count
-
-    def when(self, started: float) -> str:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 
@@ -17,11 +18,9 @@ from console.actions.compose import compose, parse_duration
 from modules.registry import all_modules, get_module
 from protocol.action import Action
 from protocol.errors import SpyglassError
-from tui import format as fmt
-from tui.param_form import ParamForm
-
-if TYPE_CHECKING:
-    from tui.app import SpyglassApp
+from tui.model import format as fmt
+from tui.model.session import Session
+from tui.widgets.param_form import ParamForm
 
 MAX_LISTED_HOSTS = 200
 
@@ -35,10 +34,21 @@ class ComposeScreen(Screen[None]):
         Binding("ctrl+t", "focus_target", "Target", id="compose.target"),
     ]
 
-    app: SpyglassApp
+    @dataclass
+    class LaunchRequested(Message):
+        """Sign ``action`` and launch it, after the confirmation."""
 
-    def __init__(self) -> None:
+        action: Action
+
+    @dataclass
+    class SignOnlyRequested(Message):
+        """Sign ``action`` and save the envelope for a second approver."""
+
+        action: Action
+
+    def __init__(self, session: Session) -> None:
         super().__init__()
+        self.session = session
         self.module = all_modules()[0]
         self.params: dict[str, Any] = {}
         self.param_errors: dict[str, str] = {"*": "loading"}
@@ -122,14 +132,14 @@ class ComposeScreen(Screen[None]):
         status = self.query_one("#target-status", Static)
         listing = self.query_one("#target-hosts", Static)
         try:
-            hosts = self.app.session.select(text)
+            hosts = self.session.select(text)
         except SpyglassError as err:
             self.target_error, self.target_count = str(err), 0
             status.update(Text(str(err), style="bold red"))
             listing.update("")
         else:
             self.target_error, self.target_count = None, len(hosts)
-            total = len(self.app.session.hosts)
+            total = len(self.session.hosts)
             style = "bold green" if hosts else "bold yellow"
             status.update(Text(f"{len(hosts)} of {total} hosts", style=style))
             names = [h.name for h in hosts[:MAX_LISTED_HOSTS]]
@@ -164,9 +174,9 @@ class ComposeScreen(Screen[None]):
         expire = self.query_one("#expire", Input).value
         try:
             parse_duration(expire)
-            name = self.query_one("#action-name", Input).value.strip() or None
+            title = self.query_one("#action-name", Input).value.strip() or None
             target = self.query_one("#target", Input).value
-            return compose(self.module.name, self.params, target, expire, name), None
+            return compose(self.module.name, self.params, target, expire, title), None
         except SpyglassError as err:
             return None, str(err)
 
@@ -181,14 +191,11 @@ class ComposeScreen(Screen[None]):
 
     def action_launch(self) -> None:
         if (action := self._fresh_action()) is not None:
-            self.app.confirm_and_launch(action)
+            self.post_message(self.LaunchRequested(action))
 
     def action_sign_only(self) -> None:
         if (action := self._fresh_action()) is not None:
-            self.app.sign_only(action)
+            self.post_message(self.SignOnlyRequested(action))
 
     def action_focus_target(self) -> None:
         self.query_one("#target", Input).focus()
-
-    def preview_json(self) -> str:
-        return json.dumps(self.action.to_dict() if self.action else None, indent=2)

@@ -7,6 +7,7 @@ interface. No Textual here: the benchmark and the tests drive it directly.
 
 from __future__ import annotations
 
+import json
 import operator
 import time
 from collections import Counter, deque
@@ -23,8 +24,8 @@ from console.results.records import (
     StateEvent,
 )
 from modules.registry import get_module
-from tui import format as fmt
-from tui.rows import ColumnSpec, Entry, Row, RowModel
+from tui.model import format as fmt
+from tui.model.rows import ColumnSpec, Entry, Row, RowModel
 
 HOST_COLUMNS = (
     ColumnSpec("host", "host", "text", 8, 40),
@@ -118,8 +119,8 @@ class RunState:
         self._op_columns: list[tuple[frozenset[str], tuple[tuple[str, int], ...]]] = []
         for name in self.modules:
             module = get_module(name)
-            keys = [c.name for c in module.columns] if module else []
-            self._op_columns.append((frozenset(keys), tuple((k, index[k]) for k in keys)))
+            declared = [c.name for c in module.columns] if module else []
+            self._op_columns.append((frozenset(declared), tuple((k, index[k]) for k in declared)))
         self.match_count = 0
         self.counts: Counter[str] = Counter({"queued": len(self.hosts)} if self.hosts else {})
         self.rejected: Counter[str] = Counter()
@@ -262,3 +263,17 @@ class RunState:
 
     def matches_of(self, host: str) -> list[Entry]:
         return [entry for entry in self.match_model.entries if entry[0][0] == host]
+
+
+def load_run(store: Any, run_id: str) -> RunState:
+    """A finished RunState rebuilt from the store (hosts, results, every match row)."""
+    run = store.run(run_id)
+    envelope = json.loads(run["envelope"])
+    action = envelope.get("action", {}) if isinstance(envelope, dict) else {}
+    results = store.host_results(run["id"])
+    state = RunState(action, [r.host for r in results], live=False)
+    for result in results:
+        state.set_result(result)
+    state.flush_hosts()
+    state.add_matches(store.matches(run["id"]))
+    return state

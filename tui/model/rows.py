@@ -1,7 +1,8 @@
 """A row model for big tables: rows kept in arrival order, a filtered and sorted view over them.
 
 The model is plain Python (no Textual) so that filtering, sorting and keyed updates can be tested
-and benchmarked on their own; ``tui.vtable.VirtualTable`` renders only the visible window of it.
+and benchmarked on their own; ``tui.widgets.virtual_table.VirtualTable`` renders only the visible
+window of it.
 
 Rows are stored as plain tuples ``(raw, key, ref)`` (an ``Entry``) and their display cells are
 made on demand (``format``), because a streaming table holds 100,000 of them:
@@ -21,11 +22,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from tui import format as fmt
+from modules.base import ColumnKind
+from tui.model import format as fmt
 
-CellKind = Literal["text", "int", "time", "path", "addr", "list", "bool"]
 NUMERIC: frozenset[str] = frozenset({"int", "time"})
 
 #: Above this many rows arriving at once under a sort, re-sort everything instead of inserting.
@@ -41,7 +42,7 @@ class ColumnSpec:
 
     key: str
     label: str
-    kind: CellKind = "text"
+    kind: ColumnKind = "text"
     min_width: int = 4
     max_width: int = 60
 
@@ -66,7 +67,7 @@ class RowModel:
     ) -> None:
         self.columns = list(columns)
         self.format = format or fmt.row_formatter([c.kind for c in self.columns])
-        """Raw values to display cells; by default one ``tui.format.formatter`` per kind."""
+        """Raw values to display cells; by default one ``tui.model.format.formatter`` per kind."""
         self._entries: list[Entry] = []
         self._cells: list[tuple[str, ...] | None] = []  # None: not formatted yet
         self._search: list[str | None] = []  # lower-cased row text, made by the first filter
