@@ -28,20 +28,9 @@ from console.results.records import (
     Summary,
 )
 from inventory.model import Host
+from protocol import messages as msg
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame
-from protocol.messages import (
-    AgentHello,
-    ClientHello,
-    Done,
-    ErrorMsg,
-    Finished,
-    Match,
-    Message,
-    Progress,
-    RejectedMsg,
-    Run,
-)
 
 #: Hosts in flight at once; SSH handshakes are paced separately by console.fanout.ssh.
 DEFAULT_CONCURRENCY = 512
@@ -76,8 +65,8 @@ class Dispatcher:
         action = envelope.action
         deadline = start + max(1.0, action.expire_after - time.time()) + self.grace
         frames = ActionFrames(
-            encode_frame(ClientHello(versions=[1]).to_frame()),
-            encode_frame(Run(envelope=envelope.to_dict()).to_frame()),
+            encode_frame(msg.ClientHello(versions=[1]).to_frame()),
+            encode_frame(msg.Run(envelope=envelope.to_dict()).to_frame()),
         )
         modules = action.modules
         gate = asyncio.Semaphore(self.concurrency)
@@ -112,7 +101,7 @@ class Dispatcher:
 class _HostRun:
     """One host's action: its result, built from the agent's messages as they arrive."""
 
-    _ON: ClassVar[dict[type[Message], Callable[[_HostRun, Any], bool]]]
+    _ON: ClassVar[dict[type[msg.Message], Callable[[_HostRun, Any], bool]]]
 
     def __init__(self, host: Host, modules: list[str], sink: Sink) -> None:
         self.host, self.modules, self.sink = host, modules, sink
@@ -135,7 +124,7 @@ class _HostRun:
             return self._fail(failure.status, failure.detail)
         return self.result
 
-    def handle(self, message: Message) -> bool:
+    def handle(self, message: msg.Message) -> bool:
         """Apply one agent message; True once the action is over on this host."""
         on = self._ON.get(type(message))
         return on(self, message) if on is not None else False
@@ -143,7 +132,7 @@ class _HostRun:
     def _running(self) -> None:
         self.sink(StateEvent(self.host.name, "running"))
 
-    def _on_match(self, message: Match) -> bool:
+    def _on_match(self, message: msg.Match) -> bool:
         if not 0 <= message.op < len(self.modules):
             return self._drop(f"operation {message.op} is not in the action")
         module = self.modules[message.op]
@@ -158,31 +147,31 @@ class _HostRun:
         self.dropped_why = self.dropped_why or why
         return False
 
-    def _on_progress(self, message: Progress) -> bool:
+    def _on_progress(self, message: msg.Progress) -> bool:
         if value_problem(message.stats) is None and 0 <= message.op < len(self.modules):
             self.sink(ProgressEvent(self.host.name, message.op, message.stats))
         return False
 
-    def _on_done(self, message: Done) -> bool:
+    def _on_done(self, message: msg.Done) -> bool:
         self.statuses.append(message.status)
         if message.errors:
             self.result.detail = "; ".join(message.errors[:3])
         return False
 
-    def _on_hello(self, message: AgentHello) -> bool:
+    def _on_hello(self, message: msg.AgentHello) -> bool:
         if value_problem(message.agent) is None:
             self.result.agent = message.agent
         return False
 
-    def _on_rejected(self, message: RejectedMsg) -> bool:
+    def _on_rejected(self, message: msg.RejectedMsg) -> bool:
         self.result.status, self.result.reason = "rejected", message.reason
         self.result.detail = message.detail
         return True
 
-    def _on_error(self, message: ErrorMsg) -> bool:
+    def _on_error(self, message: msg.ErrorMsg) -> bool:
         raise HostFailure("error", f"agent error: {message.detail}")
 
-    def _on_finished(self, _message: Finished) -> bool:
+    def _on_finished(self, _message: msg.Finished) -> bool:
         self.result.status = self._final_status()
         if self.dropped:
             note = f"{self.dropped} row(s) refused by the console: {self.dropped_why}"
@@ -202,13 +191,13 @@ class _HostRun:
 
 
 _HostRun._ON = {
-    Match: _HostRun._on_match,
-    Progress: _HostRun._on_progress,
-    Done: _HostRun._on_done,
-    AgentHello: _HostRun._on_hello,
-    RejectedMsg: _HostRun._on_rejected,
-    ErrorMsg: _HostRun._on_error,
-    Finished: _HostRun._on_finished,
+    msg.Match: _HostRun._on_match,
+    msg.Progress: _HostRun._on_progress,
+    msg.Done: _HostRun._on_done,
+    msg.AgentHello: _HostRun._on_hello,
+    msg.RejectedMsg: _HostRun._on_rejected,
+    msg.ErrorMsg: _HostRun._on_error,
+    msg.Finished: _HostRun._on_finished,
 }
 
 
