@@ -19,11 +19,14 @@ from tests.support.mod_child import CHILD, running_child
 
 MOD = ProcessModule()
 MARKER = "spyglass-marker-" + secrets.token_hex(8)  # also in this process: never read
+#: The child's role flag, unique per test process: xdist workers and other checkouts' runs on the
+#: same machine start children of their own, which must not match this one's scope.
+ROLE = "--role=process-test-" + secrets.token_hex(4)
 
 
 @pytest.fixture(scope="module")
 def child() -> Iterator[dict[str, Any]]:
-    with running_child(MARKER, "--role=process-test") as info:
+    with running_child(MARKER, ROLE) as info:
         yield info
 
 
@@ -33,7 +36,7 @@ def run(**params: Any) -> CollectingContext:
     return ctx
 
 
-SCOPE = {"cmdline": ["--role=process-test"]}  # only the child matches this
+SCOPE = {"cmdline": [ROLE]}  # only the child matches this
 
 
 def pids(**params: Any) -> list[int]:
@@ -52,7 +55,7 @@ def test_cmdline_row(child: dict[str, Any]) -> None:
             "pid": child["pid"],
             "name": rows[0]["name"],
             "exe": os.path.realpath(sys.executable),
-            "cmdline": f"{sys.executable} {CHILD} --role=process-test",
+            "cmdline": f"{sys.executable} {CHILD} {ROLE}",
             "user": rows[0]["user"],
             "matched": ["cmdline"],
         }
