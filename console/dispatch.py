@@ -7,6 +7,7 @@ final result) go to a sink as they arrive; the CLI, runbooks and the TUI are all
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from protocol.frames import FrameDecoder, encode_frame
 from protocol.messages import (
     TO_CONSOLE,
     AgentHello,
+    Cancel,
     ClientHello,
     Done,
     ErrorMsg,
@@ -293,6 +295,10 @@ class _HostRun:
                 if may_retry and not conversation.answered:
                     return False
                 raise
+            except asyncio.CancelledError:  # closing the channel would not stop the agent's run
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    channel.write(_CANCEL)
+                raise
             clean = True
             return True
         finally:
@@ -339,6 +345,9 @@ class _HostRun:
     def _fail(self, status: HostStatus, detail: str) -> HostResult:
         self.result.status, self.result.detail = status, detail
         return self.result
+
+
+_CANCEL = encode_frame(Cancel().to_frame())
 
 
 class _Unfinished(SpyglassError):
