@@ -116,15 +116,17 @@ async def assert_serves(agent: AgentProc, signer: Signer) -> None:
 EVERY_SLOW_ROW = [f"/srv/slow/{i:02d}.txt" for i in range(SLOW_FILES)]
 
 
+@pytest.mark.parametrize("leave", ["close", "abort"])  # a clean close, or a console killed
 async def test_an_action_runs_to_its_end_after_its_channel_closes_and_a_resend_follows_it(
-    agent: AgentProc, signer: Signer
+    agent: AgentProc, signer: Signer, leave: str
 ) -> None:
     env = envelope(signer, SLOW)
-    async with await connect(agent) as conn:
-        process = await conn.create_process(subsystem="spyglass", encoding=None)
-        process.stdin.write(run_frames(env))
-        before: list[dict[str, Any]] = []
-        await until(process, "match", before)
+    conn = await connect(agent)
+    process = await conn.create_process(subsystem="spyglass", encoding=None)
+    process.stdin.write(run_frames(env))
+    before: list[dict[str, Any]] = []
+    await until(process, "match", before)
+    getattr(conn, leave)()  # abort: the TCP connection drops with no SSH goodbye
     # the console is gone; the same envelope again follows the action that still runs
     again = await converse(agent, run_frames(env), timeout=120)
     assert verdicts(agent, env) == ["accepted", "attached"]  # one execution, followed
