@@ -330,7 +330,6 @@ class Channel:
     async def _run(self, raw: Any) -> None:
         agent = self.agent
         known = Known(_action_id(raw))
-        execution: Execution | None = None
         try:
             verified = await agent.verify(raw, known)
             agent.check_targeted(verified.action.target)
@@ -340,9 +339,7 @@ class Channel:
                 log, execution, slot = self._served_again(known, seen)
                 ran_at: int | None = seen.ran_at
             else:
-                if agent.running >= agent.config.limits.max_concurrent:
-                    raise Rejected("busy", f"{agent.running} actions running already")
-                execution = Execution(agent, verified, params, known.digest)
+                execution = Execution(self._slot(), verified, params, known.digest)
                 agent.replay.add(action.id, known.digest, action.expire_after, execution.ran_at)
                 self._audit(known, "accepted")
                 log, slot, ran_at = execution.log, execution.slot, None
@@ -362,24 +359,31 @@ class Channel:
         action_id = known.action_id
         if seen.digest != known.digest:
             raise Rejected("replayed", f"action id {action_id} was used by another action")
-        execution = agent.executions.get(known.digest)
-        if execution is None and not agent.replay.has_outcome(seen):
-            raise Rejected("replayed", f"action {action_id} was already run; no outcome is held")
-        if execution is not None and execution.slot_stream_free:
-            execution.slot_stream_free = False  # its sender left: this follower takes its place
-            slot = execution.slot
-            slot.hold()
-        elif agent.running >= agent.config.limits.max_concurrent:
-            raise Rejected("busy", f"{agent.running} actions running already")
-        else:
-            slot = Slot(agent)
-        if execution is not None:
+        if (execution := agent.executions.get(known.digest)) is not None:
+            if execution.slot_stream_free:  # its sender left: this follower takes its place
+                execution.slot_stream_free = False
+                execution.slot.hold()
+                slot = execution.slot
+            else:
+                slot = self._slot()
             execution.log.hold()
             self._audit(known, "attached")
             return execution.log, execution, slot
-        fd = agent.replay.stored(seen)
+        if (fd := agent.replay.stored(seen)) is None:
+            raise Rejected("replayed", f"action {action_id} was already run; no outcome is held")
+        try:
+            slot = self._slot()
+        except Rejected:
+            os.close(fd)
+            raise
         self._audit(known, "replayed-outcome")
         return Log(fd, os.fstat(fd).st_size, ended=True), None, slot
+
+    def _slot(self) -> Slot:
+        agent = self.agent
+        if agent.running >= agent.config.limits.max_concurrent:
+            raise Rejected("busy", f"{agent.running} actions running already")
+        return Slot(agent)
 
     async def _follow(
         self,

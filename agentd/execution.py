@@ -46,7 +46,7 @@ class Slot:
     """One of the agent's ``max_concurrent`` places, freed when its last holder lets it go."""
 
     def __init__(self, agent: Agent) -> None:
-        self._agent = agent
+        self.agent = agent
         self._holders = 1
         agent.running += 1
 
@@ -56,7 +56,7 @@ class Slot:
     def release(self) -> None:
         self._holders -= 1
         if self._holders == 0:
-            self._agent.running -= 1
+            self.agent.running -= 1
 
 
 class Log:
@@ -65,19 +65,22 @@ class Log:
 
     def __init__(self, fd: int, size: int = 0, *, ended: bool = False) -> None:
         self.fd = fd
-        self.size = size
+        self.size = size  # what followers may read
+        self.written = size  # what is on disk (the last frames wait for ``end``)
         self.ended = ended
         self._grown = asyncio.Event()
         self._users = 1
         self._tail = (-1, b"")  # the last append, which a follower that kept up needs not re-read
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes, *, publish: bool = True) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
-        self._tail = (self.size, data)
-        self.size += len(data)
-        self.wake()
+        self._tail = (self.written, data)
+        self.written += len(data)
+        if publish:
+            self.size = self.written
+            self.wake()
 
     def wake(self) -> None:
         grown, self._grown = self._grown, asyncio.Event()
@@ -88,7 +91,7 @@ class Log:
         return self._grown
 
     def end(self) -> None:
-        self.ended = True
+        self.size, self.ended = self.written, True
         self.wake()
 
     def read(self, offset: int) -> bytes:
@@ -122,14 +125,18 @@ class Execution:
     """One accepted action, running (or ended) in its own task, its frames going to a Log."""
 
     def __init__(
-        self, agent: Agent, verified: Verified, params: list[dict[str, Any]], digest: str
+        self, slot: Slot, verified: Verified, params: list[dict[str, Any]], digest: str
     ) -> None:
-        self.agent = agent
+        self.agent = agent = slot.agent
+        self.slot = slot
         self.action = verified.action
         self.digest = digest
         self.ran_at = int(time.time())
-        self.log = Log(agent.replay.running(digest))
-        self.slot = Slot(agent)
+        try:
+            self.log = Log(agent.replay.running(digest))
+        except OSError:
+            slot.release()
+            raise
         agent.executions[digest] = self
         self.slot_stream_free = False  # the sender's follower carries the slot until it leaves
         self.progress: Progress | None = None
@@ -168,19 +175,21 @@ class Execution:
             self.failure = f"agent failure: {type(err).__name__}: {err}"
             raise
         finally:
-            self.log.end()
+            # Stored first, then the last frames shown: whoever saw ``finished`` and sends the
+            # envelope again finds the stored outcome.
             del agent.executions[self.digest]
             if self._complete:
-                agent.replay.keep(action.id, self.digest, self.log.size, self._summary_bytes())
+                agent.replay.keep(action.id, self.digest, self.log.written, self._summary_bytes())
             else:  # cut short by the agent's own end or failure: nothing to serve again
                 agent.replay.discard(self.digest)
+            self.log.end()
             self.slot.release()
             self.log.release()
 
     def _summary_bytes(self) -> bytes | None:
         """None when the whole outcome fits ``outcome_bytes``, else its frames without rows."""
         cap = self.agent.config.limits.outcome_bytes
-        if self.log.size <= cap:
+        if self.log.written <= cap:
             return None
         note = f"rows not kept: the stored outcome exceeded outcome_bytes ({cap})"
         kept = [
@@ -282,8 +291,10 @@ class Execution:
             self._summary.extend(m for m in messages if not isinstance(m, Match))
             if any(isinstance(m, Done) for m in messages):
                 self.progress = None  # the operation it counted has ended
+            last = any(isinstance(m, Finished) for m in messages)
             if messages:
-                self.log.append(b"".join(encode_frame(m.to_frame(), max_frame) for m in messages))
+                data = b"".join(encode_frame(m.to_frame(), max_frame) for m in messages)
+                self.log.append(data, publish=not last)  # ``finished`` waits for the store
             if batch[-1] is None:
                 return
 

@@ -104,12 +104,14 @@ class ReplayCache:
         """An action that did not run to its end (the agent stopped, or failed) keeps nothing."""
         (self.outcomes / f"{digest}.part").unlink(missing_ok=True)
 
-    def has_outcome(self, seen: Seen) -> bool:
-        return seen.stored > 0
-
-    def stored(self, seen: Seen) -> int:
-        """A read descriptor on a held outcome (``has_outcome``)."""
-        return os.open(self.outcomes / f"{seen.digest}.frames", os.O_RDONLY | os.O_CLOEXEC)
+    def stored(self, seen: Seen) -> int | None:
+        """A read descriptor on the stored outcome of ``seen``, or None if none is held."""
+        if not seen.stored:
+            return None
+        try:
+            return os.open(self.outcomes / f"{seen.digest}.frames", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
 
     def _bound(self) -> None:
         """Drop the oldest stored outcomes until all of them fit ``total_cap``."""
@@ -129,7 +131,9 @@ class ReplayCache:
     def prune(self, now: float | None = None) -> None:
         """Forget expired actions (an expired action is refused anyway), delete their stored
         outcomes and rewrite the log without them."""
-        now = time.time() if now is None else now
+        # Whole seconds, as the expiry check counts them: at 100.5 an action expiring at 100
+        # is still accepted, so its id must still be refused as a replay.
+        now = int(time.time() if now is None else now)
         expired = [i for i, seen in self._seen.items() if seen.expire_after < now]
         for action_id in expired:
             seen = self._seen.pop(action_id)
