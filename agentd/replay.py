@@ -124,10 +124,6 @@ class ReplayCache:
             total -= seen.stored
             seen.stored = 0
 
-    @property
-    def disk_bytes(self) -> int:
-        return sum(s.stored for s in self._seen.values())
-
     def prune(self, now: float | None = None) -> None:
         """Forget expired actions (an expired action is refused anyway), delete their stored
         outcomes and rewrite the log without them."""
@@ -151,9 +147,6 @@ class ReplayCache:
             tmp.replace(self.log_path)
             os.close(self._log)
             self._log = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
     def close(self) -> None:
         os.close(self._log)
