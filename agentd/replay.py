@@ -12,7 +12,7 @@ On disk, under ``state_dir``:
   only its summary frames when it outgrew ``[limits] outcome_bytes``.
 
 Expired entries are pruned while the agent runs, and the stored outcomes together stay under
-``[limits] outcomes_bytes``: past it the oldest are dropped (their ids stay refused).
+``[limits] outcome_disk_bytes``: past it the oldest are dropped (their ids stay refused).
 """
 
 from __future__ import annotations
