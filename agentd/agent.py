@@ -14,38 +14,28 @@ import functools
 import hashlib
 import json
 import os
+import shutil
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agentd.audit import AuditLog
-from agentd.privacy import row_masker
-from agentd.replay import ReplayCache
-from agentd.runner import Budget, run_operation
+from agentd.execution import Execution, Log, Slot, follow
+from agentd.replay import ReplayCache, Seen
 from modules.registry import all_modules, get_module
 from protocol import __version__
 from protocol.acl import Acl
 from protocol.action import Action
-from protocol.agent_config import AgentConfig, load_config
+from protocol.agent_config import AgentConfig, acl_strangers, load_config
 from protocol.envelope import Envelope
 from protocol.errors import FrameError, ParamError, Rejected, RejectReason, SelectorError
 from protocol.frames import ByteReader, encode_frame, read_frame
-from protocol.messages import (
-    TO_AGENT,
-    Accepted,
-    AgentHello,
-    Done,
-    ErrorMsg,
-    Finished,
-    Match,
-    Message,
-    Progress,
-    RejectedMsg,
-    decode_message,
-)
+from protocol.messages import TO_AGENT, AgentHello, ErrorMsg, Message, RejectedMsg, decode_message
 from protocol.signing import Keyring
-from protocol.verify import Policy, Verified, check_signers, check_time, parse_checked
+from protocol.verify import Policy, Verified, check_time, parse_checked, trusted_signers
 
 if TYPE_CHECKING:
     from inventory.selector import Selector
@@ -72,24 +62,44 @@ def _selector(target: str) -> Selector:
 @dataclass(frozen=True, slots=True)
 class _Verdict:
     """The part of an envelope's verification that time does not change: signatures, signers,
-    ACL; either ``verified`` or the ``rejection`` (reason, detail)."""
+    ACL; the trusted ``signers`` (also when the ACL refuses them) and the ``rejection``."""
 
     action: Action
-    verified: Verified | None
+    signers: tuple[str, ...]
     rejection: tuple[RejectReason, str] | None = None
 
     def result(self) -> Verified:
-        if self.verified is not None:
-            return self.verified
-        assert self.rejection is not None
-        raise Rejected(*self.rejection)
+        if self.rejection is not None:
+            raise Rejected(*self.rejection)
+        return Verified(self.action, self.signers)
 
 
 def _judge(envelope: Envelope, keyring: Keyring, acl: Acl) -> _Verdict:
     try:
-        return _Verdict(envelope.action, check_signers(envelope, keyring, acl))
+        signers = tuple(trusted_signers(envelope, keyring))
     except Rejected as err:
-        return _Verdict(envelope.action, None, (err.reason, err.detail))
+        return _Verdict(envelope.action, (), (err.reason, err.detail))
+    try:
+        acl.check(envelope.action.modules, signers)
+    except Rejected as err:
+        return _Verdict(envelope.action, signers, (err.reason, err.detail))
+    return _Verdict(envelope.action, signers)
+
+
+@dataclass(slots=True)
+class Known:
+    """What a request has revealed so far, for its audit line: whatever the verdict, the line
+    names the action (id, digest, modules, params) once it parsed, and its trusted signers once
+    they were verified."""
+
+    action_id: str | None
+    action: Action | None = None
+    digest: str = ""  # SHA-256 of the canonical action bytes: what an outcome is keyed by
+    signers: tuple[str, ...] = ()
+
+    def learn(self, action: Action) -> None:
+        self.action, self.action_id = action, action.id
+        self.digest = hashlib.sha256(action.canonical).hexdigest()
 
 
 #: Verdicts by (verification scope, envelope digest), shared by every agent of this process with
@@ -116,21 +126,27 @@ class Agent:
         state = config.state_dir
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._apply(config)
-        self.replay = ReplayCache(state)
+        self.replay = ReplayCache(state, config.limits.outcome_disk_bytes)
         self.audit = AuditLog(config.resolve(config.agent.audit_log))
-        self.running = 0
+        self.running = 0  # slots of max_concurrent taken (agentd.execution.Slot)
+        self.executions: dict[str, Execution] = {}  # running actions, by digest
         self.modules = [m.name for m in all_modules()]
 
     def _apply(self, config: AgentConfig) -> None:
-        """Adopt a configuration, deriving once what every action would otherwise recompute."""
-        self.keyring = Keyring.from_folder(
-            config.resolve(config.agent.investigators), config.state_dir / "gnupg"
-        )
-        self.root = str(config.root)
+        """Adopt a configuration, deriving once what every action would otherwise recompute.
+        The keyring is exactly the investigators folder's keys, built whole before the switch:
+        there is no moment without one, and actions already running are not touched."""
+        homes = config.state_dir / "keyrings"
+        homes.mkdir(parents=True, exist_ok=True, mode=0o700)
+        keyring = Keyring.from_folder(config.resolve(config.agent.investigators), homes)
+        for line in acl_strangers(config.acl, keyring.fingerprints):
+            print(f"spyglass-agentd: {config.agent.name}: {line}", file=sys.stderr, flush=True)
         # Agents of one process that trust the same keys with the same ACL verify an envelope once.
-        self.verify_scope = self.keyring.digest + repr(sorted(config.acl.rules.items()))
+        scope = keyring.digest + repr(sorted(config.acl.rules.items()))
+        self.keyring, self.verify_scope, self.config = keyring, scope, config
+        self.root = str(config.root)
         self.policy = Policy(config.agent.skew, config.agent.max_lifetime)
-        self.config = config
+        _sweep_keyrings(homes, config.state_dir / "gnupg")
 
     @property
     def name(self) -> str:
@@ -139,6 +155,10 @@ class Agent:
     def reload(self) -> None:
         """Re-read the configuration and investigator keys; running actions keep their state."""
         self._apply(load_config(self.config.path))
+
+    def prune(self) -> None:
+        """Forget what expired (run periodically by the server)."""
+        self.replay.prune()
 
     def check_targeted(self, target: str) -> None:
         """With ``enforce_target``, the signed target selector must select this agent (by its
@@ -164,18 +184,22 @@ class Agent:
         }
         return AgentHello(version=1, agent=info)
 
-    async def verify(self, raw: Any) -> Verified:
+    async def verify(self, raw: Any, known: Known) -> Verified:
         """DESIGN §2 up to the ACL; the signature and ACL verdict is shared by the agents of
-        this process holding the same keyring and ACL, and checked once (gpg runs in a thread)."""
+        this process holding the same keyring and ACL, and checked once (gpg runs in a thread).
+        ``known`` learns the action and its trusted signers as they are established."""
         key = (
             self.verify_scope,
             hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
         )
         if (verdict := _verdicts.get(key)) is not None:
             _verdicts.move_to_end(key)
+            known.learn(verdict.action)
+            known.signers = verdict.signers
             check_time(verdict.action, int(time.time()), self.policy)
             return verdict.result()
         envelope = parse_checked(raw)
+        known.learn(envelope.action)
         check_time(envelope.action, int(time.time()), self.policy)
         if (pending := _inflight.get(key)) is None:
             pending = asyncio.ensure_future(
@@ -183,7 +207,9 @@ class Agent:
             )
             _inflight[key] = pending
             pending.add_done_callback(lambda done: _settle(key, done))
-        return (await asyncio.shield(pending)).result()
+        verdict = await asyncio.shield(pending)
+        known.signers = verdict.signers
+        return verdict.result()
 
     async def serve(
         self,
@@ -191,31 +217,63 @@ class Agent:
         write: Callable[[bytes], Awaitable[None]],
         peer: str,
         closed: asyncio.Future[Any] | None = None,
+        close: Callable[[], None] = lambda: None,
     ) -> None:
-        """Serve one channel; ``closed`` resolves when the peer closes it (not on half-close)."""
-        await Channel(self, write, peer).serve(reader, closed)
+        """Serve one channel; ``closed`` resolves when the peer closes it (not on half-close),
+        ``close`` closes it from this end."""
+        await Channel(self, write, peer, close).serve(reader, closed)
 
     def close(self) -> None:
         self.replay.close()
         self.audit.close()
 
 
-class Channel:
-    """One SSH channel: reads frames, dispatches them by type, runs accepted actions."""
+def _sweep_keyrings(homes: Path, legacy: Path) -> None:
+    """Delete the keyrings of key sets no agent of this process uses any more, and the single
+    keyring older agents kept (it holds every key ever imported, revoked ones included)."""
+    in_use = Keyring.homes_in_use()
+    shutil.rmtree(legacy, ignore_errors=True)
+    for home in homes.iterdir():
+        if home not in in_use:
+            shutil.rmtree(home, ignore_errors=True)
 
-    def __init__(self, agent: Agent, write: Callable[[bytes], Awaitable[None]], peer: str) -> None:
+
+class Channel:
+    """One SSH channel: reads frames, dispatches them by type, follows the actions it sent (or
+    re-sent). Closing it stops the following, never the actions: only ``cancel`` does."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        write: Callable[[bytes], Awaitable[None]],
+        peer: str,
+        close: Callable[[], None],
+    ) -> None:
         self.agent = agent
         self._write = write
+        self._close = close
         self.peer = peer
         self.tasks: set[asyncio.Task[None]] = set()
+        self.following: dict[asyncio.Task[None], tuple[Execution, Known]] = {}
         self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "hello": self._on_hello,
             "run": self._on_run,
             "cancel": self._on_cancel,
         }
 
+    async def write(self, data: bytes) -> None:
+        """Write whole frames; a peer that reads nothing for ``write_timeout`` loses the
+        channel (ConnectionResetError), so a stalled reader holds no slot and no buffer."""
+        deadline = self.agent.config.agent.write_timeout
+        try:
+            async with asyncio.timeout(deadline):
+                await self._write(data)
+        except TimeoutError:
+            self._close()
+            raise ConnectionResetError(f"the peer read nothing for {deadline} s") from None
+
     async def send(self, message: Message) -> None:
-        await self._write(encode_frame(message.to_frame(), self.agent.config.agent.max_frame))
+        await self.write(encode_frame(message.to_frame(), self.agent.config.agent.max_frame))
 
     async def serve(self, reader: ByteReader, closed: asyncio.Future[Any] | None = None) -> None:
         config = self.agent.config.agent
@@ -244,8 +302,8 @@ class Channel:
 
     async def _drain(self, closed: asyncio.Future[Any] | None) -> None:
         """End of input. A half-close (``ssh -s ... < request``, or ``write_eof``) still gets
-        its answers: wait for the running actions, unless the peer closes the channel, which
-        cancels them (``serve``'s finally). Without a ``closed`` signal, cancel at once."""
+        its answers: wait for the followed actions, unless the peer closes the channel (the
+        actions run on; only the following stops). Without a ``closed`` signal, stop at once."""
         if closed is None:
             return
         while self.tasks and not closed.done():
@@ -255,8 +313,14 @@ class Channel:
         await self.send(self.agent.hello())
 
     async def _on_cancel(self, _message: Any) -> None:
+        """Stop the actions this channel follows (and drop its requests still being checked)."""
         for task in self.tasks:
-            task.cancel()
+            if (followed := self.following.get(task)) is None:
+                task.cancel()
+                continue
+            execution, known = followed
+            execution.cancel(f"cancelled by the console at {self.peer}")
+            self._audit(known, "cancelled")
 
     async def _on_run(self, message: Any) -> None:
         task = asyncio.create_task(self._run(message.envelope))
@@ -265,151 +329,105 @@ class Channel:
 
     async def _run(self, raw: Any) -> None:
         agent = self.agent
-        action_id = _action_id(raw)
-        verified: Verified | None = None
+        known = Known(_action_id(raw))
         try:
-            verified = await agent.verify(raw)
+            verified = await agent.verify(raw, known)
             agent.check_targeted(verified.action.target)
             params = _validate_operations(verified)
-            if verified.action.id in agent.replay:
-                if (stored := agent.replay.outcome(verified.action.id)) is not None:
-                    self._audit(verified, "replayed-outcome")
-                    for frame in stored:
-                        await self._write(encode_frame({**frame, "replay": True}))
-                    return
-                raise Rejected("replayed", f"action {verified.action.id} was already run")
-            if agent.running >= agent.config.limits.max_concurrent:
-                raise Rejected("busy", f"{agent.running} actions running already")
-        except Rejected as err:
-            self._audit(verified, f"rejected:{err.reason}", action_id, err.detail)
-            await self.send(RejectedMsg(reason=err.reason, detail=err.detail, action_id=action_id))
-            return
-        action = verified.action
-        agent.replay.add(action.id, action.expire_after)
-        self._audit(verified, "accepted")
-        agent.running += 1
-        try:
-            await self._execute(verified, params)
-        except Exception as err:  # an agent bug must end the conversation, not hang it
-            await self.send(ErrorMsg(detail=f"agent failure: {type(err).__name__}: {err}"))
-            raise
-        finally:
-            agent.running -= 1
-
-    async def _execute(self, verified: Verified, params: list[dict[str, Any]]) -> None:
-        action = verified.action
-        limits = self.agent.config.limits
-        budget = Budget(limits.match_limit, limits.result_bytes)
-        recorded: list[bytes] = []
-        last = len(action.operations) - 1
-        for index, op in enumerate(action.operations):
-            await self._operation(
-                index,
-                op.module,
-                params[index],
-                action.expire_after,
-                budget,
-                recorded,
-                before=[Accepted(action_id=action.id)] if index == 0 else [],
-                after=[Finished(action_id=action.id)] if index == last else [],
-            )
-        self.agent.replay.record(action.id, recorded)
-
-    async def _operation(
-        self,
-        index: int,
-        module: str,
-        params: dict[str, Any],
-        expire_after: int,
-        budget: Budget,
-        recorded: list[bytes],
-        *,
-        before: list[Message],
-        after: list[Message],
-    ) -> None:
-        """Run one operation in its child while its events stream out, then send ``done``;
-        ``before`` and ``after`` travel in the same writes as its first and last events (``before``
-        waits up to HOLD_BEFORE for the first: a quick operation answers in one SSH packet)."""
-        config = self.agent.config
-        queue: asyncio.Queue[Message] = asyncio.Queue()
-        for message in before:
-            queue.put_nowait(message)
-        mask = row_masker(module) if config.limits.privacy else None
-
-        def sink(kind: str, payload: dict[str, Any]) -> None:
-            if kind == "match":
-                queue.put_nowait(Match(index, mask(payload) if mask else payload))
+            action = verified.action
+            if (seen := agent.replay.get(action.id)) is not None:
+                log, execution, slot = self._served_again(known, seen)
+                ran_at: int | None = seen.ran_at
             else:
-                queue.put_nowait(Progress(index, payload))
+                execution = Execution(self._slot(), verified, params, known.digest)
+                agent.replay.add(action.id, known.digest, action.expire_after, execution.ran_at)
+                self._audit(known, "accepted")
+                log, slot, ran_at = execution.log, execution.slot, None
+                log.hold()
+                slot.hold()
+        except Rejected as err:
+            self._audit(known, f"rejected:{err.reason}", err.detail)
+            reply = RejectedMsg(reason=err.reason, detail=err.detail, action_id=known.action_id)
+            await self.send(reply)
+            return
+        await self._follow(known, log, execution, slot, ran_at)
 
-        timeout = max(0, min(config.limits.module_timeout, expire_after - time.time()))
-        forward = asyncio.create_task(self._forward(queue, recorded, len(before)))
+    def _served_again(self, known: Known, seen: Seen) -> tuple[Log, Execution | None, Slot]:
+        """An id that was accepted before: serve the identical action (live while it runs, else
+        its stored outcome) within a slot; refuse anything else, serving nothing."""
+        agent = self.agent
+        action_id = known.action_id
+        if seen.digest != known.digest:
+            raise Rejected("replayed", f"action id {action_id} was used by another action")
+        if (execution := agent.executions.get(known.digest)) is not None:
+            if execution.slot_stream_free:  # its sender left: this follower takes its place
+                execution.slot_stream_free = False
+                execution.slot.hold()
+                slot = execution.slot
+            else:
+                slot = self._slot()
+            execution.log.hold()
+            self._audit(known, "attached")
+            return execution.log, execution, slot
+        if (fd := agent.replay.stored(seen)) is None:
+            raise Rejected("replayed", f"action {action_id} was already run; no outcome is held")
         try:
-            outcome = await run_operation(
-                module,
-                params,
-                root=self.agent.root,
-                limits=config.limits,
-                timeout=timeout,
-                budget=budget,
-                sink=sink,
-            )
-        except BaseException:  # cancelled, or the runner failed: stop forwarding too
-            forward.cancel()
+            slot = self._slot()
+        except Rejected:
+            os.close(fd)
             raise
-        for message in (Done(index, outcome.status, outcome.stats, outcome.errors), *after, _END):
-            queue.put_nowait(message)
-        await forward
+        self._audit(known, "replayed-outcome")
+        return Log(fd, os.fstat(fd).st_size, ended=True), None, slot
 
-    async def _forward(
-        self, queue: asyncio.Queue[Message], recorded: list[bytes], held: int
-    ) -> None:
-        """Send events in order while the child runs: everything waiting goes in one write (one
-        SSH packet instead of one per frame), and flow control applies per write. The first
-        ``held`` messages wait up to HOLD_BEFORE for company."""
-        max_frame = self.agent.config.agent.max_frame
-        while True:
-            batch = [await queue.get()]
-            while len(batch) <= held:
-                try:
-                    async with asyncio.timeout(HOLD_BEFORE):
-                        batch.append(await queue.get())
-                except TimeoutError:
-                    break
-            held = 0
-            while not queue.empty():
-                batch.append(queue.get_nowait())
-            messages = [m for m in batch if m is not _END]
-            frames = [encode_frame(m.to_frame(), max_frame) for m in messages]
-            kept = zip(frames, messages, strict=True)
-            recorded.extend(frame for frame, m in kept if not isinstance(m, Progress))
-            if frames:
-                await self._write(b"".join(frames))
-            if batch[-1] is _END:
-                return
+    def _slot(self) -> Slot:
+        agent = self.agent
+        if agent.running >= agent.config.limits.max_concurrent:
+            raise Rejected("busy", f"{agent.running} actions running already")
+        return Slot(agent)
 
-    def _audit(
+    async def _follow(
         self,
-        verified: Verified | None,
-        verdict: str,
-        action_id: str | None = None,
-        detail: str = "",
+        known: Known,
+        log: Log,
+        execution: Execution | None,
+        slot: Slot,
+        ran_at: int | None,
     ) -> None:
+        task = asyncio.current_task()
+        assert task is not None and known.action is not None
+        if execution is not None:
+            self.following[task] = (execution, known)
+        try:
+            await follow(
+                log,
+                self.write,
+                expire_after=known.action.expire_after,
+                execution=execution,
+                ran_at=ran_at,
+            )
+            if execution is not None and execution.failure:
+                await self.send(ErrorMsg(detail=execution.failure))
+        except TimeoutError:  # the action expired while this channel still had frames to take
+            self._close()
+        except ConnectionError:  # the channel went away, or was closed for not reading
+            pass
+        finally:
+            self.following.pop(task, None)
+            log.release()
+            slot.release()
+            if execution is not None and slot is execution.slot:
+                execution.slot_stream_free = True
+
+    def _audit(self, known: Known, verdict: str, detail: str = "") -> None:
         self.agent.audit.decision(
-            action=verified.action if verified else None,
-            action_id=verified.action.id if verified else action_id,
-            signers=verified.signers if verified else (),
+            action=known.action,
+            action_id=known.action_id,
+            digest=known.digest or None,
+            signers=known.signers,
             peer=self.peer,
             verdict=verdict,
             detail=detail,
         )
-
-
-_END = ErrorMsg(detail="end of operation")
-#: How long ``accepted`` waits for the first event of the action's first operation, to share its
-#: write: most operations end well within it (even on a loaded host), and then the whole answer
-#: is one SSH packet. A console learns nothing from ``accepted`` alone that cannot wait that long.
-HOLD_BEFORE = 0.5
 
 
 def _validate_operations(verified: Verified) -> list[dict[str, Any]]:

@@ -1,8 +1,14 @@
-"""The audit log: one JSON line per decision, accepted or rejected, flushed as it is written."""
+"""The audit log: one JSON line per decision, accepted or rejected, flushed as it is written.
+
+Every line names what was known when the decision was made, whatever the verdict: the action id
+and the digest of its canonical bytes, its modules and params digest (once the envelope parsed),
+and the trusted keys that signed it (once signatures were verified: an ``acl`` refusal names its
+signers, a time refusal, checked before any signature, names none)."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,13 +19,15 @@ from protocol.action import Action
 class AuditLog:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._file = os.fdopen(fd, "a")
 
     def decision(
         self,
         *,
         action: Action | None,
         action_id: str | None,
+        digest: str | None,
         signers: tuple[str, ...],
         peer: str,
         verdict: str,
@@ -29,6 +37,7 @@ class AuditLog:
             {
                 "time": round(time.time(), 3),
                 "action_id": action_id,
+                "action_digest": digest,
                 "signers": list(signers),
                 "modules": action.modules if action else [],
                 "params_digest": action.operations_digest if action else None,

@@ -9,6 +9,7 @@ import tomli_w
 
 from protocol.agent_config import AgentSection, LimitsSection, render_config
 from protocol.errors import SpyglassError
+from protocol.keyfile import write_private
 
 
 def init_agent_dir(directory: Path, name: str | None = None, listen: str = "0.0.0.0:4022") -> Path:
@@ -19,7 +20,7 @@ def init_agent_dir(directory: Path, name: str | None = None, listen: str = "0.0.
         raise SpyglassError(f"{config_path} exists already; not overwriting it")
     agent = AgentSection(name=name or directory.resolve().name, listen=[listen])
     key = asyncssh.generate_private_key("ssh-ed25519")
-    key.write_private_key(str(directory / agent.host_key))
+    write_private(directory / agent.host_key, key.export_private_key())
     key.write_public_key(str(directory / f"{agent.host_key}.pub"))
     (directory / agent.investigators).mkdir(exist_ok=True)
     (directory / agent.authorized_keys).touch()

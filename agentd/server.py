@@ -19,11 +19,15 @@ import asyncssh
 from agentd.agent import Agent
 from agentd.runner import Zygote
 from protocol.agent_config import load_config
+from protocol.errors import ConfigError
+from protocol.keyfile import too_open
 from protocol.transport import AGENT_CIPHERS, AGENT_KEX, SUBSYSTEM
 
 #: Input a channel may buffer before flow control stops the console (asyncssh's default is 2 MiB);
 #: with ``max_channels`` it bounds what one connection can make the agent hold.
 CHANNEL_WINDOW = 256 << 10
+#: Seconds between two prunings of the replay caches.
+PRUNE_EVERY = 5
 
 
 async def start_agent(agent: Agent) -> list[tuple[str, int]]:
@@ -79,15 +83,21 @@ async def _serve_channel(agent: Agent, process: asyncssh.SSHServerProcess[bytes]
     peer = process.get_extra_info("peername") or ("?", 0)
 
     async def write(data: bytes) -> None:
-        process.stdout.write(data)
-        await process.stdout.drain()
+        try:
+            process.stdout.write(data)
+            await process.stdout.drain()
+        except asyncssh.Error as err:  # the channel is gone: one kind of error for the agent
+            raise ConnectionResetError(str(err)) from None
 
-    # If the console goes away, serve() has already cancelled its running operations;
-    # a mere end of input (half-close) lets them finish and answer.
+    # If the console goes away, serve() stops following its actions, which run on; a mere end
+    # of input (half-close) still gets their answers.
     closed = asyncio.ensure_future(process.channel.wait_closed())
     try:
         with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):
-            await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}", closed)
+            # Closing from this end discards what the peer did not read (a clean close would
+            # wait, forever, for a peer that stopped reading to take it).
+            abort = process.channel.abort
+            await agent.serve(process.stdin, write, f"{peer[0]}:{peer[1]}", closed, abort)
     finally:
         closed.cancel()
     process.exit(0)
@@ -95,7 +105,11 @@ async def _serve_channel(agent: Agent, process: asyncssh.SSHServerProcess[bytes]
 
 async def serve_forever(config_paths: Sequence[str | Path]) -> None:
     """Start every configured agent, announce where each listens, then serve until signalled."""
-    agents = [Agent(load_config(p)) for p in config_paths]
+    configs = [load_config(p) for p in config_paths]
+    for config in configs:
+        if reason := too_open(config.resolve(config.agent.host_key)):
+            raise ConfigError(f"{config.agent.name}: host key {reason}")
+    agents = [Agent(config) for config in configs]
     for agent in agents:
         for host, port in await start_agent(agent):
             print(f"listening {agent.name} {host}:{port}", flush=True)
@@ -106,9 +120,19 @@ async def serve_forever(config_paths: Sequence[str | Path]) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(agents))
+    pruning = asyncio.create_task(_prune(agents))
     await stop.wait()
+    pruning.cancel()
     for agent in agents:
         agent.close()
+
+
+async def _prune(agents: list[Agent]) -> None:
+    """Forget expired actions and their outcomes while serving, not only at start-up."""
+    while True:
+        await asyncio.sleep(PRUNE_EVERY)
+        for agent in agents:
+            agent.prune()
 
 
 def _reload(agents: list[Agent]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -31,6 +32,7 @@ class AgentSection:
     max_lifetime: int = 86400  # longest expire_after - valid_from accepted
     max_frame: int = 1 << 20
     idle_timeout: int = 60  # close a channel that sends nothing for this long while idle
+    write_timeout: int = 30  # close a channel whose console reads nothing for this long
     login_timeout: int = 10
     max_channels: int = 128  # channels one SSH connection may hold open at once
     tags: dict[str, str] = field(default_factory=dict)  # this host's tags, as in the inventory
@@ -45,6 +47,8 @@ class LimitsSection:
     memory_mb: int = 512
     match_limit: int = 10000
     result_bytes: int = 16 << 20
+    outcome_bytes: int = 32 << 20  # a stored outcome past this keeps only its summary frames
+    outcome_disk_bytes: int = 256 << 20  # all stored outcomes; past it the oldest are dropped
     privacy: bool = False
     nice: int = 10
 
@@ -125,6 +129,18 @@ def _conforms(value: Any, hint: Any) -> bool:
 def _type_name(hint: Any) -> str:
     names = {list[str]: "a list of strings", dict[str, str]: "a table of strings"}
     return names.get(hint) or f"a {hint.__name__}"
+
+
+def acl_strangers(acl: Acl, fingerprints: Iterable[str]) -> list[str]:
+    """The ACL entries naming a key that is not among the investigators' keys, one line each:
+    such an entry grants nothing, and is most often a key someone meant to revoke, or to add."""
+    known = {fpr.upper() for fpr in fingerprints}
+    return [
+        f"acl.{module} names {fpr}, whose key is not in the investigators folder"
+        for module, rule in sorted(acl.rules.items())
+        for fpr in rule.investigators
+        if fpr.upper() not in known
+    ]
 
 
 def render_config(

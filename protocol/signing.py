@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 from collections import OrderedDict
@@ -107,14 +108,23 @@ class Keyring:
             self.fingerprints.extend(fp.upper() for fp in imported.fingerprints)
 
     @classmethod
-    def from_folder(cls, folder: str | Path, home: str | Path) -> Keyring:
-        """The keyring of an investigators folder (``*.asc``), shared with identical folders."""
+    def from_folder(cls, folder: str | Path, homes: str | Path) -> Keyring:
+        """The keyring of an investigators folder (``*.asc``), shared with identical folders:
+        exactly its keys, in a GNUPGHOME under ``homes`` made afresh for this set of keys (a
+        keyring only ever imported into would keep trusting a key removed from the folder)."""
         keys = [p.read_text() for p in sorted(Path(folder).glob("*.asc"))]
         digest = _digest(*sorted(k.encode() for k in keys))
         with cls._shared_lock:
             if digest not in cls._shared:
+                home = Path(homes) / digest[:16]
+                shutil.rmtree(home, ignore_errors=True)  # left by an earlier process
                 cls._shared[digest] = cls(home, keys)
             return cls._shared[digest]
+
+    @classmethod
+    def homes_in_use(cls) -> set[Path]:
+        with cls._shared_lock:
+            return {ring.home for ring in cls._shared.values()}
 
     def check(self, data: bytes, signature: str) -> SigCheck:
         """Verify one detached signature over ``data``; outcomes are cached per keyring."""

@@ -63,11 +63,18 @@ def check_time(action: Action, now: int, policy: Policy) -> None:
 
 def check_signers(envelope: Envelope, keyring: Keyring, acl: Acl) -> Verified:
     """Steps bad-signature, unknown-signer and acl."""
+    signers = trusted_signers(envelope, keyring)
+    acl.check(envelope.action.modules, signers)
+    return Verified(envelope.action, tuple(signers))
+
+
+def trusted_signers(envelope: Envelope, keyring: Keyring) -> list[str]:
+    """Steps bad-signature and unknown-signer: the keyring's keys that signed (primary
+    fingerprints), which an agent's audit line names even when the ACL then refuses them."""
     signers = _check_signatures(envelope, keyring)
     if not signers:
         raise Rejected("unknown-signer", "no signature was made by a key in this agent's keyring")
-    acl.check(envelope.action.modules, signers)
-    return Verified(envelope.action, tuple(signers))
+    return signers
 
 
 def _parse(raw: object) -> Envelope:

@@ -22,7 +22,7 @@ from typing import Any
 import gnupg
 
 from protocol.acl import Acl
-from protocol.agent_config import load_config
+from protocol.agent_config import acl_strangers, load_config
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError, Rejected
 from protocol.signing import Keyring, SigCheck
@@ -101,6 +101,7 @@ class Verdict:
     reason: str | None
     detail: str
     modules: list[ModuleWeight]
+    warnings: list[str] = field(default_factory=list)  # ACL entries whose key is not known
 
     def to_json(self) -> dict[str, Any]:
         """As `spyglass action show --config ... --json` prints it under ``agent``."""
@@ -111,6 +112,7 @@ class Verdict:
             "reason": self.reason,
             "detail": self.detail,
             "modules": [m.to_json() for m in self.modules],
+            "warnings": self.warnings,
         }
 
 
@@ -217,8 +219,9 @@ def evaluate(
                 counted,
             )
         )
+    warnings = acl_strangers(agent.acl, keyring.fingerprints)
     try:
         verify_envelope(envelope.to_dict(), keyring, agent.acl, now, agent.policy)
     except Rejected as err:
-        return Verdict(agent, False, err.reason, err.detail, modules)
-    return Verdict(agent, True, None, "", modules)
+        return Verdict(agent, False, err.reason, err.detail, modules, warnings)
+    return Verdict(agent, True, None, "", modules, warnings)

@@ -165,6 +165,8 @@ def _print_verdict(verdict: Verdict) -> None:
             f"  {m.module}: {m.rule} needs weight {m.needed}, signers weigh {m.weight} "
             f"({signers}): {mark}"
         )
+    for warning in verdict.warnings:
+        print(f"  warning: {warning}")
     if verdict.accepted:
         print("  verdict: would be accepted")
     else:

@@ -13,7 +13,13 @@ import contextlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
-from console.fanout.transport import ActionFrames, Conversation, Handle, HostFailure
+from console.fanout.transport import (
+    CANCEL_FRAME,
+    ActionFrames,
+    Conversation,
+    Handle,
+    HostFailure,
+)
 from inventory.model import Host
 from protocol.frames import ByteReader
 
@@ -58,6 +64,11 @@ class LoopbackTransport:
         reader.feed_data(frames.hello + frames.run)
         try:
             await over
+        except asyncio.CancelledError:
+            reader.feed_data(CANCEL_FRAME)  # read before the end of input that close() feeds
+            close()
+            await asyncio.wait({server}, timeout=1)
+            raise
         finally:
             close()
             if not server.done():

@@ -17,6 +17,7 @@ import collections
 import contextlib
 import getpass
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ import asyncssh
 
 from inventory.model import Host, Inventory
 from protocol.errors import InventoryError
+from protocol.keyfile import too_open
 from protocol.transport import CIPHERS, KEX
 
 
@@ -98,6 +100,8 @@ class Connector:
         self.window = ConnectWindow(target=defaults.connect_timeout / 4)
         try:
             keys = [asyncssh.read_private_key(str(p)) for p in defaults.client_keys]
+            for reason in filter(None, map(too_open, defaults.client_keys)):
+                print(f"spyglass: warning: client key {reason}", file=sys.stderr)
         except (OSError, asyncssh.KeyImportError) as err:
             raise InventoryError(f"{inventory.path}: client_keys: {err}") from None
         self.known_hosts = _read_known_hosts(defaults.known_hosts)

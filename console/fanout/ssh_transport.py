@@ -9,13 +9,21 @@ fan-out and by ``inventory check``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 from collections.abc import Callable
 
 import asyncssh
 
 from console.fanout.ssh import Connector, Pool
-from console.fanout.transport import ActionFrames, Conversation, Handle, HostFailure
+from console.fanout.transport import (
+    CANCEL_FRAME,
+    ActionFrames,
+    Conversation,
+    Handle,
+    HostFailure,
+)
 from console.results.records import HostStatus
 from inventory.model import Host
 from protocol.errors import FrameError, SpyglassError
@@ -120,6 +128,10 @@ class SshTransport:
             except (HostFailure, asyncssh.Error, OSError):
                 if may_retry and not conversation.answered:
                     return False
+                raise
+            except asyncio.CancelledError:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    channel.write(CANCEL_FRAME)
                 raise
             clean = True
             return True

@@ -17,8 +17,8 @@ from typing import Protocol
 from console.results.records import HostStatus
 from inventory.model import Host
 from protocol.errors import SpyglassError
-from protocol.frames import FrameDecoder
-from protocol.messages import TO_CONSOLE, AgentHello, Message, decode_message
+from protocol.frames import FrameDecoder, encode_frame
+from protocol.messages import TO_CONSOLE, AgentHello, Cancel, Message, decode_message
 
 #: Applies one agent message to a host's result; True once the action is over on that host.
 Handle = Callable[[Message], bool]
@@ -40,6 +40,11 @@ class ActionFrames:
 
     hello: bytes
     run: bytes
+
+
+#: Sent when the console gives up on a running action (Ctrl-C, the TUI's cancel): closing the
+#: channel alone would not stop it, since an agent finishes what it accepted (DESIGN §3).
+CANCEL_FRAME = encode_frame(Cancel().to_frame())
 
 
 class Transport(Protocol):

@@ -24,6 +24,7 @@ import tomli_w
 from console.lab.seed import seed_root
 from inventory.loader import dump_inventory
 from protocol.errors import ConfigError
+from protocol.keyfile import write_private
 from protocol.signing import Signer, generate_key
 
 ROLES = ("web", "db", "cache", "worker")
@@ -116,7 +117,7 @@ def _console_key(directory: Path) -> str:
     path = directory / "console_ed25519"
     if not path.exists():
         key = asyncssh.generate_private_key("ssh-ed25519", comment="spyglass-lab-console")
-        key.write_private_key(str(path))
+        write_private(path, key.export_private_key())
         key.write_public_key(str(path) + ".pub")
     return (directory / "console_ed25519.pub").read_text()
 
@@ -144,7 +145,7 @@ def _write_agent(
     (home / "authorized_keys").write_text(console_key)
     key_path = home / "ssh_host_ed25519_key"
     if not key_path.exists():
-        asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(key_path))
+        write_private(key_path, asyncssh.generate_private_key("ssh-ed25519").export_private_key())
     seed_root(home / "root", index, name)
     if seed_files:
         for source in (Path(seed_files) / "_all", Path(seed_files) / name):

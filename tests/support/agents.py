@@ -22,6 +22,7 @@ import asyncssh
 import tomli_w
 
 from protocol.frames import encode_frame, read_frame
+from protocol.keyfile import write_private
 
 
 @dataclass
@@ -56,9 +57,8 @@ def write_agent(
     console = asyncssh.generate_private_key("ssh-ed25519")
     console.write_private_key(str(directory / "console_key"))
     (directory / "authorized_keys").write_text(console.export_public_key().decode())
-    asyncssh.generate_private_key("ssh-ed25519").write_private_key(
-        str(directory / "ssh_host_ed25519_key")
-    )
+    host_key = asyncssh.generate_private_key("ssh-ed25519").export_private_key()
+    write_private(directory / "ssh_host_ed25519_key", host_key)
     config = {
         "agent": {
             "name": directory.name,

@@ -1,0 +1,35 @@
+"""An investigator who interrupts the console stops the agents' work too: since an accepted action
+runs on when its channel closes (issue 15), the console sends ``cancel`` before it lets go."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from console.lab import Lab
+from tests.agents import AgentProc
+from tests.cli import console_env
+from tests.test_faults_console import (
+    SLOW_OP,
+    VICTIM,
+    action_id,
+    envelope_file,
+    fleet_inventory,
+    launching,
+    victim,
+    wait_for_verdict,
+)
+
+__all__ = ["victim"]  # a fixture: used by its name
+
+
+def test_interrupting_the_console_cancels_the_running_action(
+    lab: Lab, victim: AgentProc, tmp_path: Path
+) -> None:
+    envelope = envelope_file(lab, tmp_path, SLOW_OP)
+    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
+    with launching(env, envelope, f"name={VICTIM}") as console:
+        wait_for_verdict(victim, action_id(envelope))
+        console.send_signal(signal.SIGINT)
+        console.communicate(timeout=60)
+    wait_for_verdict(victim, action_id(envelope), "cancelled")
