@@ -6,9 +6,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from console.lab import Lab
-from tests.agents import AgentProc
-from tests.cli import console_env
+from console.lab.local import Lab
+from tests.support.agents import AgentProc
+from tests.support.cli import console_env
 from tests.test_faults_console import (
     SLOW_OP,
     VICTIM,

@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,8 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import read_frame
 from protocol.signing import Signer, generate_key
-from tests.agents import (
+from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.agents import (
     AgentProc,
     connect,
     converse,
@@ -33,7 +33,7 @@ from tests.agents import (
     stop_agent,
     write_agent,
 )
-from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.cli import SPYGLASS
 
 SLOW_OP = Operation("file", {"paths": ["/srv/slow"], "content": ["(a+)+$|needle"]})
 HELLO_OP = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
@@ -129,7 +129,7 @@ def test_action_show_reports_an_acl_entry_without_its_key(
     (agent.dir / "investigators" / "alice.asc").unlink()
     config = str(agent.dir / "agentd.toml")
     shown = subprocess.run(
-        [sys.executable, "-m", "console.cli", "action", "show", str(envelope), "--config", config],
+        [*SPYGLASS, "action", "show", str(envelope), "--config", config],
         env={**os.environ, "GNUPGHOME": str(homes["bob"])},
         capture_output=True,
         text=True,

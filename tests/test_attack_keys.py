@@ -12,10 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from console.lab import Lab
-from tests.agents import write_agent
-from tests.cli import console_env, lab_inventory, save_inventory, spyglass
+from console.lab.local import Lab
 from tests.conftest import short_tmp
+from tests.support.agents import write_agent
+from tests.support.cli import console_env, lab_inventory, save_inventory, spyglass
 
 
 def mode(path: Path) -> int:

@@ -21,8 +21,15 @@ import pytest
 from protocol.action import Action, Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.agents import AgentProc, converse, run_frames, start_agent, stop_agent, write_agent
 from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.agents import (
+    AgentProc,
+    converse,
+    run_frames,
+    start_agent,
+    stop_agent,
+    write_agent,
+)
 
 BIG_FILES = 60  # rows of the action whose outcome outgrows outcome_bytes
 OUTCOME_BYTES = 4096
