@@ -14,6 +14,10 @@ Control protocol: a ``SOCK_SEQPACKET`` socketpair, one JSON object per datagram 
                       {"id": N, "error": "..."}  fork failed
                       {"pid": P, "status": S}    P ended: exit code, or -signal (like Popen)
 
+Before serving, the zygote confines itself as far as no operation ever needs more and prepares
+each module's confinement (``agentd.confine.prepare``): each child then applies its own in a few
+system calls. What the kernel cannot offer is logged here, once per zygote.
+
 The zygote is the only reaper of its children, so a ``kill`` can never hit a reused pid, and it
 reports exit statuses, which is how the runner tells a SIGXCPU (CPU rlimit) from a SIGKILL (memory
 or timeout) from a crash. Children die with the zygote (``PR_SET_PDEATHSIG``); the zygote exits,
@@ -32,7 +36,8 @@ import sys
 import traceback
 from typing import Any
 
-from agentd import child
+from agentd import child, confine
+from modules.registry import all_modules
 
 #: Big enough for one control datagram (ids and pids only: the request travels in a memfd).
 MAX_MESSAGE = 4096
@@ -51,6 +56,8 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll below through wake_w
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C at the agent's terminal is its own
     prctl = _prctl()
+    for line in confine.prepare(all_modules()):
+        print(f"spyglass-agentd: confinement unavailable: {line}", file=sys.stderr, flush=True)
     live: set[int] = set()
     gc.freeze()  # what the children inherit stays shared: no collection touches those pages
     poller = select.poll()

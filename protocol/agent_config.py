@@ -47,6 +47,7 @@ class LimitsSection:
     result_bytes: int = 16 << 20
     privacy: bool = False
     nice: int = 10
+    require_confinement: bool = False  # refuse operations the kernel cannot fully confine
 
 
 @dataclass(frozen=True, slots=True)
