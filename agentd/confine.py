@@ -2,31 +2,37 @@
 
 A child forked by the zygote confines itself before its module sees the request's params: it may
 read below the agent's root and what its module declares (``modules.base.Needs``), and do
-nothing else. The layers, in the order applied:
+nothing else. The layers, as ``spyglass run agent`` names them:
 
-- ``no-new-privs``: no exec can ever gain privileges (setuid binaries, file capabilities);
+- ``landlock-vN``: read-only beneath the root, the declared paths and the interpreter's own
+  code; execute only the declared tools; no write, create, remove, rename or truncate anywhere
+  (truncate from ABI 3), no TCP bind or connect (ABI 4+), no abstract unix sockets or signals
+  out of the child (ABI 6+). Modules that inspect other processes (``Needs.processes``) go
+  without: Landlock's ptrace scoping would hide every process outside the child's domain;
+- ``seccomp``: two stacked filters, the zygote's (inherited) and the module's, denying with an
+  errno (never a kill, so refusals are testable): exec (unless a tool is declared), ptrace,
+  mount and namespace calls, bpf, keys, module loading, kexec, io_uring (whose operations would
+  bypass the filter), uid/gid/capability changes, raising rlimits, every change to the file
+  system (create, remove, rename, link, truncate, chmod, chown, xattrs, times), signals where
+  Landlock does not scope them, and sockets other than the declared AF_UNIX/AF_NETLINK. Where
+  Landlock is not in force, opening a file for writing is denied here too;
+- ``no-new-privs``: no exec can gain privileges (setuid binaries, file capabilities);
 - ``caps``: every capability dropped, bounding set included, but CAP_DAC_READ_SEARCH (read any
-  file) and, for modules that inspect other processes, CAP_SYS_PTRACE;
-- ``landlock-vN``: read-only beneath the root and the declared paths, execute only the declared
-  tools; no write, create, remove, rename or truncate anywhere (ABI 3+), no TCP bind or connect
-  (ABI 4+), no abstract unix sockets or signals out of the child (ABI 6+);
-- ``seccomp``: a filter denying, with an errno (never a kill, so refusals are testable), exec
-  (unless a tool is declared), ptrace, mount and namespace calls, bpf, keys, module loading,
-  kexec, io_uring (which would bypass the filter), uid/gid/capability changes, raising rlimits,
-  file metadata changes and removals, and sockets other than the declared AF_UNIX/AF_NETLINK.
-  Where Landlock is not in force, opening a file for writing is denied here too.
+  file) and, for modules that inspect other processes, CAP_SYS_PTRACE.
 
 Bindings: direct system calls through ctypes, in this one file. libseccomp's own Python binding
 is not on PyPI (it builds against libseccomp's headers, which CI does not have), ``pyseccomp``
 has not been released since 2021, and the Landlock packages on PyPI are pre-releases or a few
-months old and do not all cover ABI 6's scoping. The filter is a deny list of about seventy
-system calls on x86_64 (numbers checked against the C headers by
+months old and do not all cover ABI 6's scoping. The filters deny about a hundred system calls
+by their x86_64 numbers (checked against the C headers by
 ``tests/test_confinement.py::test_syscall_numbers_match_the_c_headers``); elsewhere seccomp is
 reported unavailable rather than guessed.
 
-Cost: the BPF program and the O_PATH descriptors of the static read paths are built once, in the
-zygote, before any fork (``prepare``); a child only creates its ruleset, adds the root, and makes
-a dozen system calls (``bench/child_start.py`` measures it).
+Cost: the zygote confines itself once (no-new-privs, bounding set, capabilities, its filter) and
+builds, before any fork, each module's BPF program and capset arguments and, per module and root,
+its Landlock ruleset (``prepare``, ``ruleset_for``). A child then makes four system calls:
+capset, landlock_restrict_self, closing the zygote's descriptors, and its filter
+(``bench/child_start.py`` measures it).
 """
 
 from __future__ import annotations
@@ -210,7 +216,7 @@ SYSCALLS = {
     "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
     "open": 2, "openat": 257, "openat2": 437, "socket": 41, "socketpair": 53,
     "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-    "pidfd_send_signal": 424,
+    "pidfd_send_signal": 424, "landlock_add_rule": 445,
 }  # fmt: skip
 
 #: Denied to the zygote and so to every child (inherited across fork): nothing the zygote does.
@@ -288,7 +294,7 @@ def child_program(
     """The filter a child adds on top of the zygote's for a module with ``needs``. Filters
     stack: a call runs only if every one allows it."""
     prog = [*_PROLOGUE]
-    denied = ["capset", "setrlimit"]
+    denied = ["capset", "setrlimit", "landlock_add_rule"]
     if not exec_allowed:
         denied += ["execve", "execveat"]
     if not needs.processes:
@@ -325,15 +331,16 @@ def child_program(
 class Plan:
     """A module's confinement, prepared in the zygote before any fork."""
 
+    name: str
     needs: Needs
     landlock: bool
     """Landlock applies (the kernel has it and the module inspects no other process)."""
-    caps: int
+    keep: int
     """Bit mask of the capabilities kept."""
+    caps: tuple[_CapHeader, ctypes.Array[_CapData]]
+    """capset's arguments for a child of the zygote: ``keep`` of what the zygote holds."""
     rules: list[tuple[int, int]] = field(default_factory=list)
     """(O_PATH descriptor, Landlock rights) of the static paths."""
-    self_paths: tuple[str, ...] = ()
-    """Declared paths under /proc/self, opened by the child itself."""
     program: ctypes.Array[ctypes.c_char] | None = None
 
 
@@ -341,6 +348,7 @@ _READ = _READ_FILE | _READ_DIR
 _ZYGOTE_CAPS = 1 << _CAP_DAC_READ_SEARCH | 1 << _CAP_SYS_PTRACE
 _plans: dict[str, Plan] = {}
 _static_fds: dict[tuple[str, int], int] = {}
+_rulesets: dict[tuple[str, str], int] = {}
 _zygote_layers: list[str] = []
 _in_force: list[str] = []
 
@@ -361,34 +369,51 @@ def plan_for(module: Module) -> Plan:
     """The module's plan, built on first use."""
     plan = _plans.get(module.name)
     if plan is None:
-        plan = _plans[module.name] = _build(module.needs)
+        plan = _plans[module.name] = _build(module)
     return plan
+
+
+def ruleset_for(module: Module, root: str) -> int | None:
+    """The Landlock ruleset of ``module`` reading below ``root``, built on first use (in the
+    zygote, before the fork, so a child only restricts itself with it); None without Landlock."""
+    plan = plan_for(module)
+    if not plan.landlock:
+        return None
+    fd = _rulesets.get((module.name, root))
+    if fd is None:
+        fd = _rulesets[(module.name, root)] = _ruleset(plan, root, support().landlock)
+    return fd
 
 
 def _confine_zygote() -> None:
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    _drop_caps(_ZYGOTE_CAPS, bounding=True)
+    _drop_caps(_ZYGOTE_CAPS)
     _zygote_layers[:] = ["no-new-privs", "caps"]
     if support().seccomp:
         _install(ctypes.create_string_buffer(zygote_program(), len(zygote_program())))
         _zygote_layers.append("seccomp")
 
 
-def _build(needs: Needs) -> Plan:
+def _build(module: Module) -> Plan:
     _last_cap()  # read now: a child may not be able to
-    sup = support()
+    needs, sup = module.needs, support()
     landlock = sup.landlock > 0 and not needs.processes
-    caps = 1 << _CAP_DAC_READ_SEARCH | (1 << _CAP_SYS_PTRACE if needs.processes else 0)
-    plan = Plan(needs, landlock, caps)
+    keep = 1 << _CAP_DAC_READ_SEARCH | (1 << _CAP_SYS_PTRACE if needs.processes else 0)
+    header, data = _capget()
+    kept = (data[0].permitted | data[1].permitted << 32) & keep
+    for i in range(2):
+        data[i].effective = data[i].permitted = (kept >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = 0
+    plan = Plan(module.name, needs, landlock, keep, (header, data))
     tools = [t for t in (_which(name) for name in needs.execute) if t is not None]
     if landlock:
-        read = [*_runtime_paths(), *(p for p in needs.read if not _is_self(p))]
-        plan.rules = [r for r in (_rule(p, _READ) for p in read) if r]
+        plan.rules = [
+            r for r in (_rule(p, _READ) for p in _runtime_paths() + list(needs.read)) if r
+        ]
         for tool in tools:
             plan.rules += [r for r in (_rule(t, _EXECUTE | _READ_FILE) for t in tool) if r]
         if tools:  # what a tool's subprocess opens read-write (subprocess.DEVNULL)
             plan.rules += [r for r in [_rule(os.devnull, _READ_FILE | _WRITE_FILE)] if r]
-        plan.self_paths = tuple(p for p in needs.read if _is_self(p))
     if sup.seccomp:
         program = child_program(
             needs,
@@ -400,17 +425,14 @@ def _build(needs: Needs) -> Plan:
     return plan
 
 
-def _is_self(path: str) -> bool:
-    return path == "/proc/self" or path.startswith("/proc/self/")
-
-
 def _runtime_paths() -> list[str]:
     """Where the interpreter imports from: the standard library, site-packages and the agent's
     own tree; not ``sys.path`` as such, whose first entry may be the agent's working folder."""
     code = sysconfig.get_paths()
     paths = [code[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")]
     paths.append(str(Path(__file__).resolve().parent.parent))
-    return sorted({os.path.realpath(p) for p in (*paths, *_RUNTIME_LIBS)})
+    unique = sorted({os.path.realpath(p) for p in (*paths, *_RUNTIME_LIBS)})
+    return [p for p in unique if not any(p.startswith(q + "/") for q in unique)]
 
 
 def _which(name: str) -> tuple[str, ...] | None:
@@ -472,16 +494,18 @@ def apply(module: Module, root: str) -> list[str]:
     A layer the kernel lacks is skipped (``missing`` says why); a layer the kernel offers but
     refuses raises OSError, and the operation must not run."""
     plan = plan_for(module)  # built before the fork when the zygote prepared it
+    ruleset = ruleset_for(module, root)  # likewise
     if not _zygote_layers:  # not forked from a prepared zygote (a test, the bench's baseline)
         _confine_zygote()
-    sup = support()
-    _drop_caps(plan.caps, bounding=False)
+    if _libc.capset(ctypes.byref(plan.caps[0]), plan.caps[1]) < 0:
+        _drop_caps(plan.keep)  # it holds less than the zygote did (a test dropped some)
     layers = []
-    if plan.landlock:
-        _landlock(plan, root, sup.landlock)
-        layers.append(f"landlock-v{sup.landlock}")
-    for fd in set(_static_fds.values()):
-        os.close(fd)  # the child needs them no more
+    if ruleset is not None:
+        _check(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0), "landlock")
+        layers.append(f"landlock-v{support().landlock}")
+    for fd in (*_rulesets.values(), *_static_fds.values()):
+        os.close(fd)  # shared with the zygote: a ruleset must not be changed from here
+    _rulesets.clear()
     _static_fds.clear()
     if plan.program is not None and "seccomp" in _zygote_layers:
         _install(plan.program)
@@ -509,23 +533,26 @@ def _install(program: ctypes.Array[ctypes.c_char]) -> None:
     )
 
 
-def _drop_caps(keep: int, *, bounding: bool) -> None:
-    """Keep only ``keep`` of the capabilities held (and, with ``bounding``, of the bounding set:
-    no later exec may regain the others)."""
+def _capget() -> tuple[_CapHeader, ctypes.Array[_CapData]]:
     header = _CapHeader(_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.capget(ctypes.byref(header), data), "capget")
+    return header, data
+
+
+def _drop_caps(keep: int) -> None:
+    """Keep only ``keep`` of the capabilities held, and of the bounding set: no later exec may
+    regain the others."""
+    header, data = _capget()
     held = data[0].permitted | data[1].permitted << 32
-    if bounding and held & (1 << _CAP_SETPCAP):
+    if held & (1 << _CAP_SETPCAP):
         for cap in range(_last_cap() + 1):
             if not keep & (1 << cap):
                 _prctl(_PR_CAPBSET_DROP, cap)
-    if bounding:
-        _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
     kept = held & keep
     for i in range(2):
-        word = (kept >> (32 * i)) & 0xFFFFFFFF
-        data[i].effective = data[i].permitted = word
+        data[i].effective = data[i].permitted = (kept >> (32 * i)) & 0xFFFFFFFF
         data[i].inheritable = 0
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
@@ -543,7 +570,9 @@ def _last_cap() -> int:
     return _LAST_CAP[0]
 
 
-def _landlock(plan: Plan, root: str, abi: int) -> None:
+def _ruleset(plan: Plan, root: str, abi: int) -> int:
+    """A Landlock ruleset: read below ``root`` and the plan's paths, the rest of what the ABI
+    knows denied."""
     fs = _FS_RIGHTS[max(v for v in _FS_RIGHTS if v <= abi)]
     attr = _RulesetAttr(fs, _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0, 0)
     if abi >= 6:
@@ -553,21 +582,21 @@ def _landlock(plan: Plan, root: str, abi: int) -> None:
         _libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), size, 0), "landlock ruleset"
     )
     try:
-        own = []
-        for path in (root, *plan.self_paths):
-            try:
-                own.append(os.open(path, os.O_PATH | os.O_CLOEXEC))
-            except OSError:
-                continue  # a missing root or /proc entry is simply not readable
-        own_rules = [(fd, _rights(fd, _READ_FILE | _READ_DIR)) for fd in own]
-        for fd, rights in [*plan.rules, *own_rules]:
+        root_fd = os.open(root, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        root_fd = None  # a missing root: nothing to read
+    try:
+        own = [] if root_fd is None else [(root_fd, _rights(root_fd, _READ))]
+        for fd, rights in [*plan.rules, *own]:
             rule = _PathBeneath(rights & fs, fd)
             _check(
                 _libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0),
                 "landlock rule",
             )
-        for fd in own:
-            os.close(fd)
-        _check(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0), "landlock")
-    finally:
+    except OSError:
         os.close(ruleset)
+        raise
+    finally:
+        if root_fd is not None:
+            os.close(root_fd)
+    return ruleset

@@ -8,7 +8,8 @@ nothing pickled and no interpreter start-up. The agent's event loop only sends a
 
 Control protocol: a ``SOCK_SEQPACKET`` socketpair, one JSON object per datagram (Linux).
 
-    agent -> zygote   {"op": "run", "id": N}     + fds [request memfd, result pipe write end]
+    agent -> zygote   {"op": "run", "id": N, "module": M, "root": R}
+                                                 + fds [request memfd, result pipe write end]
                       {"op": "kill", "pid": P}   SIGKILL P if it has not been reaped yet
     zygote -> agent   {"id": N, "pid": P}        child P started (always before P's exit)
                       {"id": N, "error": "..."}  fork failed
@@ -26,6 +27,7 @@ killing its children, when the agent closes its end of the socket (or dies).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -37,7 +39,7 @@ import traceback
 from typing import Any
 
 from agentd import child, confine
-from modules.registry import all_modules
+from modules.registry import all_modules, get_module
 
 #: Big enough for one control datagram (ids and pids only: the request travels in a memfd).
 MAX_MESSAGE = 4096
@@ -79,6 +81,7 @@ def serve(fd: int) -> None:
                     return  # the agent closed its end or died
                 message = json.loads(data)
                 if message["op"] == "run":
+                    _prepare_ruleset(message["module"], message["root"])
                     _fork(
                         sock, message["id"], fds, live, (sock.fileno(), wake_r, wake_w), me, prctl
                     )
@@ -135,6 +138,15 @@ def _child(
         code = 70
     finally:
         os._exit(code)
+
+
+def _prepare_ruleset(name: str, root: str) -> None:
+    """Build the child's Landlock ruleset here, once per module and root, not in every child;
+    a failure is the child's to meet again and report."""
+    module = get_module(name)
+    if module is not None:
+        with contextlib.suppress(OSError):
+            confine.ruleset_for(module, root)
 
 
 def _reap(sock: socket.socket, live: set[int]) -> None:

@@ -159,7 +159,7 @@ class Needs:
 
     read: tuple[str, ...] = ()
     """Absolute paths of the live host readable (never writable) whatever the root, e.g.
-    ``/proc``; a path under ``/proc/self`` means the child's own entry."""
+    ``/proc`` (where Landlock hides what needs ptrace rights over other processes)."""
     execute: tuple[str, ...] = ()
     """Tools the module runs (names looked up in PATH, or absolute paths): only those may be
     executed, and they inherit the child's confinement."""

@@ -363,6 +363,7 @@ NOT_CONFINABLE = {
 }  # fmt: skip
 
 
+@pytest.mark.timeout(900)  # the modules' whole test files, on a loaded machine
 def test_every_shipped_modules_own_tests_pass_confined() -> None:
     """The modules' own test files, unchanged, with every ``Module.run`` in a confined child
     (``tests/confined_modules.py``)."""
