@@ -147,7 +147,7 @@ async def main(n: int) -> None:
     params = module.validate({"paths": ["/"], "name": ["^f1$"]})
     rows = {"forkserver (before)": await measure(forkserver_op, root, params, n)}
     os.environ[confine.UNAVAILABLE_ENV] = "1"  # read by the zygote started next
-    rows["zygote, unconfined"] = await measure(zygote_op, root, params, n)
+    rows["zygote, caps+nnp only"] = await measure(zygote_op, root, params, n)
     Zygote.current().close()
     del os.environ[confine.UNAVAILABLE_ENV]
     rows["zygote, confined"] = await measure(zygote_op, root, params, n)
