@@ -41,8 +41,9 @@ from typing import Any
 from agentd import child, confine
 from modules.registry import all_modules, get_module
 
-#: Big enough for one control datagram (ids and pids only: the request travels in a memfd).
-MAX_MESSAGE = 4096
+#: Big enough for one control datagram (ids, pids, a module name and a root path of up to
+#: PATH_MAX: the request itself travels in a memfd).
+MAX_MESSAGE = 8192
 _PR_SET_PDEATHSIG = 1
 
 
