@@ -216,7 +216,8 @@ SYSCALLS = {
     "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
     "open": 2, "openat": 257, "openat2": 437, "socket": 41, "socketpair": 53,
     "kill": 62, "tkill": 200, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
-    "pidfd_send_signal": 424, "landlock_add_rule": 445,
+    "pidfd_send_signal": 424, "landlock_add_rule": 445, "memfd_create": 319,
+    "memfd_secret": 447,
 }  # fmt: skip
 
 #: Denied to the zygote and so to every child (inherited across fork): nothing the zygote does.
@@ -295,7 +296,9 @@ def child_program(
     stack: a call runs only if every one allows it."""
     prog = [*_PROLOGUE]
     denied = ["capset", "setrlimit", "landlock_add_rule"]
-    if not exec_allowed:
+    if exec_allowed:  # an anonymous file escapes Landlock's execute right: none may be made
+        denied += ["memfd_create", "memfd_secret"]
+    else:
         denied += ["execve", "execveat"]
     if not needs.processes:
         denied.append("process_vm_readv")

@@ -135,20 +135,27 @@ class ExecProbeModule(Module):
     """Runs its one declared tool and one it did not declare (tests only)."""
 
     name = "probe_exec"
-    summary = "Runs /bin/true (declared) and /bin/ls (not declared) (tests only)"
+    summary = "Runs /bin/true (declared), /bin/ls and a copy of true (not declared) (tests only)"
     needs = Needs(execute=("/bin/true",))
     columns = (Column("tool", "The tool"), Column("outcome", "Its exit code, or the errno's name"))
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         import subprocess  # as modules do: in the child only
 
-        for tool in ("/bin/true", "/bin/ls"):
+        for tool in ("/bin/true", "/bin/ls", "memfd"):
             try:
-                outcome = str(subprocess.run([tool], stdin=subprocess.DEVNULL).returncode)
+                keep = []
+                if tool == "memfd":  # a copy of /bin/true in an anonymous file
+                    with open("/bin/true", "rb") as f:
+                        keep.append(os.memfd_create("true", 0))
+                        os.write(keep[0], f.read())
+                    tool = f"/proc/self/fd/{keep[0]}"
+                done = subprocess.run([tool], stdin=subprocess.DEVNULL, pass_fds=keep)
+                outcome = str(done.returncode)
             except OSError as err:
                 outcome = errno.errorcode.get(err.errno or 0, str(err))
             ctx.emit({"tool": tool, "outcome": outcome})
-        return {"rows": 2}
+        return {"rows": 3}
 
 
 def register() -> None:
