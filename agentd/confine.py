@@ -351,7 +351,7 @@ _READ = _READ_FILE | _READ_DIR
 _ZYGOTE_CAPS = 1 << _CAP_DAC_READ_SEARCH | 1 << _CAP_SYS_PTRACE
 _plans: dict[str, Plan] = {}
 _static_fds: dict[tuple[str, int], int] = {}
-_rulesets: dict[tuple[str, str], int] = {}
+_rulesets: dict[tuple[str, str, int, int], int] = {}
 _zygote_layers: list[str] = []
 _in_force: list[str] = []
 
@@ -382,9 +382,11 @@ def ruleset_for(module: Module, root: str) -> int | None:
     plan = plan_for(module)
     if not plan.landlock:
         return None
-    fd = _rulesets.get((module.name, root))
+    found = os.stat(root)  # a root replaced since (a new inode) gets a ruleset of its own
+    key = (module.name, root, found.st_dev, found.st_ino)
+    fd = _rulesets.get(key)
     if fd is None:
-        fd = _rulesets[(module.name, root)] = _ruleset(plan, root, support().landlock)
+        fd = _rulesets[key] = _ruleset(plan, root, support().landlock)
     return fd
 
 
@@ -587,10 +589,10 @@ def _ruleset(plan: Plan, root: str, abi: int) -> int:
     try:
         root_fd = os.open(root, os.O_PATH | os.O_CLOEXEC)
     except OSError:
-        root_fd = None  # a missing root: nothing to read
+        os.close(ruleset)
+        raise
     try:
-        own = [] if root_fd is None else [(root_fd, _rights(root_fd, _READ))]
-        for fd, rights in [*plan.rules, *own]:
+        for fd, rights in [*plan.rules, (root_fd, _rights(root_fd, _READ))]:
             rule = _PathBeneath(rights & fs, fd)
             _check(
                 _libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0),
@@ -600,6 +602,5 @@ def _ruleset(plan: Plan, root: str, abi: int) -> int:
         os.close(ruleset)
         raise
     finally:
-        if root_fd is not None:
-            os.close(root_fd)
+        os.close(root_fd)
     return ruleset

@@ -266,6 +266,29 @@ async def test_require_confinement_refuses_what_cannot_be_confined(
     assert outcome.status == "ok" and [r["path"] for r in rows] == ["/planted"]
 
 
+async def test_a_replaced_root_gets_a_ruleset_of_its_own(
+    fresh_zygote: None, tmp_path: Path
+) -> None:
+    """The zygote keeps each module's ruleset per root: a root folder replaced since (a new
+    inode) is read, not the old one; a missing root refuses the operation."""
+    root = tmp_path / "root"
+    params = get_module("file").validate({"paths": ["/"]})  # type: ignore[union-attr]
+    for name in ("first", "second"):
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir()
+        (root / name).write_text(name)
+        outcome, rows = await operation("file", params, root)
+        assert outcome.status == "ok" and [r["path"] for r in rows] == [f"/{name}"], outcome
+    shutil.rmtree(root)
+    outcome, rows = await operation("file", params, root)
+    assert (outcome.status, rows) == ("error", [])
+    assert outcome.errors == [
+        f"refused: cannot confine the module's process: [Errno 2] No such file or directory: "
+        f"'{root}'"
+    ]
+
+
 def test_spyglass_run_agent_shows_why_it_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
