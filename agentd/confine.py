@@ -30,9 +30,9 @@ reported unavailable rather than guessed.
 
 Cost: the zygote confines itself once (no-new-privs, bounding set, capabilities, its filter) and
 builds, before any fork, each module's BPF program and capset arguments and, per module and root,
-its Landlock ruleset (``prepare``, ``ruleset_for``). A child then makes four system calls:
-capset, landlock_restrict_self, closing the zygote's descriptors, and its filter
-(``bench/child_start.py`` measures it).
+its Landlock ruleset (``prepare``, ``ruleset_for``). A child then only stats its root (to find
+the ruleset), calls capset and landlock_restrict_self, closes the zygote's descriptors and
+installs its filter (``bench/child_start.py`` measures it).
 """
 
 from __future__ import annotations
