@@ -1,9 +1,11 @@
-"""What runs inside an operation's child process: rlimits, then the module, events to a pipe.
+"""What runs inside an operation's child process: rlimits and kernel confinement, then the module,
+events to a pipe.
 
 The child is forked from the agent process's zygote (``agentd.zygote``), which imported every
 module, so it starts in about a millisecond. It reads its request (module, params, root, limits)
-as JSON from a memfd, then writes protocol frames to its pipe: ``match``, ``progress``, and a
-final ``end`` with status and stats.
+as JSON from a memfd, confines itself for its module (``agentd.confine``) before the module sees
+the params, then writes protocol frames to its pipe: ``match``, ``progress``, and a final ``end``
+with status and stats.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import resource
 import time
 from typing import Any
 
-from modules.base import LimitReached, RunContext
+from agentd import confine
+from modules.base import LimitReached, Module, RunContext
 from modules.registry import all_modules, get_module
 from protocol.frames import encode_frame
 
@@ -67,10 +70,15 @@ def run(request_fd: int, result_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.nice(request["nice"])
     ctx = PipeContext(result_fd, request["root"], request["privacy"])
+    module = get_module(request["module"])
+    assert module is not None, request["module"]
+    refusal = _confine(module, request, ctx)
+    if refusal:
+        ctx._send({"type": "end", "status": "error", "stats": {}, "errors": [refusal]})
+        os.close(result_fd)
+        return
     status, stats = "ok", {}
     try:
-        module = get_module(request["module"])
-        assert module is not None, request["module"]
         stats = module.run(request["params"], ctx) or {}
     except LimitReached as err:
         status, stats = "limit", getattr(err, "stats", None) or {}
@@ -83,6 +91,20 @@ def run(request_fd: int, result_fd: int) -> None:
     stats = {**stats, "errors": ctx.error_count} if ctx.error_count else stats
     ctx._send({"type": "end", "status": status, "stats": stats, "errors": ctx.errors})
     os.close(result_fd)
+
+
+def _confine(module: Module, request: dict[str, Any], ctx: PipeContext) -> str | None:
+    """Confine this child for ``module``; the reason to refuse the operation, if any: the kernel
+    refused a layer it offers, or one it lacks is required (``require_confinement``)."""
+    try:
+        layers = confine.apply(module, request["root"])
+    except OSError as err:
+        return f"refused: cannot confine the module's process: {err}"
+    lacking = confine.missing(module)
+    ctx.confinement = " ".join(layers) + "".join(f"; no {line}" for line in lacking)
+    if lacking and request["require_confinement"]:
+        return "refused: require_confinement is set and " + "; ".join(lacking)
+    return None
 
 
 def _read_all(fd: int) -> bytes:

@@ -77,11 +77,12 @@ async def run_operation(
         "cpu_seconds": limits.cpu_seconds,
         "memory_mb": limits.memory_mb,
         "nice": limits.nice,
+        "require_confinement": limits.require_confinement,
     }
     zygote = Zygote.current()
     read_fd, write_fd = os.pipe()
     try:
-        pid, exited = await zygote.launch(json.dumps(request).encode(), write_fd)
+        pid, exited = await zygote.launch(request, write_fd)
     except ZygoteError as err:
         os.close(read_fd)
         return OpOutcome("error", errors=[str(err)])
@@ -161,6 +162,9 @@ class Zygote:
     ended. One per process and event loop, started on first use, replaced when it dies."""
 
     _current: Zygote | None = None
+    #: The module run as the zygote: tests name one that first registers their test-only
+    #: modules (``tests/confine_probe.py``), so those never enter the shipped registry.
+    entry = "agentd.zygote"
 
     @classmethod
     def current(cls) -> Zygote:
@@ -184,7 +188,7 @@ class Zygote:
         with theirs:
             # A fresh interpreter, not a fork of this (threaded) process: see agentd.zygote.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "agentd.zygote", str(theirs.fileno())],
+                [sys.executable, "-m", self.entry, str(theirs.fileno())],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": _import_path()},
@@ -203,19 +207,21 @@ class Zygote:
         return self.dead and not self.answered and time.monotonic() < self.died_at + RESPAWN_DELAY
 
     async def launch(
-        self, request: bytes, result_fd: int
+        self, request: dict[str, Any], result_fd: int
     ) -> tuple[int, asyncio.Future[int | None]]:
         """Start a child that runs ``request`` and writes its frames to ``result_fd``; returns its
-        pid and a future of its exit status (None if the zygote died first)."""
+        pid and a future of its exit status (None if the zygote died first). The zygote learns
+        the module and root too, to prepare the child's Landlock ruleset before forking it."""
         self._next_id += 1
         request_id = self._next_id
         started = self.loop.create_future()
         self._launches[request_id] = started
         request_fd = os.memfd_create("spyglass-request", os.MFD_CLOEXEC)
         try:
-            os.write(request_fd, request)  # a memfd takes it all at once
+            os.write(request_fd, json.dumps(request).encode())  # a memfd takes it all at once
             os.lseek(request_fd, 0, os.SEEK_SET)
-            await self._send({"op": "run", "id": request_id}, [request_fd, result_fd])
+            message = {"op": "run", "id": request_id, "module": request["module"]}
+            await self._send({**message, "root": request["root"]}, [request_fd, result_fd])
         except BaseException:
             self._launches.pop(request_id, None)
             raise

@@ -8,11 +8,16 @@ nothing pickled and no interpreter start-up. The agent's event loop only sends a
 
 Control protocol: a ``SOCK_SEQPACKET`` socketpair, one JSON object per datagram (Linux).
 
-    agent -> zygote   {"op": "run", "id": N}     + fds [request memfd, result pipe write end]
+    agent -> zygote   {"op": "run", "id": N, "module": M, "root": R}
+                                                 + fds [request memfd, result pipe write end]
                       {"op": "kill", "pid": P}   SIGKILL P if it has not been reaped yet
     zygote -> agent   {"id": N, "pid": P}        child P started (always before P's exit)
                       {"id": N, "error": "..."}  fork failed
                       {"pid": P, "status": S}    P ended: exit code, or -signal (like Popen)
+
+Before serving, the zygote confines itself as far as no operation ever needs more and prepares
+each module's confinement (``agentd.confine.prepare``): each child then applies its own in a few
+system calls. What the kernel cannot offer is logged here, once per zygote.
 
 The zygote is the only reaper of its children, so a ``kill`` can never hit a reused pid, and it
 reports exit statuses, which is how the runner tells a SIGXCPU (CPU rlimit) from a SIGKILL (memory
@@ -22,6 +27,7 @@ killing its children, when the agent closes its end of the socket (or dies).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -32,10 +38,12 @@ import sys
 import traceback
 from typing import Any
 
-from agentd import child
+from agentd import child, confine
+from modules.registry import all_modules, get_module
 
-#: Big enough for one control datagram (ids and pids only: the request travels in a memfd).
-MAX_MESSAGE = 4096
+#: Big enough for one control datagram (ids, pids, a module name and a root path of up to
+#: PATH_MAX: the request itself travels in a memfd).
+MAX_MESSAGE = 8192
 _PR_SET_PDEATHSIG = 1
 
 
@@ -51,6 +59,8 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll below through wake_w
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C at the agent's terminal is its own
     prctl = _prctl()
+    for line in confine.prepare(all_modules()):
+        print(f"spyglass-agentd: confinement unavailable: {line}", file=sys.stderr, flush=True)
     live: set[int] = set()
     gc.freeze()  # what the children inherit stays shared: no collection touches those pages
     poller = select.poll()
@@ -72,6 +82,7 @@ def serve(fd: int) -> None:
                     return  # the agent closed its end or died
                 message = json.loads(data)
                 if message["op"] == "run":
+                    _prepare_ruleset(message["module"], message["root"])
                     _fork(
                         sock, message["id"], fds, live, (sock.fileno(), wake_r, wake_w), me, prctl
                     )
@@ -128,6 +139,15 @@ def _child(
         code = 70
     finally:
         os._exit(code)
+
+
+def _prepare_ruleset(name: str, root: str) -> None:
+    """Build the child's Landlock ruleset here, once per module and root, not in every child;
+    a failure is the child's to meet again and report."""
+    module = get_module(name)
+    if module is not None:
+        with contextlib.suppress(OSError):
+            confine.ruleset_for(module, root)
 
 
 def _reap(sock: socket.socket, live: set[int]) -> None:

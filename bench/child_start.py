@@ -5,7 +5,11 @@ passes fds, re-runs the main module's imports, and blocks the event loop until t
 Both run the same `file` search in an empty-ish root, sequentially and then in a burst of
 concurrent operations, and report per operation: wall time, CPU of this (agent) process, CPU of
 the helper processes (forkserver or zygote, and the children they reaped), and the longest stall
-of the event loop during the burst.
+of the event loop during the burst. The zygote runs twice: with the kernel confinement of
+``agentd.confine`` (the default), and with Landlock and seccomp hidden by its test knob.
+
+Last, the confinement's own cost: the CPU time ``confine.apply`` takes inside each of n freshly
+forked children (median and 90th percentile), what every operation adds.
 
     .venv/bin/python bench/child_start.py [-n 200]
 """
@@ -29,8 +33,8 @@ import psutil
 # Run as a script, bench/ comes first on sys.path, where bench/modules.py would shadow `modules`.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from agentd import child  # noqa: E402
-from agentd.runner import Budget, run_operation  # noqa: E402
+from agentd import child, confine  # noqa: E402
+from agentd.runner import Budget, Zygote, run_operation  # noqa: E402
 from bench.measure import cpu_seconds  # noqa: E402
 from modules.registry import get_module  # noqa: E402
 from protocol.agent_config import LimitsSection  # noqa: E402
@@ -71,6 +75,7 @@ async def forkserver_op(root: str, params: dict[str, Any]) -> str:
         "cpu_seconds": limits.cpu_seconds,
         "memory_mb": limits.memory_mb,
         "nice": limits.nice,
+        "require_confinement": False,
     }
     reader_conn, writer_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(
@@ -140,19 +145,56 @@ async def main(n: int) -> None:
     module = get_module("file")
     assert module is not None
     params = module.validate({"paths": ["/"], "name": ["^f1$"]})
-    rows = {
-        "forkserver (before)": await measure(forkserver_op, root, params, n),
-        "zygote": await measure(zygote_op, root, params, n),
-    }
+    rows = {"forkserver (before)": await measure(forkserver_op, root, params, n)}
+    os.environ[confine.UNAVAILABLE_ENV] = "1"  # read by the zygote started next
+    rows["zygote, caps+nnp only"] = await measure(zygote_op, root, params, n)
+    Zygote.current().close()
+    del os.environ[confine.UNAVAILABLE_ENV]
+    rows["zygote, confined"] = await measure(zygote_op, root, params, n)
     columns = list(next(iter(rows.values())))
     print(f"{'per operation, n=' + str(n):<22}" + "".join(f"{c:>20}" for c in columns))
     for label, row in rows.items():
         print(f"{label:<22}" + "".join(f"{row[c]:>20.2f}" for c in columns))
-    before, after = rows["forkserver (before)"], rows["zygote"]
+    before, after = rows["forkserver (before)"], rows["zygote, confined"]
     print(
         f"{'before/after':<22}"
         + "".join(f"{before[c] / max(after[c], 1e-9):>19.1f}x" for c in columns)
     )
+    costs, layers = apply_costs(module, root, n)
+    print(
+        f"confine.apply in the child, CPU: median {costs[n // 2] * 1e3:.3f} ms, "
+        f"90th percentile {costs[n * 9 // 10] * 1e3:.3f} ms ({' '.join(layers)})"
+    )
+
+
+def apply_costs(module: Any, root: str, n: int) -> tuple[list[float], list[str]]:
+    """CPU seconds ``confine.apply`` takes in each of n children forked, as the zygote does,
+    by a process that prepared the plans and confined itself first (sorted), and the layers."""
+    read_fd, write_fd = os.pipe()
+    zygote = os.fork()
+    if zygote == 0:
+        confine.prepare([module])
+        confine.ruleset_for(module, root)  # as the zygote does when asked to run the module
+        runs = []
+        for _ in range(n):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                start = time.process_time()
+                layers = confine.apply(module, root)
+                os.write(w, json.dumps([time.process_time() - start, layers]).encode())
+                os._exit(0)
+            os.close(w)
+            with os.fdopen(r, "rb") as pipe:
+                runs.append(json.loads(pipe.read()))
+            os.waitpid(pid, 0)
+        os.write(write_fd, json.dumps(runs).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        runs = json.loads(pipe.read())
+    os.waitpid(zygote, 0)
+    return sorted(spent for spent, _ in runs), runs[0][1]
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 ``spyglass inventory check`` runs it to confirm a host answers as the one the inventory names.
 It describes the live host the agent runs on, not the investigated root. The limits it reports
-are those the agent applied to the module's own process (CPU and address-space rlimits, nice):
-a module sees nothing of the agent's configuration beyond them.
+are those the agent applied to the module's own process (CPU and address-space rlimits, nice),
+and so is the kernel confinement it reports: a module sees nothing of the agent's configuration
+beyond them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import time
 from typing import Any, ClassVar
 
-from modules.base import Column, Module, RunContext
+from modules.base import Column, Module, Needs, RunContext
 from protocol import __version__
 
 _OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
@@ -87,10 +88,19 @@ def limits() -> list[str]:
     return out
 
 
+def confinement(ctx: RunContext) -> str:
+    """The layers confining this run's process, and which modules go without Landlock."""
+    from modules.registry import all_modules  # the registry imports this module
+
+    exempt = [m.name for m in all_modules() if m.needs.processes]
+    return ctx.confinement + (f"; without landlock: {' '.join(exempt)}" if exempt else "")
+
+
 class AgentModule(Module):
     """Reports the endpoint's identity and the agent's health."""
 
     name = "agent"
+    needs = Needs(read=("/etc/os-release", "/usr/lib/os-release", "/proc"), sockets=("netlink",))
     summary = "The endpoint's identity and agent health: host, OS, kernel, uptime, addresses"
     params = ()
     example: ClassVar[dict[str, Any]] = {}
@@ -103,6 +113,11 @@ class AgentModule(Module):
         Column("agent_version", "spyglass version of the agent"),
         Column("modules", "Modules this agent can run", "list"),
         Column("limits", "Resource limits applied to module runs (rlimits, nice)", "list"),
+        Column(
+            "confinement",
+            "Kernel confinement of module runs (e.g. landlock-v7 seccomp no-new-privs caps), "
+            "what the kernel lacks, and the modules that run without Landlock",
+        ),
     )
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
@@ -124,6 +139,7 @@ class AgentModule(Module):
                 "agent_version": __version__,  # the agent's: modules ship with it
                 "modules": [m.name for m in all_modules()],
                 "limits": limits(),
+                "confinement": confinement(ctx),
             }
         )
         return {"rows": 1}

@@ -25,6 +25,7 @@ __all__ = [
     "Kind",
     "LimitReached",
     "Module",
+    "Needs",
     "Param",
     "RunContext",
 ]
@@ -152,6 +153,24 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What a module's child may touch beyond reading below the root; drives its confinement
+    (``agentd.confine``). Everything not declared is denied by the kernel."""
+
+    read: tuple[str, ...] = ()
+    """Absolute paths of the live host readable (never writable) whatever the root, e.g.
+    ``/proc`` (where Landlock hides what needs ptrace rights over other processes)."""
+    execute: tuple[str, ...] = ()
+    """Tools the module runs (names looked up in PATH, or absolute paths): only those may be
+    executed, and they inherit the child's confinement."""
+    sockets: tuple[Literal["unix", "netlink"], ...] = ()
+    """Socket families beyond none (AF_UNIX, AF_NETLINK); TCP and UDP are always denied."""
+    processes: bool = False
+    """Inspects other processes (``/proc/PID/fd``, ``exe``, ``mem``): keeps CAP_SYS_PTRACE and
+    runs without Landlock, whose ptrace scoping would hide every process outside the child."""
+
+
+@dataclass(frozen=True)
 class Column:
     """One column of a module's result rows."""
 
@@ -182,6 +201,8 @@ class Module(ABC):
     summary: ClassVar[str]
     params: ClassVar[tuple[Param, ...]] = ()
     columns: ClassVar[tuple[Column, ...]] = ()
+    needs: ClassVar[Needs] = Needs()
+    """What the module's child may touch beyond reading below the root (see ``Needs``)."""
     example: ClassVar[dict[str, Any]] = {}
     """Params of a typical run: shown by ``describe`` and run by the generic module tests
     (against ``tests/data/modules/root``), so it must validate."""

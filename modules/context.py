@@ -25,6 +25,10 @@ class LimitReached(SpyglassError):
 class RunContext(ABC):
     """The channel between a running module and whoever runs it."""
 
+    #: The kernel confinement of the process running the module, as the agent reports it
+    #: (e.g. ``landlock-v7 seccomp no-new-privs caps``); "none" when run in place.
+    confinement = "none"
+
     def __init__(self, root: str = "/", privacy: bool = False) -> None:
         #: Folder investigated as "/": file-system modules read below it and report paths as
         #: seen from inside it, and never follow a symlink out of it.

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any
 
-from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
 from modules.file.rootpath import resolve_in_root
 
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -79,6 +79,7 @@ class PkgModule(Module):
     """Lists installed packages whose name (and version) match, across package managers."""
 
     name = "pkg"
+    needs = Needs(execute=("rpm",))  # rpm reads its own formats
     summary = "Installed packages (dpkg, rpm, apk) by name and version"
     params = (
         Param(

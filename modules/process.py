@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
 from protocol.errors import ParamError
 
 CHUNK = 1 << 20
@@ -77,6 +77,7 @@ class ProcessModule(Module):
     """Finds processes, like ``ps`` with filters, and searches their memory like MIG's memory."""
 
     name = "process"
+    needs = Needs(read=("/proc",), processes=True)
     summary = "Processes by name, command line, executable, user, library or memory content"
     params = (
         Param("name", "regex", "Regex searched in the process name", repeatable=True),

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
 from modules.file.declaration import META_FILTERS
 from modules.file.filters import meta_checks
 from modules.treewalk import Found, walk
@@ -84,6 +84,7 @@ class YaraModule(Module):
     """Runs YARA rules over files chosen like the file module does, and over processes."""
 
     name = "yara"
+    needs = Needs(read=("/proc",), processes=True)
     summary = "YARA rules over files (file module filters) and process memory"
     params = (
         Param(

@@ -51,6 +51,7 @@ class LimitsSection:
     outcome_disk_bytes: int = 256 << 20  # all stored outcomes; past it the oldest are dropped
     privacy: bool = False
     nice: int = 10
+    require_confinement: bool = False  # refuse operations the kernel cannot fully confine
 
 
 @dataclass(frozen=True, slots=True)

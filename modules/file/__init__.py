@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from modules.base import Module, RunContext
+from modules.base import Module, Needs, RunContext
 from modules.file.declaration import COLUMNS, PARAMS
 from modules.file.reader import compile_content
 from modules.file.walk import FileSearch
@@ -16,6 +16,7 @@ class FileModule(Module):
     """Walks trees like ``find -xdev`` and reads the surviving candidates once, like ``grep``."""
 
     name = "file"
+    needs = Needs(read=("/proc",))  # its own mountinfo: the walk prunes by mount type
     summary = "Find files by name, path, size, age, mode, content or digest"
     params = PARAMS
     columns = COLUMNS

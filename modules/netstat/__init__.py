@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
 from protocol.errors import ParamError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,6 +56,7 @@ class NetstatModule(Module):
     """Answers MIG's netstat questions, with the owning process of each socket."""
 
     name = "netstat"
+    needs = Needs(read=("/proc",), sockets=("netlink",), processes=True)
     summary = "Local and neighbour MAC/IP, connected peers and listening ports (live host)"
     params = (
         Param("local_mac", "mac", "Regex on this host's MAC addresses (any case)", repeatable=True),
