@@ -163,7 +163,7 @@ class Zygote:
 
     _current: Zygote | None = None
     #: The module run as the zygote: tests name one that first registers their test-only
-    #: modules (``tests/confine_probe.py``), so those never enter the shipped registry.
+    #: modules (``tests/support/confine_probe.py``), so those never enter the shipped registry.
     entry = "agentd.zygote"
 
     @classmethod

@@ -1,6 +1,6 @@
 """Kernel confinement of operation children (agentd.confine), through the real runner and zygote.
 
-The attacks come from test-only modules (``tests/confine_probe.py``) registered only in the
+The attacks come from test-only modules (``tests/support/confine_probe.py``) registered only in the
 zygote these tests start: each tries, inside its confined child, what must be denied, and reports
 the errno. Tests run as root, so every denial below is the confinement's, not the file modes'.
 """
@@ -25,11 +25,11 @@ from agentd.runner import Budget, OpOutcome, Zygote, run_operation
 from modules.base import CollectingContext, LimitReached
 from modules.registry import all_modules, get_module
 from protocol.agent_config import LimitsSection
-from tests import cli
-from tests.agents import start_agent, stop_agent, write_agent
-from tests.confine_probe import ProbeModule
-from tests.mod_child import running_child
-from tests.protocol_keys import KeyFactory
+from tests.support import cli
+from tests.support.agents import start_agent, stop_agent, write_agent
+from tests.support.confine_probe import ProbeModule
+from tests.support.mod_child import running_child
+from tests.support.protocol_keys import KeyFactory
 
 pytestmark = pytest.mark.skipif(
     not confine.support().landlock or not confine.support().seccomp,
@@ -42,7 +42,7 @@ DATA_ROOT = REPO / "tests" / "data" / "modules" / "root"
 @pytest.fixture
 def probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Operations go to a fresh zygote that also knows the probe modules."""
-    monkeypatch.setattr(Zygote, "entry", "tests.confine_probe")
+    monkeypatch.setattr(Zygote, "entry", "tests.support.confine_probe")
     yield
     if Zygote._current is not None:
         Zygote._current.close()
@@ -394,7 +394,7 @@ NOT_CONFINABLE = {
 @pytest.mark.timeout(900)  # the modules' whole test files, on a loaded machine
 def test_every_shipped_modules_own_tests_pass_confined() -> None:
     """The modules' own test files, unchanged, with every ``Module.run`` in a confined child
-    (``tests/confined_modules.py``)."""
+    (``tests/support/confined_modules.py``)."""
     files = sorted(
         str(p.relative_to(REPO))
         for pattern in ("test_mod_*.py", "test_modules_file_*.py", "test_modules_registry.py")
@@ -402,7 +402,7 @@ def test_every_shipped_modules_own_tests_pass_confined() -> None:
     )
     deselect = [arg for test in NOT_CONFINABLE for arg in ("--deselect", test)]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "tests.confined_modules",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "tests.support.confined_modules",
          "-p", "no:cacheprovider", *deselect, *files],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip

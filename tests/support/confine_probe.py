@@ -1,7 +1,8 @@
 """Test-only modules that attack their own confinement, and the zygote that knows them.
 
-They are registered only in the zygote this file runs as (``python -m tests.confine_probe FD``,
-named by ``Zygote.entry`` in ``tests/test_confinement.py``), never in the shipped registry. Each
+They are registered only in the zygote this file runs as
+(``python -m tests.support.confine_probe FD``, named by ``Zygote.entry`` in
+``tests/test_confinement.py``), never in the shipped registry. Each
 attempt becomes a row: ``ok`` when it worked, else the errno's name.
 """
 

@@ -1,10 +1,10 @@
 """A pytest plugin that runs every ``Module.run`` of a test session in a confined child.
 
 ``tests/test_confinement.py`` runs the shipped modules' own test files with it
-(``pytest -p tests.confined_modules``), so those tests, unchanged, prove that each module still
-works under the confinement the agent applies. Each ``run`` forks twice, as the agent does (an
-intermediate process stands for the zygote, so a module's "never read the agent" rules see the
-same family), confines the grandchild with ``agentd.confine`` and replays what it emitted, its
+(``pytest -p tests.support.confined_modules``), so those tests, unchanged, prove that each
+module still works under the confinement the agent applies. Each ``run`` forks twice, as the
+agent does (an intermediate process stands for the zygote, so a module's "never read the agent"
+rules see the same family), confines the grandchild with ``agentd.confine`` and replays what it emitted, its
 soft errors, its stats or its exception into the test's own context.
 """
 
