@@ -402,8 +402,8 @@ def test_every_shipped_modules_own_tests_pass_confined() -> None:
     )
     deselect = [arg for test in NOT_CONFINABLE for arg in ("--deselect", test)]
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "tests.support.confined_modules",
-         "-p", "no:cacheprovider", *deselect, *files],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:xdist",
+         "-p", "tests.support.confined_modules", "-p", "no:cacheprovider", *deselect, *files],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     tail = done.stdout[-3000:]

@@ -4,8 +4,8 @@
 (``pytest -p tests.support.confined_modules``), so those tests, unchanged, prove that each
 module still works under the confinement the agent applies. Each ``run`` forks twice, as the
 agent does (an intermediate process stands for the zygote, so a module's "never read the agent"
-rules see the same family), confines the grandchild with ``agentd.confine`` and replays what it emitted, its
-soft errors, its stats or its exception into the test's own context.
+rules see the same family), confines the grandchild with ``agentd.confine`` and replays what it
+emitted, its soft errors, its stats or its exception into the test's own context.
 """
 
 from __future__ import annotations
