@@ -64,6 +64,7 @@ class Accepted(Message):
     TYPE = "accepted"
     action_id: str
     replay: bool = False
+    ran_at: int | None = None  # with replay: when the action was accepted (epoch seconds)
 
 
 @dataclass(frozen=True, slots=True)
