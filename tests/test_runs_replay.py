@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 import time
 from pathlib import Path
 
@@ -96,3 +97,32 @@ def test_text_output_marks_replayed_hosts(
     assert all("replayed (ran " in line for line in host_lines)
     assert f"{LAB_SIZE} replayed from an earlier run" in again.stderr
     assert f"run {action_id}.2" in again.stderr
+
+
+OLD_SCHEMA = """
+CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, target TEXT NOT NULL,
+    modules TEXT NOT NULL, envelope TEXT NOT NULL, started REAL NOT NULL, finished REAL,
+    hosts INTEGER NOT NULL DEFAULT 0, matched INTEGER NOT NULL DEFAULT 0,
+    nomatch INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE hosts (run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    host TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, detail TEXT NOT NULL DEFAULT '',
+    matches INTEGER NOT NULL DEFAULT 0, elapsed_ms INTEGER NOT NULL DEFAULT 0, agent TEXT,
+    PRIMARY KEY (run_id, host));
+INSERT INTO runs VALUES ('01OLD', 'old', 'all', 'file', '{}', 1.0, 2.0, 1, 1, 0, 0);
+INSERT INTO hosts VALUES ('01OLD', 'h1', 'matched', NULL, '', 1, 5, NULL);
+"""
+
+
+def test_a_store_of_the_one_run_per_action_schema_opens_and_relaunches(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    store = Store(path)
+    try:
+        run = store.run("01OLD")
+        assert run is not None and run["action_id"] == "01OLD"
+        (host,) = store.host_results("01OLD")
+        assert (host.status, host.replay, host.ran_at, host.attempts) == ("matched", False, None, 1)
+        assert store.begin_run("01OLD", "old", "all", ["file"], {}, 1) == "01OLD.2"
+    finally:
+        store.close()
