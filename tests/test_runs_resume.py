@@ -98,6 +98,9 @@ def test_resume_completes_a_run_whose_console_was_killed(
             console.kill()
     before = events(spyglass(env, "results", "show", run_id, "--json").stdout)
     assert {e["host"] for e in before if e["event"] == "host"} == {"lab-001", "lab-002"}
+    shown = spyglass(env, "results", "show", run_id).stdout.splitlines()
+    pending = [line.split("\t")[0] for line in shown if "\tpending\t" in line]
+    assert sorted(pending) == sorted([VICTIM, *LAB_HOSTS[2:]])
 
     resumed = spyglass(env, "results", "resume", run_id, "--json")
     assert resumed.returncode in (0, 3), resumed.stderr
@@ -123,6 +126,7 @@ def test_resume_completes_a_run_whose_console_was_killed(
     assert len(victim_stored) >= 2  # hello.txt and slow.txt, kept or brought again
     for host in LAB_HOSTS:  # nothing ran twice
         assert accepted(lab, host, run_id) == 1, host
+    assert "\tpending\t" not in spyglass(env, "results", "show", run_id).stdout
     listed = spyglass(env, "results", "list").stdout
     assert listed.count(f"{run_id}\t") == 1  # the same run, completed
 

@@ -89,6 +89,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("\n" + HOST_HEADER)
     for host in store.host_results(run["id"]):
         print(host_line(host))
+    for name in store.unanswered(run["id"]):  # a console stopped before these hosts reported
+        print(f"{printable(name)}\tpending\t0\t0\tno result: `spyglass results resume {run['id']}`")
     return 0
 
 

@@ -296,6 +296,14 @@ class Store:
         """The run's hosts as the records the fan-out produced, by host name."""
         return [_host_result(h) for h in self.hosts(run_id)]
 
+    def unanswered(self, run_id: str) -> list[str]:
+        """The run's hosts that have no result stored (its console stopped before they did)."""
+        run = self.run(run_id)
+        if run is None or run["targets"] is None:
+            return []
+        done = {h["host"] for h in self.hosts(run_id)}
+        return [name for name in json.loads(run["targets"]) if name not in done]
+
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, Event]]:
         """The run's stored events after sequence number ``after``, in the order they were
         shown, each with its number: matches, failed attempts (``RetryEvent``) and host results,
