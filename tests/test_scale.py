@@ -190,7 +190,9 @@ def outcome(events: list[dict[str, Any]]) -> tuple[Any, ...]:
         for e in events
         if e["event"] == "match"
     )
-    summary = {k: v for k, v in events[-1].items() if k not in ("action_id", "elapsed_ms")}
+    summary = {
+        k: v for k, v in events[-1].items() if k not in ("action_id", "run_id", "elapsed_ms")
+    }
     return hosts, matches, summary
 
 

@@ -43,6 +43,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     envelope = Signer(lab.gnupghome).sign(Envelope(action))
     args.json, args.show, args.concurrency, args.workers = False, "found", DEFAULT_CONCURRENCY, 1
+    args.until_expiry = False
     status = launch(args, envelope, "all")
     print(
         f"\nthe lab keeps running: export SPYGLASS_INVENTORY={lab.inventory} "

@@ -1,4 +1,5 @@
-"""``spyglass results``: list, show, diff and prune past investigations from the store."""
+"""``spyglass results``: list, show, diff and prune past investigations from the store; resume a
+run that did not reach every host, follow one that another console is writing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import time
 from typing import Any
 
 from console.actions.compose import parse_duration
-from console.cli.common import open_store
+from console.cli.common import fan_out, launch_flags, open_inventory, open_store
 from console.results import history
-from console.results.output import HOST_HEADER, host_line, match_line
+from console.results.output import HOST_HEADER, JsonLines, TextOutput, host_line, match_line
+from console.results.records import Summary, is_final
 from console.results.store import Store
 from console.results.text import printable
-from protocol.errors import UsageError
+from protocol.envelope import parse_envelope
+from protocol.errors import InventoryError, UsageError
 
 
 def add_results(commands: Any) -> None:
@@ -31,6 +34,22 @@ def add_results(commands: Any) -> None:
     diff.add_argument("id1")
     diff.add_argument("id2")
     diff.set_defaults(handler=cmd_diff)
+    resume = sub.add_parser(
+        "resume",
+        help="send a run's action again to its hosts without a final answer, completing the run",
+        description="Hosts that answered (or whose agent refused the action) are not sent it "
+        "again; -t narrows the hosts that are.",
+    )
+    resume.add_argument("id", help="run id, or a unique prefix")
+    launch_flags(resume, target_required=False)
+    resume.set_defaults(handler=cmd_resume)
+    follow = sub.add_parser(
+        "follow", help="print a run's events as another console stores them, until it ends"
+    )
+    follow.add_argument("id", help="run id, or a unique prefix")
+    follow.add_argument("--json", action="store_true", help="JSON lines, as `run --json` prints")
+    follow.add_argument("--interval", type=float, default=0.2, help=argparse.SUPPRESS)
+    follow.set_defaults(handler=cmd_follow)
     prune = sub.add_parser("prune", help="delete old runs")
     prune.add_argument("--older-than", required=True, help="e.g. 30d")
     prune.set_defaults(handler=cmd_prune)
@@ -70,6 +89,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("\n" + HOST_HEADER)
     for host in store.host_results(run["id"]):
         print(host_line(host))
+    for name in store.unanswered(run["id"]):  # a console stopped before these hosts reported
+        print(f"{printable(name)}\tpending\t0\t0\tno result: `spyglass results resume {run['id']}`")
     return 0
 
 
@@ -90,3 +111,50 @@ def cmd_prune(args: argparse.Namespace) -> int:
     removed = open_store(args).delete_older_than(parse_duration(args.older_than))
     print(f"removed {removed} run(s)")
     return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = _run(store, args.id)
+    envelope = parse_envelope(json.loads(run["envelope"]))
+    if envelope.action.expire_after <= time.time():
+        raise UsageError(f"run {run['id']}: its action has expired; nothing was sent")
+    if run["targets"] is None:
+        raise UsageError(f"run {run['id']} was stored without its host list: it cannot resume")
+    final = {r.host for r in store.host_results(run["id"]) if is_final(r.status, r.reason)}
+    wanted = [name for name in json.loads(run["targets"]) if name not in final]
+    inventory = open_inventory(args)
+    hosts = []
+    for name in wanted:
+        try:
+            hosts.append(inventory.by_name(name))
+        except InventoryError as err:
+            print(f"spyglass: not resumed: {err}", file=sys.stderr)
+    if args.target:
+        selected = {h.name for h in inventory.select(args.target)}
+        hosts = [h for h in hosts if h.name in selected]
+    if not hosts:
+        print(f"run {run['id']}: no host to send the action to again", file=sys.stderr)
+    return fan_out(args, inventory, envelope, hosts, store, resume=run["id"])
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    """Poll the store (SQLite WAL: readers never block the writing console) for new events."""
+    store = open_store(args)
+    run_id = _run(store, args.id)["id"]
+    output = JsonLines() if args.json else TextOutput("all")
+    seq = 0
+    while True:
+        run = store.run(run_id)  # read before the events: a finished run has stored them all
+        for number, event in store.events(run_id, seq):
+            output(event)
+            seq = number
+        if run is None or run["finished"] is not None:
+            break
+        time.sleep(args.interval)
+    if run is None:
+        raise UsageError(f"run {run_id} was deleted while followed")
+    results = {r.host: r for r in store.host_results(run_id)}
+    summary = Summary(run["action_id"], results, run["elapsed_ms"], run_id)
+    output.summary(summary)
+    return summary.exit_status()

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from console.fanout.boundary import row_problem, value_problem
+from console.fanout.retry import RetryPolicy
 from console.fanout.transport import ActionFrames, HostFailure, Transport
 from console.results.records import (
     HostEvent,
@@ -23,6 +24,7 @@ from console.results.records import (
     HostStatus,
     MatchEvent,
     ProgressEvent,
+    RetryEvent,
     Sink,
     StateEvent,
     Summary,
@@ -53,11 +55,19 @@ class Dispatcher:
     """Runs one envelope on a set of hosts with bounded concurrency and a per-host deadline."""
 
     def __init__(
-        self, transport: Transport, *, concurrency: int = DEFAULT_CONCURRENCY, grace: float = 5.0
+        self,
+        transport: Transport,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        grace: float = 5.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.transport = transport
         self.concurrency = concurrency
         self.grace = grace
+        self.retry = retry
+        """With a policy (``--until-expiry``), hosts that could not be reached or lost their
+        connection before an answer are tried again until the action expires."""
         self._tasks: list[asyncio.Task[HostResult]] = []
 
     async def run(self, envelope: Envelope, hosts: list[Host], sink: Sink) -> Summary:
@@ -74,13 +84,29 @@ class Dispatcher:
 
         async def one(host: Host) -> HostResult:
             host_start = time.monotonic()
+            attempt = 0
+            waiting: HostResult | None = None  # the failed attempt a retry waits after
             try:
-                async with gate:
-                    result = await _HostRun(host, modules, sink).run(
-                        self.transport, frames, deadline
-                    )
+                while True:
+                    attempt += 1
+                    async with gate:
+                        run = _HostRun(host, modules, sink)
+                        result = await run.run(self.transport, frames, deadline)
+                    if (wait := self._retry_after(run, attempt, action.expire_after)) is None:
+                        break
+                    sink(RetryEvent(host.name, attempt, *run.failure, int(wait * 1000)))
+                    waiting = result
+                    await asyncio.sleep(wait)
+                    waiting = None
             except asyncio.CancelledError:
-                result = HostResult(host.name, "cancelled", detail="cancelled by the investigator")
+                if waiting is not None:  # stopped between attempts: the last one stands
+                    result = waiting
+                    result.detail = f"{result.detail}; retries stopped by the investigator"
+                else:
+                    result = HostResult(
+                        host.name, "cancelled", detail="cancelled by the investigator"
+                    )
+            result.attempts = attempt
             result.elapsed_ms = int((time.monotonic() - host_start) * 1000)
             summary.results[host.name] = result
             sink(HostEvent(result))
@@ -97,6 +123,12 @@ class Dispatcher:
         for task in self._tasks:
             task.cancel()
 
+    def _retry_after(self, run: _HostRun, attempt: int, expire_after: int) -> float | None:
+        """Seconds before this host's next attempt, or None when its result stands."""
+        if self.retry is None or not run.retryable:
+            return None
+        return self.retry.delay(attempt, expire_after)
+
 
 class _HostRun:
     """One host's action: its result, built from the agent's messages as they arrive."""
@@ -109,6 +141,24 @@ class _HostRun:
         self.statuses: list[str] = []
         self.dropped = 0  # rows refused at the boundary
         self.dropped_why = ""
+        self.accepted = False  # the agent accepted the action (or replayed its outcome)
+        self.lost = False  # the connection went away before the agent's last word
+
+    @property
+    def retryable(self) -> bool:
+        """Whether another attempt may get an answer (``--until-expiry``): the host could not
+        be reached, timed out before accepting, was busy, or the connection was lost."""
+        r = self.result
+        return (
+            r.status == "unreachable"
+            or (r.status == "timeout" and not self.accepted)
+            or (r.status == "rejected" and r.reason == "busy")
+            or (r.status == "error" and self.lost)
+        )
+
+    @property
+    def failure(self) -> tuple[HostStatus, str | None, str]:
+        return self.result.status, self.result.reason, self.result.detail
 
     async def run(self, transport: Transport, frames: ActionFrames, deadline: float) -> HostResult:
         self.sink(StateEvent(self.host.name, "connecting"))
@@ -121,6 +171,7 @@ class _HostRun:
                 return self._fail("timeout", "no answer before the action expired")
             return self._fail("unreachable", "connect timed out")
         except HostFailure as failure:
+            self.lost = failure.lost
             return self._fail(failure.status, failure.detail)
         return self.result
 
@@ -158,6 +209,12 @@ class _HostRun:
             self.result.detail = "; ".join(message.errors[:3])
         return False
 
+    def _on_accepted(self, message: msg.Accepted) -> bool:
+        self.accepted = True
+        if message.replay:
+            self.result.replay, self.result.ran_at = True, message.ran_at
+        return False
+
     def _on_hello(self, message: msg.AgentHello) -> bool:
         if value_problem(message.agent) is None:
             self.result.agent = message.agent
@@ -192,6 +249,7 @@ class _HostRun:
 
 _HostRun._ON = {
     msg.Match: _HostRun._on_match,
+    msg.Accepted: _HostRun._on_accepted,
     msg.Progress: _HostRun._on_progress,
     msg.Done: _HostRun._on_done,
     msg.AgentHello: _HostRun._on_hello,

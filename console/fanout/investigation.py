@@ -19,7 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from console.fanout.dispatch import FanOut
-from console.results.records import Event, HostEvent, MatchEvent, Sink, Summary
+from console.results.records import (
+    ANSWERED,
+    Event,
+    HostEvent,
+    HostResult,
+    MatchEvent,
+    RetryEvent,
+    Sink,
+    Summary,
+)
 from console.results.store import Store
 from inventory.model import Host
 from protocol.envelope import Envelope
@@ -81,7 +90,13 @@ class _Volume:
 
 
 class Investigation:
-    """One launched action: every event is stored, then handed to the sink."""
+    """One launched action: every event is stored, then handed to the sink.
+
+    Each launch is a new run in the store; with ``resume`` (a stored run's id) the run is
+    continued instead: ``hosts`` are the ones sent the action again, the others keep their
+    stored results. A host tried again (resumed, or retried after a lost connection) keeps its
+    earlier rows until the new attempt answers, which brings all of them again.
+    """
 
     def __init__(
         self,
@@ -90,12 +105,16 @@ class Investigation:
         dispatcher: FanOut,
         store: Store,
         caps: MatchCaps | None = None,
+        *,
+        resume: str | None = None,
     ) -> None:
         self.envelope = envelope
         self.hosts = hosts
         self.store = store
         self.caps = caps if caps is not None else MatchCaps.from_env()
         self.dispatcher = dispatcher
+        self.run_id = resume or ""
+        self._resume = resume
         self._flush_scheduled = False
         self._queue: list[Event] = []
         self._sink: Sink = lambda event: None
@@ -103,6 +122,7 @@ class Investigation:
         self._run_volume = _Volume()
         self._host_volume: dict[str, _Volume] = {}
         self._capped: dict[str, str] = {}  # host -> which cap dropped some of its matches
+        self._stale: set[str] = set()  # hosts whose stored rows a new answer replaces
 
     @property
     def id(self) -> str:
@@ -111,38 +131,78 @@ class Investigation:
     async def run(self, sink: Sink) -> Summary:
         action = self.envelope.action
         self._sink = sink
-        self.store.begin_run(
-            action.id,
-            action.name,
-            action.target,
-            action.modules,
-            self.envelope.to_dict(),
-            len(self.hosts),
-        )
-
-        def tee(event: Event) -> None:
-            if isinstance(event, MatchEvent):
-                if not self._admit(event):
-                    return
-            elif isinstance(event, HostEvent):
-                r = event.result
-                if r.host in self._capped:
-                    note = f"{CAP_NOTE} ({self._capped[r.host]})"
-                    r.detail = f"{r.detail}; {note}" if r.detail else note
-                self.store.set_host(action.id, r)
-            self._queue.append(event)
-            self._schedule_flush()
+        kept: list[HostResult] = []
+        if self._resume is None:
+            self.run_id = self.store.begin_run(
+                action.id,
+                action.name,
+                action.target,
+                action.modules,
+                self.envelope.to_dict(),
+                len(self.hosts),
+                [h.name for h in self.hosts],
+            )
+        else:
+            self.store.reopen_run(self._resume)
+            self._stale = {h.name for h in self.hosts}
+            kept = [r for r in self.store.host_results(self._resume) if r.host not in self._stale]
 
         try:
-            summary = await self.dispatcher.run(self.envelope, self.hosts, tee)
+            summary = await self.dispatcher.run(self.envelope, self.hosts, self._tee)
         finally:
             self._flush()
         if self._error is not None:
             raise self._error
+        summary.run_id = self.run_id
+        for r in kept:
+            summary.results.setdefault(r.host, r)
         self.store.finish_run(
-            action.id, summary.count("matched"), summary.count("nomatch"), summary.failed
+            self.run_id,
+            summary.count("matched"),
+            summary.count("nomatch"),
+            summary.failed,
+            summary.elapsed_ms,
         )
         return summary
+
+    def _tee(self, event: Event) -> None:
+        """Queue an event for the store (then the sink) at the end of this loop turn."""
+        if self._stale:
+            self._renew(event)
+        if isinstance(event, MatchEvent):
+            if not self._admit(event):
+                return
+        elif isinstance(event, HostEvent):
+            r = event.result
+            if r.host in self._capped:
+                note = f"{CAP_NOTE} ({self._capped[r.host]})"
+                r.detail = f"{r.detail}; {note}" if r.detail else note
+            if r.replay and r.ran_at is None:  # an agent that does not say when it ran it
+                r.ran_at = self.store.replayed_from(self.id, r.host)
+            self.store.set_host(self.run_id, r)
+        elif isinstance(event, RetryEvent):
+            self.store.add_attempt(self.run_id, event)
+            if event.host in self._host_volume:  # rows came before the connection was lost
+                self._stale.add(event.host)
+        self._queue.append(event)
+        self._schedule_flush()
+
+    def _renew(self, event: Event) -> None:
+        """A new attempt answers for a host that has rows from an earlier one: drop those."""
+        if isinstance(event, MatchEvent):
+            host = event.host
+        elif isinstance(event, HostEvent) and event.result.status in ANSWERED:
+            host = event.result.host
+        else:
+            return
+        if host in self._stale:
+            self._stale.discard(host)
+            self.store.drop_matches(self.run_id, host)
+            dropped = self._host_volume.pop(host, None)
+            if dropped is not None:
+                self._run_volume.rows -= dropped.rows
+                self._run_volume.bytes -= dropped.bytes
+            self._capped.pop(host, None)
 
     def cancel(self) -> None:
         self.dispatcher.cancel()
@@ -160,7 +220,7 @@ class Investigation:
         elif run.bytes >= caps.run_bytes:
             self._capped.setdefault(event.host, f"{caps.run_bytes} bytes per run")
         else:
-            size = self.store.add_match(self.id, event.host, event.op, event.module, event.data)
+            size = self.store.add_match(self.run_id, event.host, event.op, event.module, event.data)
             host.rows += 1
             run.rows += 1
             host.bytes += size

@@ -25,6 +25,7 @@ from typing import Any
 
 from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
 from console.fanout.loop import run_async
+from console.fanout.retry import RetryPolicy
 from console.fanout.ssh import Connector, Pool
 from console.fanout.ssh_transport import SshTransport
 from console.results.records import (
@@ -34,6 +35,7 @@ from console.results.records import (
     HostStatus,
     MatchEvent,
     ProgressEvent,
+    RetryEvent,
     Sink,
     StateEvent,
     Summary,
@@ -62,11 +64,17 @@ class ShardedDispatcher:
     connections to the hosts of ``inventory`` (read again from its file)."""
 
     def __init__(
-        self, inventory: Inventory, workers: int, *, concurrency: int = DEFAULT_CONCURRENCY
+        self,
+        inventory: Inventory,
+        workers: int,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.inventory = inventory
         self.workers = workers
         self.concurrency = concurrency
+        self.retry = retry
         self._procs: list[asyncio.subprocess.Process] = []
         self._cancelled = False
 
@@ -113,6 +121,7 @@ class ShardedDispatcher:
             "hosts": [h.name for h in hosts],
             "envelope": envelope.to_dict(),
             "concurrency": concurrency,
+            "retry": dataclasses.asdict(self.retry) if self.retry is not None else None,
         }
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -154,7 +163,12 @@ def encode_event(event: Event) -> dict[str, Any]:
     """One event as a JSON-able dict, for the pipe from a worker to the parent."""
     if isinstance(event, HostEvent):
         return {"event": "host", "result": dataclasses.asdict(event.result)}
-    kind = {StateEvent: "state", MatchEvent: "match", ProgressEvent: "progress"}[type(event)]
+    kind = {
+        StateEvent: "state",
+        MatchEvent: "match",
+        ProgressEvent: "progress",
+        RetryEvent: "retry",
+    }[type(event)]
     return {"event": kind, **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)}}
 
 
@@ -165,7 +179,12 @@ def decode_event(raw: dict[str, Any]) -> Event:
     return _EVENTS[kind](**raw)
 
 
-_EVENTS: dict[str, Any] = {"state": StateEvent, "match": MatchEvent, "progress": ProgressEvent}
+_EVENTS: dict[str, Any] = {
+    "state": StateEvent,
+    "match": MatchEvent,
+    "progress": ProgressEvent,
+    "retry": RetryEvent,
+}
 
 
 async def _work(job: dict[str, Any], control: asyncio.StreamReader) -> None:
@@ -191,7 +210,8 @@ async def _work(job: dict[str, Any], control: asyncio.StreamReader) -> None:
         pending.append(json.dumps(encode_event(event), ensure_ascii=True).encode() + b"\n")
 
     pool = Pool(Connector(inventory))
-    dispatcher = Dispatcher(SshTransport(pool), concurrency=job["concurrency"])
+    retry = RetryPolicy(**job["retry"]) if job["retry"] is not None else None
+    dispatcher = Dispatcher(SshTransport(pool), concurrency=job["concurrency"], retry=retry)
 
     async def watch() -> None:
         while line := await control.readline():

@@ -44,6 +44,9 @@ _FAILURES: tuple[tuple[type[BaseException], HostStatus, Callable[[BaseException]
     (OSError, "unreachable", lambda e: _strerror(e) or str(e)),
 )
 
+#: Errors that mean the connection went away, not that the agent said or sent something wrong.
+_LOST = (asyncssh.ConnectionLost, asyncssh.DisconnectError, asyncssh.ChannelOpenError, OSError)
+
 
 def ssh_failure(err: BaseException, connector: Connector, host: Host) -> HostFailure:
     """The host status an error of the SSH path means (DESIGN §5)."""
@@ -53,7 +56,7 @@ def ssh_failure(err: BaseException, connector: Connector, host: Host) -> HostFai
         return HostFailure("hostkey-mismatch", "no pinned host key: `inventory trust` it")
     for kind, status, detail in _FAILURES:
         if isinstance(err, kind):
-            return HostFailure(status, detail(err))
+            return HostFailure(status, detail(err), lost=isinstance(err, _LOST))
     return HostFailure("error", str(err))
 
 

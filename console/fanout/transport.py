@@ -27,10 +27,12 @@ Handle = Callable[[Message], bool]
 class HostFailure(SpyglassError):
     """A host's run ended without an answer: its status (DESIGN §5) and a one-line detail."""
 
-    def __init__(self, status: HostStatus, detail: str) -> None:
+    def __init__(self, status: HostStatus, detail: str, *, lost: bool = False) -> None:
         super().__init__(detail)
         self.status: HostStatus = status
         self.detail = detail
+        self.lost = lost
+        """The connection or channel went away (not a protocol fault): worth another try."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,9 @@ class Conversation:
 
     def lost(self, exc: BaseException | None) -> None:
         """The channel closed: an action still open ends with an error."""
-        self._end(exc or HostFailure("error", "the agent closed the channel before finishing"))
+        self._end(
+            exc or HostFailure("error", "the agent closed the channel before finishing", lost=True)
+        )
 
     def _end(self, err: BaseException) -> None:
         if self.over is not None and not self.over.done():

@@ -49,10 +49,12 @@ def csv_cell(value: Any) -> str:
 
 
 def write_csv(store: Store, run_id: str, modules: list[str], out: TextIO) -> int:
-    """Write the run's matches as CSV (host, op, module, declared columns); returns row count."""
+    """Write the run's matches as CSV (host, op, module, declared columns, then whether the host's
+    answer was replayed and when it ran); returns the row count."""
     cols = [c for m in dict.fromkeys(modules) for c in columns_of(m)]
+    replayed = {h.host: h for h in store.host_results(run_id) if h.replay}
     writer = csv.writer(out)
-    writer.writerow(["host", "op", "module", *cols])
+    writer.writerow(["host", "op", "module", *cols, "replay", "ran_at"])
     count = 0
     for match in store.match_events(run_id):
         data = match.data if isinstance(match.data, dict) else {}
@@ -62,6 +64,8 @@ def write_csv(store: Store, run_id: str, modules: list[str], out: TextIO) -> int
                 match.op,
                 csv_cell(match.module),
                 *[csv_cell(data.get(c)) for c in cols],
+                "true" if match.host in replayed else "false",
+                replayed[match.host].ran_at if match.host in replayed else "",
             ]
         )
         count += 1

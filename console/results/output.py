@@ -11,7 +11,15 @@ import sys
 import time
 from typing import Any, TextIO
 
-from console.results.records import ANSWERED, Event, HostEvent, HostResult, MatchEvent, Summary
+from console.results.records import (
+    ANSWERED,
+    Event,
+    HostEvent,
+    HostResult,
+    MatchEvent,
+    RetryEvent,
+    Summary,
+)
 from console.results.text import cell, json_line, printable
 from modules.registry import get_module
 
@@ -21,7 +29,8 @@ HOST_HEADER = "host\tstatus\tmatches\telapsed_ms\tdetail"
 
 def host_line(r: HostResult) -> str:
     """One host of the host table, terminal-safe."""
-    cells = (r.host, r.status_text, str(r.matches), str(r.elapsed_ms), r.detail)
+    detail = "; ".join(x for x in (r.replay_note, r.detail) if x)
+    cells = (r.host, r.status_text, str(r.matches), str(r.elapsed_ms), detail)
     return "\t".join(printable(c) for c in cells)
 
 
@@ -53,8 +62,8 @@ class JsonLines:
         self.out = out
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, MatchEvent | HostEvent):
-            record = event.to_event() if isinstance(event, MatchEvent) else event.result.to_event()
+        if isinstance(event, MatchEvent | HostEvent | RetryEvent):
+            record = event.result.to_event() if isinstance(event, HostEvent) else event.to_event()
             self.out.write(json_line(record) + "\n")
             self.out.flush()
 
@@ -85,6 +94,9 @@ class TextOutput:
         elif isinstance(event, HostEvent):
             self._answered += 1
             self._progress()
+        elif isinstance(event, RetryEvent):
+            self.err.write(f"{printable(event.host)}: {printable(event.text)}\n")
+            self.err.flush()
 
     def start(self, hosts: int) -> None:
         self._total = hosts
@@ -108,8 +120,10 @@ class TextOutput:
             for r in sorted(rows, key=lambda r: r.host):
                 self.out.write(host_line(r) + "\n")
         s = summary.to_event()
+        replayed = sum(1 for r in summary.results.values() if r.replay)
         self.err.write(
             f"{s['hosts']} hosts: {s['matched']} matched, {s['nomatch']} no match, "
             f"{s['failed']} failed in {s['elapsed_ms'] / 1000:.2f} s "
-            f"(action {s['action_id']})\n"
+            + (f"({replayed} replayed from an earlier run) " if replayed else "")
+            + f"(run {s['run_id']}, action {s['action_id']})\n"
         )

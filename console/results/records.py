@@ -1,11 +1,12 @@
 """The records of a run: one per event, shared by the fan-out, the store, every output and the TUI.
 
-A host's run ends in one ``HostResult`` (its status is one of DESIGN §5); matches, state changes and
-progress arrive before it as events; a ``Summary`` closes the run.
+A host's run ends in one ``HostResult`` (its status is one of DESIGN §5); matches, state changes,
+progress and failed attempts to be retried arrive before it as events; a ``Summary`` closes the run.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -29,6 +30,12 @@ FAILED_STATUSES: tuple[HostStatus, ...] = tuple(
 HostState = Literal["queued", "connecting", "running"]
 
 
+def is_final(status: HostStatus, reason: str | None) -> bool:
+    """Whether a host's status is its agent's last word on the action: an answer, or a refusal
+    other than ``busy``. ``results resume`` sends the action again to every other host."""
+    return status in ANSWERED or (status == "rejected" and reason != "busy")
+
+
 @dataclass(slots=True)
 class HostResult:
     host: str
@@ -38,6 +45,12 @@ class HostResult:
     matches: int = 0
     elapsed_ms: int = 0
     agent: dict[str, Any] | None = None
+    replay: bool = False
+    """The agent answered from the outcome it stored when it ran the action before."""
+    ran_at: int | None = None
+    """With ``replay``: when the action ran on that agent (epoch seconds), if known."""
+    attempts: int = 1
+    """Attempts made on this host (more than one with ``--until-expiry`` retries)."""
 
     @property
     def status_text(self) -> str:
@@ -54,7 +67,48 @@ class HostResult:
             "detail": self.detail,
             "matches": self.matches,
             "elapsed_ms": self.elapsed_ms,
+            "replay": self.replay,
+            "ran_at": self.ran_at,
+            "attempts": self.attempts,
         }
+
+    @property
+    def replay_note(self) -> str:
+        """How text output marks a replayed answer: ``replayed (ran 2026-11-30 14:02:11)``."""
+        if not self.replay:
+            return ""
+        if self.ran_at is None:
+            return "replayed (ran earlier)"
+        return f"replayed (ran {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(self.ran_at))})"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryEvent:
+    """A failed attempt on a host that will be tried again (``--until-expiry``)."""
+
+    host: str
+    attempt: int
+    status: HostStatus
+    reason: str | None
+    detail: str
+    retry_in_ms: int
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "event": "retry",
+            "host": self.host,
+            "attempt": self.attempt,
+            "status": self.status,
+            "reason": self.reason,
+            "detail": self.detail,
+            "retry_in_ms": self.retry_in_ms,
+        }
+
+    @property
+    def text(self) -> str:
+        """``retry in 40 s, attempt 3, last: unreachable: connection refused``."""
+        last = ": ".join(x for x in (self.status, self.reason, self.detail) if x)
+        return f"retry in {self.retry_in_ms / 1000:.0f} s, attempt {self.attempt}, last: {last}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +146,7 @@ class HostEvent:
     result: HostResult
 
 
-Event = StateEvent | MatchEvent | ProgressEvent | HostEvent
+Event = StateEvent | MatchEvent | ProgressEvent | RetryEvent | HostEvent
 Sink = Callable[[Event], None]
 
 
@@ -101,6 +155,8 @@ class Summary:
     action_id: str
     results: dict[str, HostResult] = field(default_factory=dict)
     elapsed_ms: int = 0
+    run_id: str = ""
+    """The run in the store (the action id, or ``ID.N`` for its N-th launch there)."""
 
     def count(self, *statuses: str) -> int:
         return sum(1 for r in self.results.values() if r.status in statuses)
@@ -113,6 +169,7 @@ class Summary:
         return {
             "event": "summary",
             "action_id": self.action_id,
+            "run_id": self.run_id,
             "hosts": len(self.results),
             "matched": self.count("matched"),
             "nomatch": self.count("nomatch"),

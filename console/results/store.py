@@ -4,10 +4,16 @@ Writes are queued and committed by ``flush`` in one transaction. ``console.fanou
 flushes at the end of each event-loop turn, *before* handing that turn's events to a front end, so a
 console that dies loses nothing it had shown, while a flood of matches costs one commit per batch
 rather than one per row.
+
+Each launch is its own run: the first launch of an action in a store has the action's id as its
+run id, a later one ``ID.2``, ``ID.3``... Every stored event of a run (match, failed attempt, host
+result) takes the next number of one per-run sequence, so ``events`` gives them back in the order
+they were shown, for ``results follow`` in another process.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -16,7 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from console.results.records import HostResult, MatchEvent
+from console.results.records import (
+    ANSWERED,
+    Event,
+    HostEvent,
+    HostResult,
+    MatchEvent,
+    RetryEvent,
+)
 from console.results.text import json_line, storable_text
 from protocol.errors import ConfigError
 
@@ -55,7 +68,29 @@ CREATE TABLE IF NOT EXISTS matches (
     received REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS matches_run ON matches(run_id, seq);
+CREATE TABLE IF NOT EXISTS attempts (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    retry_in_ms INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id, seq);
 """
+#: Columns added since the first schema, (table, column, declaration): added to older stores.
+ADDED_COLUMNS = (
+    ("runs", "action_id", "TEXT"),
+    ("runs", "targets", "TEXT"),  # JSON list of the host names the run was launched on
+    ("runs", "elapsed_ms", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "replay", "INTEGER NOT NULL DEFAULT 0"),
+    ("hosts", "ran_at", "INTEGER"),
+    ("hosts", "attempts", "INTEGER NOT NULL DEFAULT 1"),
+    ("hosts", "seq", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 def default_store_path() -> Path:
@@ -73,32 +108,70 @@ class Store:
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(SCHEMA)
+            self._add_columns()
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(f"results store {self.path}: {err}") from None
         self._pending: list[tuple[str, tuple[Any, ...]]] = []
         self._seq: dict[str, int] = {}
 
     # -- writing -------------------------------------------------------------------------------
+    def _add_columns(self) -> None:
+        for table, column, declaration in ADDED_COLUMNS:
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                if column == "action_id":  # runs of older stores: one run per action
+                    self.db.execute("UPDATE runs SET action_id = id")
+
     def begin_run(
         self,
-        run_id: str,
+        action_id: str,
         name: str,
         target: str,
         modules: list[str],
         envelope: dict[str, Any],
         hosts: int,
-    ) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO runs (id, name, target, modules, envelope, started, hosts)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, name, target, ",".join(modules), json.dumps(envelope), time.time(), hosts),
+        targets: list[str] | None = None,
+    ) -> str:
+        """Record a new launch of the action; returns its run id (``action_id``, else the next
+        free ``action_id.N``). ``targets`` are the names of its hosts, for ``results resume``."""
+        for n in itertools.count(1):
+            run_id = action_id if n == 1 else f"{action_id}.{n}"
+            try:
+                self.db.execute(
+                    "INSERT INTO runs (id, action_id, name, target, modules, envelope, started,"
+                    " hosts, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        action_id,
+                        name,
+                        target,
+                        ",".join(modules),
+                        json.dumps(envelope),
+                        time.time(),
+                        hosts,
+                        json.dumps(targets) if targets is not None else None,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                continue
+            self._seq[run_id] = 0
+            return run_id
+        raise AssertionError("unreachable")
+
+    def reopen_run(self, run_id: str) -> None:
+        """Continue a stored run (``results resume``): unfinished again, its sequence resumed."""
+        self.db.execute("UPDATE runs SET finished = NULL WHERE id = ?", (run_id,))
+        self._seq[run_id] = max(
+            self.db.execute(
+                f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,)
+            ).fetchone()[0]
+            for table in ("matches", "attempts", "hosts")
         )
-        self._seq[run_id] = 0
 
     def add_match(self, run_id: str, host: str, op: int, module: str, data: dict[str, Any]) -> int:
         """Queue one match row; returns the size of its stored JSON, for the console's caps."""
-        seq = self._seq.get(run_id, 0) + 1
-        self._seq[run_id] = seq
+        seq = self._next(run_id)
         text = json_line(data)  # a lone surrogate is stored escaped, loads back identical
         self._pending.append(
             (
@@ -108,10 +181,17 @@ class Store:
         )
         return len(text)
 
+    def _next(self, run_id: str) -> int:
+        seq = self._seq.get(run_id, 0) + 1
+        self._seq[run_id] = seq
+        return seq
+
     def set_host(self, run_id: str, r: HostResult) -> None:
         self._pending.append(
             (
-                "INSERT OR REPLACE INTO hosts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO hosts (run_id, host, status, reason, detail, matches,"
+                " elapsed_ms, agent, replay, ran_at, attempts, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     storable_text(r.host),
@@ -121,15 +201,56 @@ class Store:
                     r.matches,
                     r.elapsed_ms,
                     json.dumps(r.agent) if r.agent else None,
+                    int(r.replay),
+                    r.ran_at,
+                    r.attempts,
+                    self._next(run_id),
                 ),
             )
         )
 
-    def finish_run(self, run_id: str, matched: int, nomatch: int, failed: int) -> None:
+    def add_attempt(self, run_id: str, e: RetryEvent) -> None:
+        """Queue a failed attempt that will be retried."""
+        self._pending.append(
+            (
+                "INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    self._next(run_id),
+                    storable_text(e.host),
+                    e.attempt,
+                    e.status,
+                    storable_text(e.reason),
+                    storable_text(e.detail),
+                    e.retry_in_ms,
+                    time.time(),
+                ),
+            )
+        )
+
+    def drop_matches(self, run_id: str, host: str) -> None:
+        """Queue the removal of a host's rows: a new attempt's answer brings all of them again."""
+        self._pending.append(
+            ("DELETE FROM matches WHERE run_id = ? AND host = ?", (run_id, storable_text(host)))
+        )
+
+    def replayed_from(self, action_id: str, host: str) -> int | None:
+        """When this store saw ``host`` answer the action itself (not replayed), if it did."""
+        row = self.db.execute(
+            "SELECT MIN(r.started) FROM runs r JOIN hosts h ON h.run_id = r.id WHERE"
+            " r.action_id = ? AND h.host = ? AND h.replay = 0 AND h.status IN (?, ?)",
+            (action_id, host, *ANSWERED),
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def finish_run(
+        self, run_id: str, matched: int, nomatch: int, failed: int, elapsed_ms: int = 0
+    ) -> None:
         self.flush()
         self.db.execute(
-            "UPDATE runs SET finished = ?, matched = ?, nomatch = ?, failed = ? WHERE id = ?",
-            (time.time(), matched, nomatch, failed, run_id),
+            "UPDATE runs SET finished = ?, matched = ?, nomatch = ?, failed = ?, elapsed_ms = ?"
+            " WHERE id = ?",
+            (time.time(), matched, nomatch, failed, elapsed_ms, run_id),
         )
 
     def flush(self) -> None:
@@ -160,7 +281,12 @@ class Store:
         return self._query("SELECT * FROM runs ORDER BY started DESC")
 
     def run(self, run_id: str) -> sqlite3.Row | None:
-        rows = self._query("SELECT * FROM runs WHERE id = ? OR id LIKE ?", (run_id, run_id + "%"))
+        """The run of that id, else the one run whose id starts with it."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            rows = self._query(
+                "SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\'", (_like_prefix(run_id),)
+            )
         return rows[0] if len(rows) == 1 else None
 
     def hosts(self, run_id: str) -> list[sqlite3.Row]:
@@ -168,18 +294,37 @@ class Store:
 
     def host_results(self, run_id: str) -> list[HostResult]:
         """The run's hosts as the records the fan-out produced, by host name."""
-        return [
-            HostResult(
-                h["host"],
-                h["status"],
-                h["reason"],
-                h["detail"],
-                h["matches"],
-                h["elapsed_ms"],
-                json.loads(h["agent"]) if h["agent"] else None,
+        return [_host_result(h) for h in self.hosts(run_id)]
+
+    def unanswered(self, run_id: str) -> list[str]:
+        """The run's hosts that have no result stored (its console stopped before they did)."""
+        run = self.run(run_id)
+        if run is None or run["targets"] is None:
+            return []
+        done = {h["host"] for h in self.hosts(run_id)}
+        return [name for name in json.loads(run["targets"]) if name not in done]
+
+    def events(self, run_id: str, after: int = 0) -> list[tuple[int, Event]]:
+        """The run's stored events after sequence number ``after``, in the order they were
+        shown, each with its number: matches, failed attempts (``RetryEvent``) and host results,
+        the records ``run`` printed (``results follow``)."""
+        out: list[tuple[int, Event]] = []
+        for seq, host, op, module, data in self.db.execute(
+            "SELECT seq, host, op, module, data FROM matches WHERE run_id = ? AND seq > ?",
+            (run_id, after),
+        ):
+            out.append((seq, MatchEvent(host, op, module, json.loads(data))))
+        for a in self._query(
+            "SELECT * FROM attempts WHERE run_id = ? AND seq > ?", (run_id, after)
+        ):
+            retry = RetryEvent(
+                a["host"], a["attempt"], a["status"], a["reason"], a["detail"], a["retry_in_ms"]
             )
-            for h in self.hosts(run_id)
-        ]
+            out.append((a["seq"], retry))
+        for h in self._query("SELECT * FROM hosts WHERE run_id = ? AND seq > ?", (run_id, after)):
+            out.append((h["seq"], HostEvent(_host_result(h))))
+        out.sort(key=lambda pair: pair[0])
+        return out
 
     def match_events(self, run_id: str) -> Iterator[MatchEvent]:
         """The run's matches as the records the fan-out produced, in arrival order."""
@@ -197,3 +342,23 @@ class Store:
         cursor = self.db.execute(sql, args)
         cursor.row_factory = sqlite3.Row
         return cursor.fetchall()
+
+
+def _like_prefix(text: str) -> str:
+    r"""A LIKE pattern for ids starting with ``text`` (``%`` and ``_`` taken literally)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _host_result(h: sqlite3.Row) -> HostResult:
+    return HostResult(
+        h["host"],
+        h["status"],
+        h["reason"],
+        h["detail"],
+        h["matches"],
+        h["elapsed_ms"],
+        json.loads(h["agent"]) if h["agent"] else None,
+        bool(h["replay"]),
+        h["ran_at"],
+        h["attempts"],
+    )

@@ -19,6 +19,7 @@ Format (every key of a step is checked; errors name the step and the key)::
     target = "env=prod"                 # required unless the runbook has a default
     expire = "5m"
     stop_if = "nomatch"                 # after this step: "matched", "nomatch" or "failed"
+    until_expiry = true                 # retry unreachable or busy hosts until it expires
 
     [[steps]]
     name = "libraries"
@@ -59,6 +60,7 @@ _STEP_KEYS = {
     "expire",
     "stop_if",
     "only_hosts_matched_by",
+    "until_expiry",
 }
 MAX_STEPS = 64
 
@@ -78,6 +80,7 @@ class Step:
     description: str = ""
     stop_if: tuple[StopCondition, ...] = ()
     only_hosts_matched_by: str | None = None
+    until_expiry: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,9 @@ def _parse_step(
     expire = _duration(_string(raw, "expire", where, default=default_expire), f"{where}: expire")
     description = _string(raw, "description", where, default="")
     stop_if = _stop_if(raw.get("stop_if", []), f"{where}: stop_if")
+    until_expiry = raw.get("until_expiry", False)
+    if not isinstance(until_expiry, bool):
+        raise RunbookError(f"{where}: until_expiry: expected true or false")
     after = raw.get("only_hosts_matched_by")
     if after is not None:
         if not isinstance(after, str):
@@ -191,6 +197,7 @@ def _parse_step(
         description or "",
         stop_if,
         after,
+        until_expiry,
     )
 
 

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
 from console.fanout.investigation import Investigation
+from console.fanout.retry import until_expiry
 from console.fanout.ssh import Pool
 from console.fanout.ssh_transport import SshTransport
 from console.results.records import Event, HostEvent, MatchEvent
@@ -111,7 +112,11 @@ class RunbookRunner:
                 if self.progress.isatty():
                     self.progress.write(f"\r  {printable(step.name)}: {done}/{len(hosts)} hosts")
 
-        dispatcher = Dispatcher(SshTransport(self.pool), concurrency=self.concurrency)
+        dispatcher = Dispatcher(
+            SshTransport(self.pool),
+            concurrency=self.concurrency,
+            retry=until_expiry(step.until_expiry),
+        )
         investigation = Investigation(envelope, hosts, dispatcher, self.store)
         summary = await investigation.run(count)
         result.matched = summary.count("matched")
