@@ -27,10 +27,9 @@ MAX_ERRORS_REPORTED = 100
 class PipeContext(RunContext):
     """A RunContext that streams rows to the agent over a pipe."""
 
-    def __init__(self, fd: int, root: str, privacy: bool) -> None:
+    def __init__(self, fd: int, root: str) -> None:
         self.fd = fd
         self.root = root
-        self.privacy = privacy
         self.errors: list[str] = []
         self.error_count = 0
         self._last_progress = time.monotonic()
@@ -66,7 +65,7 @@ def run(request_fd: int, result_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.nice(request["nice"])
-    ctx = PipeContext(result_fd, request["root"], request["privacy"])
+    ctx = PipeContext(result_fd, request["root"])
     status, stats = "ok", {}
     try:
         module = get_module(request["module"])

@@ -29,12 +29,17 @@ _SURROGATES.update({c: f"\\u{c:04x}" for c in range(0xD800, 0xE000) if c not in 
 _CONTROL.update(_SURROGATES)
 
 
+def escape(text: str) -> str:
+    """``text`` with control, bidi and surrogate characters escaped: ``printable`` of a string,
+    without its type checks (for hot loops that know they hold a string)."""
+    return text.translate(_CONTROL)
+
+
 def printable(value: Any) -> str:
     """One line of safe text for any value an agent sent."""
     if isinstance(value, list):
         return ",".join(printable(v) for v in value)
-    text = value if isinstance(value, str) else "" if value is None else str(value)
-    return text.translate(_CONTROL)
+    return escape(value if isinstance(value, str) else "" if value is None else str(value))
 
 
 def cell(value: Any, kind: str = "text") -> str:

@@ -25,12 +25,10 @@ class LimitReached(SpyglassError):
 class RunContext(ABC):
     """The channel between a running module and whoever runs it."""
 
-    def __init__(self, root: str = "/", privacy: bool = False) -> None:
+    def __init__(self, root: str = "/") -> None:
         #: Folder investigated as "/": file-system modules read below it and report paths as
         #: seen from inside it, and never follow a symlink out of it.
         self.root = root
-        #: Privacy mode: the runner masks columns of kind ``path`` and ``addr`` in emitted rows.
-        self.privacy = privacy
 
     @abstractmethod
     def emit(self, row: dict[str, Any]) -> None:
@@ -60,12 +58,11 @@ class CollectingContext(RunContext):
     def __init__(
         self,
         root: str = "/",
-        privacy: bool = False,
         *,
         columns: Iterable[str] | None = None,
         max_rows: int | None = None,
     ) -> None:
-        super().__init__(root, privacy)
+        super().__init__(root)
         self.rows: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.last_progress: dict[str, int] = {}

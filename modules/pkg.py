@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.file.rootpath import resolve_in_root
+from modules.fs.rootpath import resolve_in_root
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 APK_INSTALLED = "/lib/apk/db/installed"

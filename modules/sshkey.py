@@ -19,11 +19,13 @@ import os
 import re
 import struct
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.treewalk import Found, read_head, resolve_in_root, walk
-from protocol.errors import ParamError
+from modules.fs.params import MAX_DEPTH, PATHS
+from modules.fs.walk import Found, read_head, resolve_in_root, walk
+from modules.kinds import parse_fingerprint
 
 #: Files larger than this are not keys (an authorized_keys file may be larger: see below).
 MAX_KEY_FILE = 64 * 1024
@@ -31,7 +33,6 @@ MAX_AUTHORIZED_FILE = 4 * 1024 * 1024
 _HEAD = 64
 _AUTHORIZED_NAMES = frozenset({"authorized_keys", "authorized_keys2"})
 _HOST_KEY_RE = re.compile(r"ssh_host_\w*key(\.pub)?$")
-_FINGERPRINT_RE = re.compile(r"(?:SHA256:)?([A-Za-z0-9+/]{43})=?")
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
 _ECDSA_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
 #: Public key algorithms of OpenSSH (the token before the base64 blob on a key line).
@@ -210,23 +211,11 @@ class SshKeyModule(Module):
     name = "sshkey"
     summary = "SSH keys (authorized, private, public, host) with type, bits and fingerprint"
     params = (
-        Param(
-            "paths",
-            "path",
-            "Directories to search, as seen from the agent's root",
-            repeatable=True,
-            default=("/root", "/home", "/etc/ssh"),
-        ),
-        Param(
-            "max_depth",
-            "int",
-            "Deepest level entered below each path (0: its entries only)",
-            default=8,
-            minimum=0,
-        ),
+        replace(PATHS, default=("/root", "/home", "/etc/ssh")),
+        replace(MAX_DEPTH, default=8),
         Param(
             "fingerprint",
-            "string",
+            "fingerprint",
             "Only keys with this SHA256 fingerprint (SHA256:... as ssh-keygen -l prints it)",
             repeatable=True,
         ),
@@ -241,13 +230,6 @@ class SshKeyModule(Module):
         Column("encrypted", "Private keys: protected by a passphrase", "bool"),
     )
 
-    def check(self, params: dict[str, Any]) -> None:
-        for i, value in enumerate(params["fingerprint"]):
-            if not _FINGERPRINT_RE.fullmatch(value):
-                raise ParamError(
-                    f"fingerprint[{i}]: expected SHA256: and 43 base64 characters, got {value!r}"
-                )
-
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         return _Search(params, ctx).run()
 
@@ -258,11 +240,7 @@ class _Search:
     def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx
         self.params = params
-        self.wanted = {
-            "SHA256:" + m[1]
-            for m in map(_FINGERPRINT_RE.fullmatch, params["fingerprint"])
-            if m is not None
-        }
+        self.wanted = {parse_fingerprint(f) for f in params["fingerprint"]}
         self.stats = dict.fromkeys(("files_scanned", "keys_found", "matches", "errors"), 0)
 
     def run(self) -> dict[str, int]:

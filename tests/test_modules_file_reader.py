@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modules.file import reader
-from modules.file.reader import Reader, compile_content, rare_byte
+from modules.fs import reader
+from modules.fs.reader import Reader, compile_content, rare_byte
 
 
 def reference(data: bytes, patterns: list[str], macroal: bool, match_any: bool) -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from console.output import _CONTROL, cell, printable
+from console.output import cell, escape, printable
 
 
 def safe(value: Any, style: str = "") -> Text:
@@ -45,7 +45,7 @@ def formatter(kind: str) -> Callable[[Any], str]:
 
     def fast(value: Any) -> str:
         if type(value) is str:
-            return value.translate(_CONTROL)
+            return escape(value)
         if type(value) is int:
             return str(value)
         if value is None:

@@ -7,8 +7,8 @@ from typing import Any
 
 from modules.base import Module, RunContext
 from modules.file.declaration import COLUMNS, PARAMS
-from modules.file.reader import compile_content
-from modules.file.walk import FileSearch
+from modules.file.search import FileSearch
+from modules.fs.reader import compile_content
 from protocol.errors import ParamError
 
 

@@ -3,7 +3,7 @@
 The file module weaves its filters into its own listing loop; the modules here only need "every
 non-directory entry under these paths, as seen from inside the root", so this is that and no
 more, over the same parts: requested paths resolve with ``resolve_in_root`` (a symlink never
-leads out of the root), directories are walked through descriptors by ``file.dirs`` (no PATH_MAX
+leads out of the root), directories are walked through descriptors by ``fs.dirs`` (no PATH_MAX
 limit, entries never followed, each directory entered once), and the pseudo filesystems'
 usual mount points are never entered below a requested path.
 """
@@ -16,9 +16,9 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import closing
 
-from modules.file.dirs import FILE_FLAGS, directories, join
-from modules.file.mounts import FALLBACK_PRUNED
-from modules.file.rootpath import resolve_in_root, shown_path
+from modules.fs.dirs import FILE_FLAGS, directories, join
+from modules.fs.mounts import FALLBACK_PRUNED
+from modules.fs.rootpath import resolve_in_root, shown_path
 
 __all__ = ["FILE_FLAGS", "Found", "read_head", "resolve_in_root", "shown_path", "walk"]
 

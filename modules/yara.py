@@ -3,8 +3,8 @@
 Rules are compiled on the agent (no libyara version skew between console and agent), with
 ``include`` refused: an action must not make the agent read its own files as rules. Files are
 chosen by the file module's metadata filters (name, path_re, size, mtime, mode) over the shared
-tree walker of ``modules.treewalk``; each file is opened without following symlinks and handed to
-libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed. Process memory is
+tree walker of ``modules.fs.walk``; each file is opened without following symlinks and handed
+to libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed. Process memory is
 scanned through libyara (ptrace rights needed); the agent's own processes are never scanned.
 
 Rows say which rules matched with their tags, meta and the offsets of each string, never the
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.file.declaration import META_FILTERS
-from modules.file.filters import meta_checks
-from modules.treewalk import Found, walk
+from modules.fs.filters import meta_checks
+from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
+from modules.fs.walk import Found, walk
 from protocol.errors import ParamError
 
 #: Offsets reported per string; ``count`` still says how many there were.
@@ -43,7 +43,7 @@ def compile_rules(source: str) -> Any:
 
 
 def file_checks(params: dict[str, Any], now: float) -> Callable[[Found], bool]:
-    """The file module's metadata filters (``modules.file.filters``), every value a check that
+    """The file module's metadata filters (``modules.fs.filters``), every value a check that
     must hold, as one predicate; a filter on size, age or mode takes the entry's lstat."""
     checks = meta_checks({**params, "match_any": False, "mismatch": []}, now)
 
@@ -89,19 +89,9 @@ class YaraModule(Module):
         Param(
             "rules", "yara", "YARA rules, as source text (include is not allowed)", required=True
         ),
-        Param(
-            "paths",
-            "path",
-            "Directories to walk or files to scan, absolute, as seen from the agent's root",
-            repeatable=True,
-        ),
+        PATHS,
         *META_FILTERS,
-        Param(
-            "max_depth",
-            "int",
-            "Deepest level entered below each path (0: its entries only)",
-            minimum=0,
-        ),
+        MAX_DEPTH,
         Param(
             "max_file_size",
             "int",
@@ -109,7 +99,7 @@ class YaraModule(Module):
             default=256 * 1024 * 1024,
             minimum=0,
         ),
-        Param("xdev", "bool", "Stay on each path's filesystem", default=True),
+        XDEV,
         Param("pids", "int", "Scan the memory of these processes", repeatable=True, minimum=1),
         Param(
             "process_name",
@@ -149,7 +139,6 @@ class YaraModule(Module):
     def check(self, params: dict[str, Any]) -> None:
         if not (params["paths"] or params["pids"] or params["process_name"]):
             raise ParamError("paths: give paths, pids or process_name to scan")
-        compile_rules(params["rules"])
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         scan = _Scan(params, ctx)

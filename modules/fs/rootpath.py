@@ -3,7 +3,7 @@
 Symlinks met while resolving a requested path are followed as if ``root`` were ``/``: an absolute
 target restarts at the root and ``..`` stops there, so a planted link can never lead the walk
 out of the root (a container's rootfs, a mounted disk image). Every file-system module resolves
-the paths it is asked for here (the file module, ``modules.treewalk`` for sshkey and yara, pkg).
+the paths it is asked for here (the file module, ``modules.fs.walk`` for sshkey and yara, pkg).
 """
 
 from __future__ import annotations

@@ -18,11 +18,11 @@ from contextlib import closing
 from typing import Any, TypeVar
 
 from modules.context import LimitReached, RunContext
-from modules.file.dirs import FILE_FLAGS, Dir, directories
-from modules.file.filters import meta_checks
-from modules.file.mounts import FALLBACK_PRUNED, mount_table, never_enter
-from modules.file.reader import Inspection, Reader, TooBig, compile_content
-from modules.file.rootpath import resolve_in_root, shown_path
+from modules.fs.dirs import FILE_FLAGS, Dir, directories
+from modules.fs.filters import meta_checks
+from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
+from modules.fs.reader import Inspection, Reader, TooBig, compile_content
+from modules.fs.rootpath import resolve_in_root, shown_path
 from modules.kinds import HASH_HEX_LENGTHS
 
 _TICK = 1024  # entries between progress reports and cancellation checks

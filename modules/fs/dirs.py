@@ -9,7 +9,7 @@ the walk holds at most one descriptor per ancestor that still has unvisited subd
 plain deep chain holds two); should the descriptors run out, the subtree concerned is a soft error.
 
 The walk is iterative (no recursion limit) and remembers every directory by (st_dev, st_ino), so
-bind-mount loops end. The file module and ``modules.treewalk`` both walk with it.
+bind-mount loops end. The file module and ``modules.fs.walk`` both walk with it.
 """
 
 from __future__ import annotations
