@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.fs.rootpath import resolve_in_root
+from modules.fs.rootpath import Root
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 APK_INSTALLED = "/lib/apk/db/installed"
@@ -25,6 +26,8 @@ RPM_DBS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
 _DPKG_ABSENT = {"not-installed", "config-files"}
 _RPM_FORMAT = r"%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n"
 _RPM_TIMEOUT = 120
+#: A package database larger than this is read only this far.
+MAX_DATABASE = 256 << 20
 
 Package = tuple[str, str, str | None]  # name, version, arch
 
@@ -127,26 +130,27 @@ class PkgModule(Module):
     def _sources(
         self, ctx: RunContext, stats: dict[str, int]
     ) -> Iterator[tuple[str, Iterator[Package]]]:
+        root = Root(ctx.root)
         for source, path, parse in (
             ("dpkg", DPKG_STATUS, parse_dpkg_status),
             ("apk", APK_INSTALLED, parse_apk_installed),
         ):
-            text = _read_below(ctx.root, path, ctx, stats)
+            text = _read_below(root, path, ctx, stats)
             if text is not None:
                 stats["databases"] += 1
                 yield source, parse(text)
-        rpm_out = _query_rpm(ctx, stats)
+        has_rpm_db = any(_is_dir(root, db) for db in RPM_DBS)
+        rpm_out = _query_rpm(ctx, stats) if has_rpm_db else None
         if rpm_out is not None:
             stats["databases"] += 1
             yield "rpm", parse_rpm_output(rpm_out)
 
 
-def _read_below(root: str, path: str, ctx: RunContext, stats: dict[str, int]) -> str | None:
-    """A database file below root; None when absent (no such manager), soft error if unreadable."""
+def _read_below(root: Root, path: str, ctx: RunContext, stats: dict[str, int]) -> str | None:
+    """A database file below root; None when absent (no such manager), soft error if unreadable
+    or not a regular file (a FIFO planted there is refused, never waited on)."""
     try:
-        real = resolve_in_root(root, path)
-        with open(real, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return root.read(path, MAX_DATABASE).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -155,19 +159,25 @@ def _read_below(root: str, path: str, ctx: RunContext, stats: dict[str, int]) ->
         return None
 
 
+def _is_dir(root: Root, path: str) -> bool:
+    try:
+        at = root.locate(path)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISDIR(os.stat(at.name, dir_fd=at.dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(at.dir_fd)
+
+
 def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
-    """``rpm -qa`` output for the root, or None when rpm or its database is absent."""
+    """``rpm -qa`` output for the root, or None when rpm is not installed (rpm is installed on
+    Debian for alien, say, with nothing managed by it: the caller asks only if a database is)."""
     rpm = shutil.which("rpm")
     if rpm is None:
         return None
-    for db in RPM_DBS:
-        try:
-            if os.path.isdir(resolve_in_root(ctx.root, db)):
-                break
-        except OSError:
-            continue
-    else:
-        return None  # rpm is installed (e.g. on Debian for alien) but nothing is managed by it
     argv = [rpm, "-qa", "--root", os.path.abspath(ctx.root), "--qf", _RPM_FORMAT]
     # Imported here, in the operation's child: subprocess brings threading into the zygote, and
     # threading's at-fork hook would then cost every child of every module 0.6 ms.

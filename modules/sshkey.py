@@ -24,7 +24,7 @@ from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.params import MAX_DEPTH, PATHS
-from modules.fs.walk import Found, read_head, resolve_in_root, walk
+from modules.fs.walk import Found, Root, read_head, walk
 from modules.kinds import parse_fingerprint
 
 #: Files larger than this are not keys (an authorized_keys file may be larger: see below).
@@ -240,13 +240,14 @@ class _Search:
     def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx
         self.params = params
+        self.root = Root(ctx.root)
         self.wanted = {parse_fingerprint(f) for f in params["fingerprint"]}
         self.stats = dict.fromkeys(("files_scanned", "keys_found", "matches", "errors"), 0)
 
     def run(self) -> dict[str, int]:
         try:
             for found in walk(
-                self.ctx.root,
+                self.root,
                 self.params["paths"],
                 max_depth=self.params["max_depth"],
                 on_error=self._error,
@@ -316,8 +317,8 @@ class _Search:
     def _adjacent_pub(self, shown: str) -> KeyInfo | None:
         """type, bits, fingerprint from ``KEY.pub`` next to an encrypted PEM key, if any."""
         try:
-            with open(resolve_in_root(self.ctx.root, shown + ".pub"), "rb") as f:
-                parts = split_key_line(f.read(MAX_KEY_FILE).decode("utf-8", "replace"))
+            data = self.root.read(shown + ".pub", MAX_KEY_FILE)
+            parts = split_key_line(data.decode("utf-8", "replace"))
             return None if parts is None else describe_blob(parts[2])
         except (OSError, ValueError):
             return None

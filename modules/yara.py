@@ -22,7 +22,7 @@ from typing import Any
 from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.filters import meta_checks
 from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
-from modules.fs.walk import Found, walk
+from modules.fs.walk import Found, Root, walk
 from protocol.errors import ParamError
 
 #: Offsets reported per string; ``count`` still says how many there were.
@@ -197,7 +197,7 @@ class _Scan:
         max_size: int = self.p["max_file_size"]
         stats, passes, cancelled = self.stats, self.passes, self.ctx.cancelled
         for found in walk(
-            self.ctx.root,
+            Root(self.ctx.root),
             self.p["paths"],
             max_depth=self.p["max_depth"],
             xdev=self.p["xdev"],

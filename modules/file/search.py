@@ -18,11 +18,11 @@ from contextlib import closing
 from typing import Any, TypeVar
 
 from modules.context import LimitReached, RunContext
-from modules.fs.dirs import FILE_FLAGS, Dir, directories
+from modules.fs.dirs import FILE_FLAGS, Dir, directories, open_top
 from modules.fs.filters import meta_checks
 from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
 from modules.fs.reader import Inspection, Reader, TooBig, compile_content
-from modules.fs.rootpath import resolve_in_root, shown_path
+from modules.fs.rootpath import Root, shown_path
 from modules.kinds import HASH_HEX_LENGTHS
 
 _TICK = 1024  # entries between progress reports and cancellation checks
@@ -54,7 +54,7 @@ class FileSearch:
     def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx
         self.paths: list[str] = params["paths"]
-        self.root = os.path.abspath(ctx.root)
+        self.root = Root(ctx.root)
         self.match_any: bool = params["match_any"]
         self.meta = meta_checks(params, time.time())
         inverted = set(params["mismatch"])
@@ -106,22 +106,32 @@ class FileSearch:
     def _start(self, path: str) -> None:
         shown = shown_path(path)
         try:
-            real = resolve_in_root(self.root, shown)
-            st = os.lstat(real)
+            at = self.root.locate(shown)
         except OSError as err:
             self._error(shown, err)
             return
-        if stat.S_ISDIR(st.st_mode):
-            self._walk(real, shown, st.st_dev)
-        else:
-            self.stats["files_scanned"] += 1
-            self._consider(_PathEntry(os.path.basename(shown), st), shown, real, None)
+        try:
+            st = os.stat(at.name, dir_fd=at.dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self.stats["files_scanned"] += 1
+                entry = _PathEntry(os.path.basename(shown), st)
+                self._consider(entry, shown, at.name, at.dir_fd)
+                return
+            top = open_top(at, shown)
+        except OSError as err:
+            self._error(shown, err)
+            return
+        finally:
+            os.close(at.dir_fd)
+        try:
+            self._walk(top, st.st_dev)
+        finally:
+            top._close()
 
-    def _walk(self, top: str, shown_top: str, dev: int) -> None:
+    def _walk(self, top: Dir, dev: int) -> None:
         stats = self.stats
         walk = directories(
             top,
-            shown_top,
             dev=dev if self.xdev else None,
             visited=self.visited,
             on_error=self._error,
@@ -190,7 +200,7 @@ class FileSearch:
         return self.xdev or never_enter(fstype)
 
     def _consider(
-        self, entry: os.DirEntry[str] | _PathEntry, shown: str, target: str, dir_fd: int | None
+        self, entry: os.DirEntry[str] | _PathEntry, shown: str, target: str, dir_fd: int
     ) -> None:
         """Apply the filters to one non-directory entry and emit it if it matches."""
         matched: list[str] = []
@@ -232,7 +242,7 @@ class FileSearch:
         st: os.stat_result | None,
         shown: str,
         target: str,
-        dir_fd: int | None,
+        dir_fd: int,
         read: Callable[[int, int], T],
     ) -> tuple[T, os.stat_result] | None:
         """Run ``read`` on the file if it is a regular file within max_file_size, and return
@@ -285,7 +295,7 @@ class FileSearch:
         matched: list[str],
         inspection: Inspection | None,
         target: str,
-        dir_fd: int | None,
+        dir_fd: int,
     ) -> None:
         sha256 = inspection.digests.get("sha256") if inspection is not None else None
         if sha256 is None and self.return_sha256 and stat.S_ISREG(st.st_mode):
