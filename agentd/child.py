@@ -39,7 +39,7 @@ class PipeContext(RunContext):
         while data:
             data = data[os.write(self.fd, data) :]
 
-    def emit(self, row: dict[str, Any]) -> None:
+    def put_row(self, row: dict[str, Any]) -> None:
         self._send({"type": "match", "data": row})
 
     def progress(self, stats: dict[str, Any]) -> None:
@@ -48,7 +48,7 @@ class PipeContext(RunContext):
             self._last_progress = now
             self._send({"type": "progress", "stats": stats})
 
-    def error(self, message: str) -> None:
+    def put_error(self, message: str) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_ERRORS_REPORTED:
             self.errors.append(message)

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
+from modules.bounds import MAX_ERROR_TEXT, bound_row, cut_text
 from protocol.errors import SpyglassError
 
 
@@ -30,17 +31,26 @@ class RunContext(ABC):
         #: seen from inside it, and never follow a symlink out of it.
         self.root = root
 
-    @abstractmethod
     def emit(self, row: dict[str, Any]) -> None:
-        """Send one result row (keys: the module's columns); may raise ``LimitReached``."""
+        """Send one result row (keys: the module's columns), its values bounded so that it
+        always fits a frame (``modules.bounds``); may raise ``LimitReached``."""
+        self.put_row(bound_row(row))
+
+    def error(self, message: str) -> None:
+        """A soft error (unreadable file, ...): counted and listed, never fatal."""
+        self.put_error(cut_text(message, MAX_ERROR_TEXT))
+
+    @abstractmethod
+    def put_row(self, row: dict[str, Any]) -> None:
+        """Deliver a row ``emit`` bounded; may raise ``LimitReached``."""
+
+    @abstractmethod
+    def put_error(self, message: str) -> None:
+        """Deliver a soft error message ``error`` bounded."""
 
     @abstractmethod
     def progress(self, stats: dict[str, int]) -> None:
         """Counters so far; modules may call this often, implementations throttle."""
-
-    @abstractmethod
-    def error(self, message: str) -> None:
-        """A soft error (unreadable file, ...): counted and listed, never fatal."""
 
     def cancelled(self) -> bool:
         """True once the investigator cancelled; modules poll it and stop early."""
@@ -71,7 +81,7 @@ class CollectingContext(RunContext):
         self._max_rows = max_rows
         self._cancelled = False
 
-    def emit(self, row: dict[str, Any]) -> None:
+    def put_row(self, row: dict[str, Any]) -> None:
         if self._columns is not None and set(row) != self._columns:
             raise ValueError(f"row keys {sorted(row)} differ from columns {sorted(self._columns)}")
         if self._max_rows is not None and len(self.rows) >= self._max_rows:
@@ -82,7 +92,7 @@ class CollectingContext(RunContext):
         self.progress_calls += 1
         self.last_progress = dict(stats)
 
-    def error(self, message: str) -> None:
+    def put_error(self, message: str) -> None:
         self.errors.append(message)
 
     def cancel(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.rootpath import Root
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 APK_INSTALLED = "/lib/apk/db/installed"
@@ -96,6 +97,7 @@ class PkgModule(Module):
             "Regex searched in the version (as the manager prints it); several: any may match",
             repeatable=True,
         ),
+        MAX_ERRORS,
     )
     example = {"name": ["^openssl$", "^libssl"], "version": ["^3\\."]}
     columns = (
@@ -109,8 +111,9 @@ class PkgModule(Module):
         names = [re.compile(p) for p in params["name"]]
         versions = [re.compile(p) for p in params["version"]]
         stats = {"databases": 0, "packages_scanned": 0, "matches": 0, "errors": 0}
+        errors = SoftErrors(ctx, stats, params["max_errors"])
         try:
-            for source, packages in self._sources(ctx, stats):
+            for source, packages in self._sources(ctx, stats, errors):
                 for name, version, arch in packages:
                     stats["packages_scanned"] += 1
                     if names and not any(rx.search(name) for rx in names):
@@ -128,25 +131,25 @@ class PkgModule(Module):
         return stats
 
     def _sources(
-        self, ctx: RunContext, stats: dict[str, int]
+        self, ctx: RunContext, stats: dict[str, int], errors: SoftErrors
     ) -> Iterator[tuple[str, Iterator[Package]]]:
         root = Root(ctx.root)
         for source, path, parse in (
             ("dpkg", DPKG_STATUS, parse_dpkg_status),
             ("apk", APK_INSTALLED, parse_apk_installed),
         ):
-            text = _read_below(root, path, ctx, stats)
+            text = _read_below(root, path, errors)
             if text is not None:
                 stats["databases"] += 1
                 yield source, parse(text)
         has_rpm_db = any(_is_dir(root, db) for db in RPM_DBS)
-        rpm_out = _query_rpm(ctx, stats) if has_rpm_db else None
+        rpm_out = _query_rpm(ctx, errors) if has_rpm_db else None
         if rpm_out is not None:
             stats["databases"] += 1
             yield "rpm", parse_rpm_output(rpm_out)
 
 
-def _read_below(root: Root, path: str, ctx: RunContext, stats: dict[str, int]) -> str | None:
+def _read_below(root: Root, path: str, errors: SoftErrors) -> str | None:
     """A database file below root; None when absent (no such manager), soft error if unreadable
     or not a regular file (a FIFO planted there is refused, never waited on)."""
     try:
@@ -154,8 +157,7 @@ def _read_below(root: Root, path: str, ctx: RunContext, stats: dict[str, int]) -
     except FileNotFoundError:
         return None
     except OSError as err:
-        stats["errors"] += 1
-        ctx.error(f"{path}: {err.strerror or err}")
+        errors(path, err)
         return None
 
 
@@ -172,7 +174,7 @@ def _is_dir(root: Root, path: str) -> bool:
         os.close(at.dir_fd)
 
 
-def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
+def _query_rpm(ctx: RunContext, errors: SoftErrors) -> str | None:
     """``rpm -qa`` output for the root, or None when rpm is not installed (rpm is installed on
     Debian for alien, say, with nothing managed by it: the caller asks only if a database is)."""
     rpm = shutil.which("rpm")
@@ -194,11 +196,9 @@ def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
             stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
-        stats["errors"] += 1
-        ctx.error(f"rpm: {err}")
+        errors("rpm", str(err))
         return None
     if done.returncode != 0:
-        stats["errors"] += 1
-        ctx.error(f"rpm exited with {done.returncode}: {done.stderr.strip()[:200]}")
+        errors("rpm", f"exited with {done.returncode}: {done.stderr.strip()[:200]}")
         return None
     return done.stdout

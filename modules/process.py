@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 from protocol.errors import ParamError
 
 CHUNK = 1 << 20
 #: Bytes kept from the end of one chunk to the start of the next, so a regex match up to this
 #: long is found even when it straddles two chunks (longer ones may be missed there).
 REGEX_OVERLAP = 4096
-MAX_ERRORS = 100
 _SKIP_MAPPINGS = ("[vvar]", "[vvar_vclock]", "[vsyscall]", "/dev/")
 
 FILTERS = ("name", "cmdline", "exe", "user", "exe_sha256", "library", "content", "bytes")
@@ -109,6 +109,7 @@ class ProcessModule(Module):
         Param(
             "match_any", "bool", "Report processes matching any filter (default: all must match)"
         ),
+        MAX_ERRORS,
     )
     columns = (
         Column("pid", "Process id", "int"),
@@ -157,6 +158,7 @@ class _Search:
         self.stats = dict.fromkeys(
             ("processes_scanned", "bytes_read", "matches", "errors", "skipped"), 0
         )
+        self._errors = SoftErrors(ctx, self.stats, params["max_errors"])
 
     def run(self) -> None:
         import psutil  # heavy import, kept out of module loading
@@ -325,8 +327,4 @@ class _Search:
         return all(found["content"]) and all(found["bytes"])
 
     def _error(self, pid: int, what: str, err: OSError) -> None:
-        self.stats["errors"] += 1
-        if self.stats["errors"] <= MAX_ERRORS:
-            self.ctx.error(f"pid {pid} {what}: {err.strerror or err}")
-        elif self.stats["errors"] == MAX_ERRORS + 1:
-            self.ctx.error(f"more than {MAX_ERRORS} errors: further ones are only counted")
+        self._errors(f"pid {pid} {what}", err)

@@ -23,11 +23,11 @@ from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.filters import meta_checks
 from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
 from modules.fs.walk import Found, Root, walk
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 from protocol.errors import ParamError
 
 #: Offsets reported per string; ``count`` still says how many there were.
 MAX_OFFSETS = 100
-MAX_ERRORS = 100
 #: Files up to this size are read and matched in memory rather than opened again by libyara.
 _READ_WHOLE = 4 << 20
 
@@ -118,6 +118,7 @@ class YaraModule(Module):
         Param(
             "match_limit", "int", "Stop after this many matching targets", default=1000, minimum=1
         ),
+        MAX_ERRORS,
     )
     columns = (
         Column("target", "file or process"),
@@ -177,6 +178,7 @@ class _Scan:
             ),
             0,
         )
+        self._error = SoftErrors(ctx, self.stats, params["max_errors"])
 
     def run(self) -> None:
         if self.p["paths"]:
@@ -282,10 +284,3 @@ class _Scan:
         limit: int = self.p["match_limit"]
         if self.stats["matches"] >= limit:
             raise LimitReached(f"yara: match_limit of {limit} reached", dict(self.stats))
-
-    def _error(self, where: str, err: Exception) -> None:
-        self.stats["errors"] += 1
-        if self.stats["errors"] <= MAX_ERRORS:
-            self.ctx.error(f"{where}: {getattr(err, 'strerror', None) or err}")
-        elif self.stats["errors"] == MAX_ERRORS + 1:
-            self.ctx.error(f"more than {MAX_ERRORS} errors: further ones are only counted")

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from modules.base import Column, Param
-from modules.fs.params import MAX_DEPTH, MAX_ERRORS, META_FILTERS, PATHS, XDEV
+from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
 from modules.kinds import HASH_HEX_LENGTHS
+from modules.soft_errors import MAX_ERRORS
 
 #: Filters that need the file's bytes; each regular file is read at most once for all of them.
 CONTENT_FILTERS = (

@@ -24,6 +24,7 @@ from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
 from modules.fs.reader import Inspection, Reader, TooBig, compile_content
 from modules.fs.rootpath import Root, shown_path
 from modules.kinds import HASH_HEX_LENGTHS
+from modules.soft_errors import SoftErrors
 
 _TICK = 1024  # entries between progress reports and cancellation checks
 
@@ -79,13 +80,13 @@ class FileSearch:
         self.max_depth: int | None = params["max_depth"]
         self.match_limit: int = params["match_limit"]
         self.max_file_size: int | None = params["max_file_size"]
-        self.max_errors: int = params["max_errors"]
         self.xdev: bool = params["xdev"]
         self.mounts = mount_table()
         self.visited: set[tuple[int, int]] = set()
         self.stats = dict.fromkeys(
             ("files_scanned", "dirs_scanned", "bytes_read", "matches", "errors", "skipped"), 0
         )
+        self._error = SoftErrors(ctx, self.stats, params["max_errors"])
         self._ticks = 0
 
     def run(self) -> dict[str, int]:
@@ -319,12 +320,3 @@ class FileSearch:
         self.ctx.progress(self._snapshot())
         if self.ctx.cancelled():
             raise _Cancelled
-
-    def _error(self, shown: str, err: Exception) -> None:
-        """Count a soft error; report the first ``max_errors`` of them, then say we stopped."""
-        self.stats["errors"] += 1
-        count = self.stats["errors"]
-        if count <= self.max_errors:
-            self.ctx.error(f"{shown}: {getattr(err, 'strerror', None) or err}")
-        elif count == self.max_errors + 1:
-            self.ctx.error(f"more than {self.max_errors} errors: further ones are only counted")

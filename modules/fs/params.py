@@ -23,14 +23,6 @@ XDEV = Param(
     "Stay on each path's filesystem (pseudo and network filesystems are never entered)",
     default=True,
 )
-MAX_ERRORS = Param(
-    "max_errors",
-    "int",
-    "Report at most this many soft errors; further ones are only counted",
-    default=100,
-    minimum=0,
-)
-
 #: Filters answered from the directory entry and its lstat, without opening the file (see
 #: ``modules.fs.filters``), cheapest first: also the order in which they are evaluated.
 META_FILTERS = (
