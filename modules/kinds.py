@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
+from modules import regex
+
 Kind = Literal[
     "path",
     "regex",
@@ -80,10 +82,7 @@ def hash_name(param_name: str) -> str:
 
 
 def _regex(value: str, _name: str) -> None:
-    try:
-        re.compile(value)
-    except re.error as err:
-        raise ValueError(f"invalid regex: {err}") from None
+    regex.check(value)  # RE2: linear-time matching, or the reason it cannot be
 
 
 def _path(value: str, _name: str) -> None:

@@ -9,7 +9,6 @@ with ``--root``, when that tool is installed; otherwise rpm is skipped quietly.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.rootpath import Root
+from modules.regex import text_search
 from modules.soft_errors import MAX_ERRORS, SoftErrors
 
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -108,17 +108,17 @@ class PkgModule(Module):
     )
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
-        names = [re.compile(p) for p in params["name"]]
-        versions = [re.compile(p) for p in params["version"]]
+        names = [text_search(p) for p in params["name"]]
+        versions = [text_search(p) for p in params["version"]]
         stats = {"databases": 0, "packages_scanned": 0, "matches": 0, "errors": 0}
         errors = SoftErrors(ctx, stats, params["max_errors"])
         try:
             for source, packages in self._sources(ctx, stats, errors):
                 for name, version, arch in packages:
                     stats["packages_scanned"] += 1
-                    if names and not any(rx.search(name) for rx in names):
+                    if names and not any(found(name) for found in names):
                         continue
-                    if versions and not any(rx.search(version) for rx in versions):
+                    if versions and not any(found(version) for found in versions):
                         continue
                     ctx.emit({"name": name, "version": version, "arch": arch, "source": source})
                     stats["matches"] += 1

@@ -14,7 +14,6 @@ matched bytes.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.filters import meta_checks
 from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
 from modules.fs.walk import Found, Root, walk
+from modules.regex import text_search
 from modules.soft_errors import MAX_ERRORS, SoftErrors
 from protocol.errors import ParamError
 
@@ -254,10 +254,10 @@ class _Scan:
 
         protected = protected_pids()
         wanted = set(self.p["pids"])
-        names = [re.compile(p) for p in self.p["process_name"]]
+        names = [text_search(p) for p in self.p["process_name"]]
         if names:
             for proc in psutil.process_iter(attrs=["pid", "name"], ad_value=None):
-                if any(rx.search(proc.info["name"] or "") for rx in names):
+                if any(found(proc.info["name"] or "") for found in names):
                     wanted.add(proc.info["pid"])
         for pid in sorted(wanted):
             if self.ctx.cancelled():

@@ -35,9 +35,9 @@ DEADLINE = 60.0
 HUGE_ARGS = ["x" * (120 * 1024)] * 11
 
 
-def run_module(name: str, root: Path | str, **params: Any) -> CollectingContext:
+def run_module(module_name: str, root: Path | str, /, **params: Any) -> CollectingContext:
     """Run a module on a worker thread; fail (rather than hang) should it not end in time."""
-    module = get_module(name)
+    module = get_module(module_name)
     assert module is not None
     ctx = CollectingContext(root=str(root), columns=[c.name for c in module.columns])
     outcome: list[Any] = []
@@ -51,7 +51,7 @@ def run_module(name: str, root: Path | str, **params: Any) -> CollectingContext:
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
     worker.join(DEADLINE)
-    assert not worker.is_alive(), f"{name} stalled"
+    assert not worker.is_alive(), f"{module_name} stalled"
     if isinstance(outcome[0], BaseException):
         raise outcome[0]
     ctx.last_progress = outcome[0]

@@ -9,7 +9,6 @@ lstat; only a regular file that survives them is opened, once, for content and d
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 import zlib
@@ -24,6 +23,7 @@ from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
 from modules.fs.reader import Inspection, Reader, TooBig, compile_content
 from modules.fs.rootpath import Root, shown_path
 from modules.kinds import HASH_HEX_LENGTHS
+from modules.regex import text_search
 from modules.soft_errors import SoftErrors
 
 _TICK = 1024  # entries between progress reports and cancellation checks
@@ -61,9 +61,9 @@ class FileSearch:
         inverted = set(params["mismatch"])
         #: With match-all, a file must pass the name filter's first regex: the listing loop tries
         #: it before anything else, as most entries of a name search fail it.
-        self.gate: Callable[[str], re.Match[str] | None] | None = None
+        self.gate: Callable[[str], bool] | None = None
         if params["name"] and not self.match_any and "name" not in inverted:
-            self.gate = re.compile(params["name"][0]).search
+            self.gate = text_search(params["name"][0])
         self.hashes = {a: {h.lower() for h in params[a]} for a in HASH_HEX_LENGTHS if params[a]}
         self.deep = [(a, a in inverted) for a in (["content"] if params["content"] else [])]
         self.deep += [(a, a in inverted) for a in self.hashes]
@@ -174,7 +174,7 @@ class FileSearch:
                                 subdirs.append(entry.name)
                             continue
                         files += 1
-                        if gate is not None and gate(entry.name) is None:
+                        if gate is not None and not gate(entry.name):
                             continue
                         consider(entry, shown_base + entry.name, entry.name, fd)
                     except OSError as err:
