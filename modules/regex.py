@@ -14,6 +14,7 @@ Matching goes straight to the RE2 object under the ``re2`` wrapper (``re2._re2``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import re2
@@ -53,9 +54,27 @@ def check(pattern: str) -> None:
     _compile(pattern)
 
 
+#: A pattern that is plain text, optionally anchored: ``^passwd$``, ``\\.conf$``, ``libkeyutils``.
+_LITERAL = re.compile(r"(\^?)((?:[^\\.^$|?*+()\[\]{}]|\\[^0-9A-Za-z])*)(\$?)")
+_UNESCAPE = re.compile(r"\\(.)")
+
+
 def text_search(pattern: str, *, ignore_case: bool = False) -> Callable[[str], bool]:
-    """A predicate: does ``pattern`` occur in a text?"""
-    match = _compile(pattern, flags="i" if ignore_case else "").Match
+    """A predicate: does ``pattern`` occur in a text? Plain text, the usual name or path
+    pattern, is answered with a string method (a walk asks once per entry, and a call into
+    RE2 costs several times more); it means what RE2 would (``$`` is the end of the text)."""
+    match = _compile(pattern, flags="i" if ignore_case else "").Match  # validates, always
+    literal = None if ignore_case else _LITERAL.fullmatch(pattern)
+    if literal is not None:
+        text = _UNESCAPE.sub(r"\1", literal[2])
+        start, end = bool(literal[1]), bool(literal[3])
+        if start and end:
+            return text.__eq__
+        if start:
+            return lambda subject: subject.startswith(text)
+        if end:
+            return lambda subject: subject.endswith(text)
+        return lambda subject: text in subject
 
     def found(text: str) -> bool:
         data = text.encode("utf-8", "surrogateescape")
@@ -80,5 +99,12 @@ class BytesRegex:
         ).Match
 
     def find(self, buf: Buffer, start: int = 0, end: int | None = None) -> int:
-        """Where the first match in ``buf[start:end]`` begins, or -1."""
-        return self._match(_UNANCHORED, buf, start, len(buf) if end is None else end)[0][0]
+        """Where the first match in ``buf[start:end]`` begins, or -1; the part searched is the
+        whole text (RE2 would look past ``start`` and ``end`` to decide ``^``, ``$``, ``\\b``)."""
+        if end is None:
+            end = len(buf)
+        if start == 0 and end == len(buf):
+            return self._match(_UNANCHORED, buf, 0, end)[0][0]
+        with memoryview(buf)[start:end] as part:
+            at = self._match(_UNANCHORED, part, 0, end - start)[0][0]
+        return at if at < 0 else start + at

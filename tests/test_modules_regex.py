@@ -40,7 +40,7 @@ def test_file_content_and_path(tmp_path: Path, pattern: str) -> None:
     srv = tmp_path / "srv"
     srv.mkdir()
     (srv / "slow.txt").write_text(SUBJECT + "\n")
-    (srv / ("a" * 200 + "!")).write_text("x")
+    (srv / ("a" * 200 + "!")).write_text("!")
     ctx = run_module("file", tmp_path, paths=["/srv"], content=[pattern])
     assert ctx.rows == [] and ctx.last_progress["files_scanned"] == 2
     ctx = run_module("file", tmp_path, paths=["/srv"], name=[pattern], path_re=[pattern])
@@ -106,6 +106,12 @@ def test_content_search_keeps_its_line_semantics(tmp_path: Path) -> None:
     assert found(content=["^key$"]) == ["two-lines"]
     assert found(content=["key", "value"]) == ["one-line", "two-lines"]
     assert found(content=["key", "value"], macroal=True) == ["one-line"]
+    # Every file is read into one buffer: what a longer file left after a short one's end is
+    # not part of the short one ($ matches at its end, without a newline).
+    for i in range(10):
+        (srv / f"long{i}").write_text("taxYYYYYYYYYYYYYYYYYY")
+        (srv / f"short{i}").write_text("tax")
+    assert found(content=["x$"]) == sorted(f"short{i}" for i in range(10))
 
 
 REGEX_PARAMS = [
