@@ -119,6 +119,10 @@ class LineScanner:
         elif self._match_any:
             if any(rx.find(buf, 0, end) >= 0 for rx in self._pending):
                 self.found = self.done = True
+        elif len(self._pending) == 1:  # the usual case, without building a list
+            if self._pending[0].find(buf, 0, end) >= 0:
+                self._pending = []
+                self.found = self.done = True
         else:
             self._pending = [rx for rx in self._pending if rx.find(buf, 0, end) < 0]
             if not self._pending:
