@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import sys
 from collections.abc import Iterator
@@ -33,7 +34,9 @@ def run(**params: Any) -> CollectingContext:
     return ctx
 
 
-SCOPE = {"cmdline": ["--role=process-test"]}  # only the child matches this
+#: Only the child matches this: its script's path names this checkout, so the children of other
+#: checkouts' test runs on the same machine do not.
+SCOPE = {"cmdline": [re.escape(f"{CHILD} --role=process-test")]}
 
 
 def pids(**params: Any) -> list[int]:
