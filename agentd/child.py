@@ -30,10 +30,9 @@ MAX_ERRORS_REPORTED = 100
 class PipeContext(RunContext):
     """A RunContext that streams rows to the agent over a pipe."""
 
-    def __init__(self, fd: int, root: str, privacy: bool) -> None:
+    def __init__(self, fd: int, root: str) -> None:
         self.fd = fd
         self.root = root
-        self.privacy = privacy
         self.errors: list[str] = []
         self.error_count = 0
         self._last_progress = time.monotonic()
@@ -43,7 +42,7 @@ class PipeContext(RunContext):
         while data:
             data = data[os.write(self.fd, data) :]
 
-    def emit(self, row: dict[str, Any]) -> None:
+    def put_row(self, row: dict[str, Any]) -> None:
         self._send({"type": "match", "data": row})
 
     def progress(self, stats: dict[str, Any]) -> None:
@@ -52,7 +51,7 @@ class PipeContext(RunContext):
             self._last_progress = now
             self._send({"type": "progress", "stats": stats})
 
-    def error(self, message: str) -> None:
+    def put_error(self, message: str) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_ERRORS_REPORTED:
             self.errors.append(message)
@@ -69,7 +68,7 @@ def run(request_fd: int, result_fd: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.nice(request["nice"])
-    ctx = PipeContext(result_fd, request["root"], request["privacy"])
+    ctx = PipeContext(result_fd, request["root"])
     module = get_module(request["module"])
     assert module is not None, request["module"]
     refusal = _confine(module, request, ctx)

@@ -73,7 +73,6 @@ async def run_operation(
         "module": module,
         "params": params,
         "root": root,
-        "privacy": limits.privacy,
         "cpu_seconds": limits.cpu_seconds,
         "memory_mb": limits.memory_mb,
         "nice": limits.nice,

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from modules.bounds import MAX_ERROR_TEXT, cut_text
 from modules.context import CollectingContext, LimitReached, RunContext
 from modules.kinds import CHECKS, JSON_TYPES, Kind, hash_name
 from protocol.errors import ParamError
@@ -115,6 +116,8 @@ class Param:
             CHECKS[self.kind](value, self.name)
         except ValueError as err:
             raise ParamError(f"{where}: {err}") from None
+        except Exception as err:  # a checker's own limit (recursion, overflow): still invalid
+            raise ParamError(f"{where}: cannot be checked: {type(err).__name__}: {err}") from None
 
     def add_to_argparse(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
         """Add this parameter's flag; absent flags leave no attribute (see
@@ -225,11 +228,18 @@ class Module(ABC):
 
     def validate(self, raw: Any) -> dict[str, Any]:
         """Strictly check JSON params (unknown keys, types, kinds, required) and return them
-        with defaults filled in; ParamError reads ``MODULE: PARAM: problem``."""
+        with defaults filled in; ParamError reads ``MODULE: PARAM: problem``. Whatever goes
+        wrong while checking, the caller gets a ParamError (the agent answers invalid-params,
+        the console prints one line), with a message short enough for any frame."""
         try:
             return self._validate(raw)
         except ParamError as err:
-            raise err.of(self.name) from None
+            error = err.of(self.name)
+        except Exception as err:  # a check spanning parameters failed in an unforeseen way
+            error = ParamError(f"params: cannot be checked: {type(err).__name__}: {err}")
+            error = error.of(self.name)
+        problem = cut_text(error.problem, MAX_ERROR_TEXT)
+        raise ParamError(problem, param=error.param, module=error.module) from None
 
     def _validate(self, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, dict):

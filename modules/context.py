@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from typing import Any
 
+from modules.bounds import MAX_ERROR_TEXT, bound_row, cut_text
 from protocol.errors import SpyglassError
 
 
@@ -29,24 +30,31 @@ class RunContext(ABC):
     #: (e.g. ``landlock-v7 seccomp no-new-privs caps``); "none" when run in place.
     confinement = "none"
 
-    def __init__(self, root: str = "/", privacy: bool = False) -> None:
+    def __init__(self, root: str = "/") -> None:
         #: Folder investigated as "/": file-system modules read below it and report paths as
         #: seen from inside it, and never follow a symlink out of it.
         self.root = root
-        #: Privacy mode: the runner masks columns of kind ``path`` and ``addr`` in emitted rows.
-        self.privacy = privacy
+
+    def emit(self, row: dict[str, Any]) -> None:
+        """Send one result row (keys: the module's columns), its values bounded so that it
+        always fits a frame (``modules.bounds``); may raise ``LimitReached``."""
+        self.put_row(bound_row(row))
+
+    def error(self, message: str) -> None:
+        """A soft error (unreadable file, ...): counted and listed, never fatal."""
+        self.put_error(cut_text(message, MAX_ERROR_TEXT))
 
     @abstractmethod
-    def emit(self, row: dict[str, Any]) -> None:
-        """Send one result row (keys: the module's columns); may raise ``LimitReached``."""
+    def put_row(self, row: dict[str, Any]) -> None:
+        """Deliver a row ``emit`` bounded; may raise ``LimitReached``."""
+
+    @abstractmethod
+    def put_error(self, message: str) -> None:
+        """Deliver a soft error message ``error`` bounded."""
 
     @abstractmethod
     def progress(self, stats: dict[str, int]) -> None:
         """Counters so far; modules may call this often, implementations throttle."""
-
-    @abstractmethod
-    def error(self, message: str) -> None:
-        """A soft error (unreadable file, ...): counted and listed, never fatal."""
 
     def cancelled(self) -> bool:
         """True once the investigator cancelled; modules poll it and stop early."""
@@ -64,12 +72,11 @@ class CollectingContext(RunContext):
     def __init__(
         self,
         root: str = "/",
-        privacy: bool = False,
         *,
         columns: Iterable[str] | None = None,
         max_rows: int | None = None,
     ) -> None:
-        super().__init__(root, privacy)
+        super().__init__(root)
         self.rows: list[dict[str, Any]] = []
         self.errors: list[str] = []
         self.last_progress: dict[str, int] = {}
@@ -78,7 +85,7 @@ class CollectingContext(RunContext):
         self._max_rows = max_rows
         self._cancelled = False
 
-    def emit(self, row: dict[str, Any]) -> None:
+    def put_row(self, row: dict[str, Any]) -> None:
         if self._columns is not None and set(row) != self._columns:
             raise ValueError(f"row keys {sorted(row)} differ from columns {sorted(self._columns)}")
         if self._max_rows is not None and len(self.rows) >= self._max_rows:
@@ -89,7 +96,7 @@ class CollectingContext(RunContext):
         self.progress_calls += 1
         self.last_progress = dict(stats)
 
-    def error(self, message: str) -> None:
+    def put_error(self, message: str) -> None:
         self.errors.append(message)
 
     def cancel(self) -> None:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
+from modules import regex
+
 Kind = Literal[
     "path",
     "regex",
@@ -29,6 +31,7 @@ Kind = Literal[
     "yara",
     "hexbytes",
     "filter",
+    "fingerprint",
 ]
 
 #: Hex digits of each digest a ``hash`` parameter can name (by its name or its suffix).
@@ -42,6 +45,7 @@ _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _AGE_RE = re.compile(r"([<>])(\d+)([smhdw])")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _HEX_RE = re.compile(r"[0-9a-fA-F]*")
+_FINGERPRINT_RE = re.compile(r"(?:SHA256:)?([A-Za-z0-9+/]{43})=?")
 
 
 def parse_size(text: str) -> tuple[str, int]:
@@ -60,6 +64,15 @@ def parse_age(text: str) -> tuple[str, int]:
     return m[1], int(m[2]) * _AGE_UNITS[m[3]]
 
 
+def parse_fingerprint(text: str) -> str:
+    """An OpenSSH SHA256 fingerprint, with or without its prefix and padding, as ``ssh-keygen
+    -l`` prints it: ``SHA256:`` and 43 base64 characters."""
+    m = _FINGERPRINT_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"expected SHA256: and 43 base64 characters, got {text!r}")
+    return "SHA256:" + m[1]
+
+
 def hash_name(param_name: str) -> str:
     """The digest a hash parameter holds: its own name (``sha256``) or suffix (``exe_sha256``)."""
     for algo in sorted(HASH_HEX_LENGTHS, key=len, reverse=True):
@@ -69,10 +82,7 @@ def hash_name(param_name: str) -> str:
 
 
 def _regex(value: str, _name: str) -> None:
-    try:
-        re.compile(value)
-    except re.error as err:
-        raise ValueError(f"invalid regex: {err}") from None
+    regex.check(value)  # RE2: linear-time matching, or the reason it cannot be
 
 
 def _path(value: str, _name: str) -> None:
@@ -136,6 +146,10 @@ def _age(value: str, _name: str) -> None:
     parse_age(value)
 
 
+def _fingerprint(value: str, _name: str) -> None:
+    parse_fingerprint(value)
+
+
 def _anything(_value: object, _name: str) -> None:
     """Kinds whose type check is the whole check (string, bool, filter: choices do the rest)."""
 
@@ -161,4 +175,5 @@ CHECKS: dict[Kind, Callable[..., None]] = {
     "ip": _ip,
     "yara": _yara,
     "hexbytes": _hexbytes,
+    "fingerprint": _fingerprint,
 }

@@ -9,13 +9,15 @@ with ``--root``, when that tool is installed; otherwise rpm is skipped quietly.
 from __future__ import annotations
 
 import os
-import re
 import shutil
+import stat
 from collections.abc import Iterator
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
-from modules.file.rootpath import resolve_in_root
+from modules.fs.rootpath import Root
+from modules.regex import text_search
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 
 DPKG_STATUS = "/var/lib/dpkg/status"
 APK_INSTALLED = "/lib/apk/db/installed"
@@ -25,6 +27,8 @@ RPM_DBS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
 _DPKG_ABSENT = {"not-installed", "config-files"}
 _RPM_FORMAT = r"%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n"
 _RPM_TIMEOUT = 120
+#: A package database larger than this is read only this far.
+MAX_DATABASE = 256 << 20
 
 Package = tuple[str, str, str | None]  # name, version, arch
 
@@ -94,6 +98,7 @@ class PkgModule(Module):
             "Regex searched in the version (as the manager prints it); several: any may match",
             repeatable=True,
         ),
+        MAX_ERRORS,
     )
     example = {"name": ["^openssl$", "^libssl"], "version": ["^3\\."]}
     columns = (
@@ -104,16 +109,17 @@ class PkgModule(Module):
     )
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
-        names = [re.compile(p) for p in params["name"]]
-        versions = [re.compile(p) for p in params["version"]]
+        names = [text_search(p) for p in params["name"]]
+        versions = [text_search(p) for p in params["version"]]
         stats = {"databases": 0, "packages_scanned": 0, "matches": 0, "errors": 0}
+        errors = SoftErrors(ctx, stats, params["max_errors"])
         try:
-            for source, packages in self._sources(ctx, stats):
+            for source, packages in self._sources(ctx, stats, errors):
                 for name, version, arch in packages:
                     stats["packages_scanned"] += 1
-                    if names and not any(rx.search(name) for rx in names):
+                    if names and not any(found(name) for found in names):
                         continue
-                    if versions and not any(rx.search(version) for rx in versions):
+                    if versions and not any(found(version) for found in versions):
                         continue
                     ctx.emit({"name": name, "version": version, "arch": arch, "source": source})
                     stats["matches"] += 1
@@ -126,49 +132,55 @@ class PkgModule(Module):
         return stats
 
     def _sources(
-        self, ctx: RunContext, stats: dict[str, int]
+        self, ctx: RunContext, stats: dict[str, int], errors: SoftErrors
     ) -> Iterator[tuple[str, Iterator[Package]]]:
+        root = Root(ctx.root)
         for source, path, parse in (
             ("dpkg", DPKG_STATUS, parse_dpkg_status),
             ("apk", APK_INSTALLED, parse_apk_installed),
         ):
-            text = _read_below(ctx.root, path, ctx, stats)
+            text = _read_below(root, path, errors)
             if text is not None:
                 stats["databases"] += 1
                 yield source, parse(text)
-        rpm_out = _query_rpm(ctx, stats)
+        has_rpm_db = any(_is_dir(root, db) for db in RPM_DBS)
+        rpm_out = _query_rpm(ctx, errors) if has_rpm_db else None
         if rpm_out is not None:
             stats["databases"] += 1
             yield "rpm", parse_rpm_output(rpm_out)
 
 
-def _read_below(root: str, path: str, ctx: RunContext, stats: dict[str, int]) -> str | None:
-    """A database file below root; None when absent (no such manager), soft error if unreadable."""
+def _read_below(root: Root, path: str, errors: SoftErrors) -> str | None:
+    """A database file below root; None when absent (no such manager), soft error if unreadable
+    or not a regular file (a FIFO planted there is refused, never waited on)."""
     try:
-        real = resolve_in_root(root, path)
-        with open(real, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        return root.read(path, MAX_DATABASE).decode("utf-8", errors="replace")
     except FileNotFoundError:
         return None
     except OSError as err:
-        stats["errors"] += 1
-        ctx.error(f"{path}: {err.strerror or err}")
+        errors(path, err)
         return None
 
 
-def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
-    """``rpm -qa`` output for the root, or None when rpm or its database is absent."""
+def _is_dir(root: Root, path: str) -> bool:
+    try:
+        at = root.locate(path)
+    except OSError:
+        return False
+    try:
+        return stat.S_ISDIR(os.stat(at.name, dir_fd=at.dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+    finally:
+        os.close(at.dir_fd)
+
+
+def _query_rpm(ctx: RunContext, errors: SoftErrors) -> str | None:
+    """``rpm -qa`` output for the root, or None when rpm is not installed (rpm is installed on
+    Debian for alien, say, with nothing managed by it: the caller asks only if a database is)."""
     rpm = shutil.which("rpm")
     if rpm is None:
         return None
-    for db in RPM_DBS:
-        try:
-            if os.path.isdir(resolve_in_root(ctx.root, db)):
-                break
-        except OSError:
-            continue
-    else:
-        return None  # rpm is installed (e.g. on Debian for alien) but nothing is managed by it
     argv = [rpm, "-qa", "--root", os.path.abspath(ctx.root), "--qf", _RPM_FORMAT]
     # Imported here, in the operation's child: subprocess brings threading into the zygote, and
     # threading's at-fork hook would then cost every child of every module 0.6 ms.
@@ -185,11 +197,9 @@ def _query_rpm(ctx: RunContext, stats: dict[str, int]) -> str | None:
             stdin=subprocess.DEVNULL,
         )
     except (OSError, subprocess.TimeoutExpired) as err:
-        stats["errors"] += 1
-        ctx.error(f"rpm: {err}")
+        errors("rpm", str(err))
         return None
     if done.returncode != 0:
-        stats["errors"] += 1
-        ctx.error(f"rpm exited with {done.returncode}: {done.stderr.strip()[:200]}")
+        errors("rpm", f"exited with {done.returncode}: {done.stderr.strip()[:200]}")
         return None
     return done.stdout

@@ -16,26 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
-from protocol.errors import ParamError
+from modules.regex import BytesRegex, text_search
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 
 CHUNK = 1 << 20
 #: Bytes kept from the end of one chunk to the start of the next, so a regex match up to this
 #: long is found even when it straddles two chunks (longer ones may be missed there).
 REGEX_OVERLAP = 4096
-MAX_ERRORS = 100
 _SKIP_MAPPINGS = ("[vvar]", "[vvar_vclock]", "[vsyscall]", "/dev/")
 
 FILTERS = ("name", "cmdline", "exe", "user", "exe_sha256", "library", "content", "bytes")
 
 
-def compile_memory_regex(pattern: str) -> re.Pattern[bytes]:
-    """Memory is bytes: the pattern is matched as UTF-8 bytes (``.`` may span any byte)."""
-    return re.compile(pattern.encode("utf-8", "surrogatepass"), re.DOTALL)
+def compile_memory_regex(pattern: str) -> BytesRegex:
+    """Memory is bytes: the pattern is matched as UTF-8 bytes (``.`` may match a newline)."""
+    return BytesRegex(pattern, dotall=True)
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,7 @@ class ProcessModule(Module):
         Param(
             "match_any", "bool", "Report processes matching any filter (default: all must match)"
         ),
+        MAX_ERRORS,
     )
     columns = (
         Column("pid", "Process id", "int"),
@@ -120,13 +120,6 @@ class ProcessModule(Module):
         Column("matched", "Filters that matched", "list"),
     )
     example = {"name": ["^sshd$"], "library": ["libkeyutils"]}
-
-    def check(self, params: dict[str, Any]) -> None:
-        for i, pattern in enumerate(params["content"]):
-            try:
-                compile_memory_regex(pattern)
-            except re.error as err:
-                raise ParamError(f"content[{i}]: invalid regex: {err}") from None
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         search = _Search(params, ctx)
@@ -145,7 +138,7 @@ class _Search:
         join = any if self.match_any else all
         self.join = join
         self.regexes = {
-            f: [re.compile(p) for p in params[f]] for f in ("name", "cmdline", "exe", "library")
+            f: [text_search(p) for p in params[f]] for f in ("name", "cmdline", "exe", "library")
         }
         self.users = set(params["user"])
         self.hashes = {h.lower() for h in params["exe_sha256"]}
@@ -158,6 +151,7 @@ class _Search:
         self.stats = dict.fromkeys(
             ("processes_scanned", "bytes_read", "matches", "errors", "skipped"), 0
         )
+        self._errors = SoftErrors(ctx, self.stats, params["max_errors"])
 
     def run(self) -> None:
         import psutil  # heavy import, kept out of module loading
@@ -184,7 +178,7 @@ class _Search:
         maps: list[Region] | None = None
         for f in self.active:
             if f in texts:
-                hit = self.join(rx.search(texts[f]) for rx in self.regexes[f])
+                hit = self.join(found(texts[f]) for found in self.regexes[f])
             elif f == "user":
                 hit = info["username"] in self.users or uid in self.users
             elif f == "exe_sha256":
@@ -192,7 +186,7 @@ class _Search:
             elif f == "library":
                 maps = self._maps(pid) if maps is None else maps
                 paths = {r.path for r in maps or () if r.path.startswith("/")}
-                hit = self.join(any(rx.search(p) for p in paths) for rx in self.regexes["library"])
+                hit = self.join(any(found(p) for p in paths) for found in self.regexes["library"])
             elif f == "content":
                 found = self._memory(pid, maps)
                 hit = found is not None and self._memory_hit(found, "content")
@@ -310,7 +304,7 @@ class _Search:
             self.stats["bytes_read"] += len(chunk)
             data = tail + chunk
             for i, rx in enumerate(self.content):
-                if not found["content"][i] and rx.search(data):
+                if not found["content"][i] and rx.find(data) >= 0:
                     found["content"][i] = True
             for i, needle in enumerate(self.bytes):
                 if not found["bytes"][i] and needle in data:
@@ -326,8 +320,4 @@ class _Search:
         return all(found["content"]) and all(found["bytes"])
 
     def _error(self, pid: int, what: str, err: OSError) -> None:
-        self.stats["errors"] += 1
-        if self.stats["errors"] <= MAX_ERRORS:
-            self.ctx.error(f"pid {pid} {what}: {err.strerror or err}")
-        elif self.stats["errors"] == MAX_ERRORS + 1:
-            self.ctx.error(f"more than {MAX_ERRORS} errors: further ones are only counted")
+        self._errors(f"pid {pid} {what}", err)

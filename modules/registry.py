@@ -15,10 +15,10 @@ _MODULES = (
     "modules.file:FileModule",
     "modules.pkg:PkgModule",
     "modules.sshkey:SshKeyModule",
-    "modules.agent_info:AgentModule",
+    "modules.agent:AgentModule",
     "modules.netstat:NetstatModule",
     "modules.process:ProcessModule",
-    "modules.yara_scan:YaraModule",
+    "modules.yara:YaraModule",
 )
 
 

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
 import os
 import re
 import struct
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
-from modules.treewalk import Found, read_head, resolve_in_root, walk
-from protocol.errors import ParamError
+from modules.fs.params import MAX_DEPTH, PATHS
+from modules.fs.walk import Found, Root, read_head, walk
+from modules.kinds import parse_fingerprint
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 
 #: Files larger than this are not keys (an authorized_keys file may be larger: see below).
 MAX_KEY_FILE = 64 * 1024
@@ -31,7 +35,6 @@ MAX_AUTHORIZED_FILE = 4 * 1024 * 1024
 _HEAD = 64
 _AUTHORIZED_NAMES = frozenset({"authorized_keys", "authorized_keys2"})
 _HOST_KEY_RE = re.compile(r"ssh_host_\w*key(\.pub)?$")
-_FINGERPRINT_RE = re.compile(r"(?:SHA256:)?([A-Za-z0-9+/]{43})=?")
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
 _ECDSA_BITS = {"nistp256": 256, "nistp384": 384, "nistp521": 521}
 #: Public key algorithms of OpenSSH (the token before the base64 blob on a key line).
@@ -49,9 +52,8 @@ _KEY_TYPES = frozenset(
     ]
 )
 _CERT_SUFFIX = "-cert-v01@openssh.com"
-_PEM_RE = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----\r?\n(.*?)-----END \1PRIVATE KEY-----", re.DOTALL
-)
+_BEGIN_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----\r?\n")
+_END_RE = re.compile(rb"-----END ([A-Z0-9 ]*)PRIVATE KEY-----")
 
 KeyInfo = tuple[str | None, int | None, str | None]  # type, bits, fingerprint
 
@@ -157,15 +159,29 @@ def _tokens(line: str) -> list[str]:
     return out
 
 
-def private_keys(data: bytes) -> Iterator[tuple[bool, KeyInfo]]:
-    """(encrypted, key info) of each private key in a PEM-armoured file."""
-    for m in _PEM_RE.finditer(data):
-        label = m[1].decode("ascii").strip()
-        body = m[2]
-        if label == "OPENSSH":
-            yield from _openssh_private(body)
-        else:
-            yield _pem_private(label, m[0], body)
+def pem_blocks(data: bytes) -> Iterator[tuple[str, bytes, bytes]]:
+    """(label, armoured block, body) of each PEM private key block: each BEGIN line with the
+    first END line of the same label after it. Linear time: the END lines are found in one pass
+    first, so a file of BEGIN lines without END is not searched to its end once per line."""
+    ends: dict[bytes, list[tuple[int, int]]] = {}
+    for m in _END_RE.finditer(data):
+        ends.setdefault(m[1], []).append((m.start(), m.end()))
+    pos = 0
+    for m in _BEGIN_RE.finditer(data):
+        if m.start() < pos:
+            continue  # inside the block just found
+        candidates = ends.get(m[1], [])
+        i = bisect.bisect_left(candidates, (m.end(), 0))
+        if i < len(candidates):
+            body_end, pos = candidates[i]
+            yield m[1].decode("ascii").strip(), data[m.start() : pos], data[m.end() : body_end]
+
+
+def private_keys(label: str, armoured: bytes, body: bytes) -> list[tuple[bool, KeyInfo]]:
+    """(encrypted, key info) of the private keys of one PEM block."""
+    if label == "OPENSSH":
+        return list(_openssh_private(body))
+    return [_pem_private(label, armoured, body)]
 
 
 def _openssh_private(body: bytes) -> Iterator[tuple[bool, KeyInfo]]:
@@ -210,26 +226,15 @@ class SshKeyModule(Module):
     name = "sshkey"
     summary = "SSH keys (authorized, private, public, host) with type, bits and fingerprint"
     params = (
-        Param(
-            "paths",
-            "path",
-            "Directories to search, as seen from the agent's root",
-            repeatable=True,
-            default=("/root", "/home", "/etc/ssh"),
-        ),
-        Param(
-            "max_depth",
-            "int",
-            "Deepest level entered below each path (0: its entries only)",
-            default=8,
-            minimum=0,
-        ),
+        replace(PATHS, default=("/root", "/home", "/etc/ssh")),
+        replace(MAX_DEPTH, default=8),
         Param(
             "fingerprint",
-            "string",
+            "fingerprint",
             "Only keys with this SHA256 fingerprint (SHA256:... as ssh-keygen -l prints it)",
             repeatable=True,
         ),
+        MAX_ERRORS,
     )
     example = {"paths": ["/root", "/home"], "max_depth": 4}
     columns = (
@@ -241,13 +246,6 @@ class SshKeyModule(Module):
         Column("encrypted", "Private keys: protected by a passphrase", "bool"),
     )
 
-    def check(self, params: dict[str, Any]) -> None:
-        for i, value in enumerate(params["fingerprint"]):
-            if not _FINGERPRINT_RE.fullmatch(value):
-                raise ParamError(
-                    f"fingerprint[{i}]: expected SHA256: and 43 base64 characters, got {value!r}"
-                )
-
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         return _Search(params, ctx).run()
 
@@ -258,17 +256,15 @@ class _Search:
     def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx
         self.params = params
-        self.wanted = {
-            "SHA256:" + m[1]
-            for m in map(_FINGERPRINT_RE.fullmatch, params["fingerprint"])
-            if m is not None
-        }
+        self.root = Root(ctx.root)
+        self.wanted = {parse_fingerprint(f) for f in params["fingerprint"]}
         self.stats = dict.fromkeys(("files_scanned", "keys_found", "matches", "errors"), 0)
+        self._error = SoftErrors(ctx, self.stats, params["max_errors"])
 
     def run(self) -> dict[str, int]:
         try:
             for found in walk(
-                self.ctx.root,
+                self.root,
                 self.params["paths"],
                 max_depth=self.params["max_depth"],
                 on_error=self._error,
@@ -306,20 +302,25 @@ class _Search:
         except OSError as err:
             self._error(found.shown, err)
             return
-        try:
-            if armoured:
-                self._private(found.shown, name, parent, data)
-            else:
-                self._public(found.shown, name, parent, data)
-        except (ValueError, TypeError) as err:  # malformed key, unsupported algorithm
-            self._error(found.shown, err)
+        if armoured:
+            self._private(found.shown, name, parent, data)
+        else:
+            self._public(found.shown, name, parent, data)
 
     def _private(self, shown: str, name: str, parent: str, data: bytes) -> None:
         kind = _kind(name, parent, "private")
-        for encrypted, info in private_keys(data):
-            if info[2] is None:
-                info = self._adjacent_pub(shown) or info
-            self._emit(shown, kind, info, encrypted)
+        for block in pem_blocks(data):
+            try:
+                keys = private_keys(*block)
+            except MemoryError:
+                raise
+            except Exception as err:  # whatever a hostile key makes a parser (ASN.1, base64)
+                self._error(shown, err)  # raise costs that key only, never the sweep
+                continue
+            for encrypted, info in keys:
+                if info[2] is None:
+                    info = self._adjacent_pub(shown) or info
+                self._emit(shown, kind, info, encrypted)
 
     def _public(self, shown: str, name: str, parent: str, data: bytes) -> None:
         kind = _kind(name, parent, "public")
@@ -338,8 +339,8 @@ class _Search:
     def _adjacent_pub(self, shown: str) -> KeyInfo | None:
         """type, bits, fingerprint from ``KEY.pub`` next to an encrypted PEM key, if any."""
         try:
-            with open(resolve_in_root(self.ctx.root, shown + ".pub"), "rb") as f:
-                parts = split_key_line(f.read(MAX_KEY_FILE).decode("utf-8", "replace"))
+            data = self.root.read(shown + ".pub", MAX_KEY_FILE)
+            parts = split_key_line(data.decode("utf-8", "replace"))
             return None if parts is None else describe_blob(parts[2])
         except (OSError, ValueError):
             return None
@@ -360,10 +361,6 @@ class _Search:
             }
         )
         self.stats["matches"] += 1
-
-    def _error(self, where: str, err: Exception) -> None:
-        self.stats["errors"] += 1
-        self.ctx.error(f"{where}: {getattr(err, 'strerror', None) or err}")
 
 
 _TYPE_BYTES = frozenset(t.encode() for t in _KEY_TYPES) | frozenset(

@@ -19,6 +19,7 @@ from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
 from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import (
+    SPIN_YARA,
     AgentProc,
     connect,
     converse,
@@ -76,6 +77,10 @@ def agent(keys: Keys) -> Iterator[AgentProc]:
 
 def action(**params: Any) -> Action:
     return make_action("test", "all", [Operation("file", {"paths": ["/srv"], **params})])
+
+
+def spin() -> Action:
+    return make_action("test", "all", [Operation("yara", SPIN_YARA)])
 
 
 def signed(act: Action, *signers: Signer) -> dict[str, Any]:
@@ -165,7 +170,7 @@ async def test_an_action_cut_by_an_agent_restart_is_replayed_with_nothing(keys: 
     acl = {"default": {"minimum_weight": 1, "investigators": {keys.alice.fingerprint: 1}}}
     restarted = _agent(keys, acl, module_timeout=30)
     try:
-        envelope = signed(action(content=["(a+)+$"]), keys.alice)
+        envelope = signed(spin(), keys.alice)
         with pytest.raises(TimeoutError):  # close the channel mid-run: the action runs on
             await converse(restarted, run_frames(envelope), timeout=1.5)
         assert [r["verdict"] for r in restarted.audit] == ["accepted"]
@@ -196,16 +201,14 @@ async def test_acl_needs_a_second_approver(keys: Keys) -> None:
 
 
 async def test_timeout_kills_the_operation_and_agent_lives(agent: AgentProc, keys: Keys) -> None:
-    frames = await converse(agent, run_frames(signed(action(content=["(a+)+$"]), keys.alice)))
+    frames = await converse(agent, run_frames(signed(spin(), keys.alice)))
     done = next(f for f in frames if f["type"] == "done")
     assert done["status"] == "timeout"
     await assert_still_serves(agent, keys)
 
 
 async def test_busy_beyond_max_concurrent(agent: AgentProc, keys: Keys) -> None:
-    slow = asyncio.create_task(
-        converse(agent, run_frames(signed(action(content=["(a+)+$"]), keys.alice)))
-    )
+    slow = asyncio.create_task(converse(agent, run_frames(signed(spin(), keys.alice))))
     await asyncio.sleep(1.0)
     frame = await rejection(agent, signed(action(), keys.alice))
     assert frame["reason"] == "busy"

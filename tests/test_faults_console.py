@@ -26,12 +26,12 @@ from console.lab.local import Lab
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.support.agents import AgentProc, start_agent, stop_agent
+from tests.support.agents import SPIN_YARA, AgentProc, start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env, events, spyglass
 from tests.test_hostile_agent import hostile_agent_dir
 
 VICTIM = "victim"
-SLOW_OP = Operation("file", {"paths": ["/srv"], "content": ["(a+)+$"]})
+SLOW_OP = Operation("yara", SPIN_YARA)
 EVERY_FILE_OP = Operation("file", {"paths": ["/srv"], "name": ["."]})
 HELLO_OP = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
 #: 150 ms each way on lo (300 ms round trips), and 5% of packets lost.

@@ -29,6 +29,7 @@ from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer
 from tests.conftest import short_tmp
 from tests.support.agents import (
+    SPIN_YARA,
     AgentProc,
     connect,
     converse,
@@ -214,7 +215,11 @@ async def test_action_flood_gets_busy_beyond_max_concurrent_also_for_copies(
     agent: AgentProc, signer: Signer
 ) -> None:
     # Fill both slots with actions that spin until their channel closes.
-    slow = [signed(signer, content=["(a+)+$"]) for _ in range(MAX_CONCURRENT)]
+    spin = [Operation("yara", SPIN_YARA)]
+    slow = [
+        signer.sign(Envelope(make_action("hostile", "all", spin))).to_dict()
+        for _ in range(MAX_CONCURRENT)
+    ]
     async with await connect(agent) as hold:
         holders = []
         for envelope in slow:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.agent_info import AgentModule
+from modules.agent import AgentModule
 from modules.base import CollectingContext
 from modules.registry import all_modules
 from protocol.errors import ParamError
@@ -60,7 +60,7 @@ def test_limits_are_those_of_the_running_process() -> None:
         "resource.setrlimit(resource.RLIMIT_CPU, (77, 78))\n"
         "resource.setrlimit(resource.RLIMIT_AS, (1 << 33, 1 << 33))\n"
         "os.nice(3)\n"
-        "from modules.agent_info import limits\n"
+        "from modules.agent import limits\n"
         "print(json.dumps(limits()))\n"
     )
     out = subprocess.run(

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from modules.base import CollectingContext, LimitReached
-from modules.yara_scan import YaraModule
+from modules.yara import YaraModule
 from protocol.errors import ParamError
 from tests.support.mod_child import running_child
 from tests.test_modules_registry import fits

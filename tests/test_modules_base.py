@@ -79,7 +79,7 @@ def test_defaults_are_filled_in() -> None:
         ({"paths": ["/a", 3]}, "demo: paths[1]: expected a string, got integer"),
         (
             {"paths": ["/srv"], "name": ["ok", "["]},
-            "demo: name[1]: invalid regex: unterminated character set at position 0",
+            "demo: name[1]: invalid regex: missing ]: [",
         ),
         ({"paths": ["/srv"], "name": "^a"}, "demo: name: expected an array, got string"),
         (

@@ -1,5 +1,5 @@
-"""The file module's reader: content regexes are line-based whatever the chunking, the rare-byte
-shortcut never changes an answer, and digests cover every byte read once."""
+"""The file module's reader: content regexes are line-based whatever the chunking, and digests
+cover every byte read once."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modules.file import reader
-from modules.file.reader import Reader, compile_content, rare_byte
+from modules.fs import reader
+from modules.fs.reader import Reader, compile_content
 
 
 def reference(data: bytes, patterns: list[str], macroal: bool, match_any: bool) -> bool:
@@ -84,19 +84,3 @@ def test_a_file_that_grows_or_has_no_size_is_read_to_its_end(tmp_path: Path) -> 
     finally:
         os.close(fd)
     assert got.content and got.digests["md5"] == hashlib.md5(path.read_bytes()).hexdigest()
-
-
-@pytest.mark.parametrize(
-    ("pattern", "byte"),
-    [
-        ("NEEDLE-[0-9]{4}", b"D"),  # upper case is rarer than lower case or digits
-        ("^root:", b":"),
-        ("ab*c", b"c"),  # b may be absent; a and c never are
-        ("(?i)abc", None),  # case-insensitive: no one byte is required
-        ("a|b", None),
-        ("[0-9]+", None),
-        ("\\x01\\x00", b"\x01"),
-    ],
-)
-def test_rare_byte_is_required_by_every_match(pattern: str, byte: bytes | None) -> None:
-    assert rare_byte(compile_content(pattern)) == byte

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from modules.base import CollectingContext, LimitReached
-from modules.file.mounts import never_enter, parse_mountinfo
+from modules.fs.mounts import never_enter, parse_mountinfo
 from modules.registry import get_module
 
 FILE = get_module("file")

@@ -2,8 +2,8 @@
 timeout, the CPU rlimit, the caps and cancellation; a dead zygote fails its operations with a
 clear error and is replaced.
 
-Real modules are driven into the cases (no test module in the product): ``(a+)+$`` over 40 a's
-and a ``!`` backtracks for ages, which makes a spinning child.
+Real modules are driven into the cases (no test module in the product): a YARA condition looping
+for ever makes a spinning child.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import pytest
 from agentd.runner import Budget, OpOutcome, Zygote, run_operation
 from modules.registry import get_module
 from protocol.agent_config import LimitsSection
+from tests.support.agents import SPIN_YARA
 
-SPIN = {"paths": ["/srv"], "name": ["^spin$"], "content": ["(a+)+$"]}
+SPIN = {"module": "yara", **SPIN_YARA, "name": ["^spin$"]}
 
 
 @pytest.fixture
@@ -44,13 +45,16 @@ async def run(
     events: list[tuple[str, dict[str, Any]]] | None = None,
     **limits: Any,
 ) -> OpOutcome:
+    params = dict(params)
+    module = params.pop("module", "file")
+
     def sink(kind: str, payload: dict[str, Any]) -> None:
         if events is not None:
             events.append((kind, payload))
 
     return await run_operation(
-        "file",
-        get_module("file").validate(params),  # type: ignore[union-attr]
+        module,
+        get_module(module).validate(params),  # type: ignore[union-attr]
         root=str(root),
         limits=LimitsSection(**limits),
         timeout=timeout,
@@ -161,11 +165,12 @@ async def test_dead_zygote_fails_its_operations_clearly_and_is_replaced(root: Pa
 
 
 async def test_memory_rlimit_ends_an_unbounded_allocation(root: Path) -> None:
-    # Python's regex engine keeps a mark per repetition of a capturing group: over one 4 MB
-    # line this wants far more than 256 MiB (a class, not a literal, so no prefilter skips it).
-    (root / "srv" / "big").write_bytes(b"a" * 4_000_000 + b"\n")
-    params = {"paths": ["/srv"], "name": ["^big$"], "content": ["^(?:(a)|b)*[cd]"]}
-    outcome = await run(root, params, memory_mb=256)
+    # pkg reads dpkg's database whole: a 300 MB one (sparse, no disk spent) wants more.
+    status = root / "var" / "lib" / "dpkg" / "status"
+    status.parent.mkdir(parents=True)
+    with status.open("wb") as f:
+        f.truncate(300 << 20)
+    outcome = await run(root, {"module": "pkg"}, memory_mb=256)
     assert outcome.status == "error"
     assert any("memory limit of 256 MiB" in e for e in outcome.errors), outcome
 

@@ -2,10 +2,11 @@
 right ``done`` status, and the agent carries on. No test module is added to the product: real
 modules are driven into pathological cases.
 
-- memory: the file module's content search buffers a line (up to 8 MiB) and Python's regex engine
-  keeps a mark per repetition of a capturing group, so ``^(?:(a)|b)*c`` over one 4 MB line wants
-  well over 512 MB; the child's RLIMIT_AS turns that into a MemoryError;
-- CPU: ``(a+)+$`` on 40 a's and a ``!`` backtracks for ages, ended by RLIMIT_CPU (SIGXCPU);
+- memory: the pkg module reads dpkg's database whole (up to 256 MiB), and a 300 MB one (sparse:
+  no disk spent) wants more than the child's RLIMIT_AS allows: a MemoryError;
+- CPU: a YARA condition quadratic in the file size spins on a 4 MB file (the rule's own timeout
+  is a minute), ended by RLIMIT_CPU (SIGXCPU). Regexes no longer can: RE2 runs them in linear
+  time (``(a+)+$`` and friends are in tests/test_modules_regex.py);
 - output: ``name: .`` over 5,000 files runs into the agent's match cap, or its result-bytes cap.
 """
 
@@ -31,6 +32,10 @@ BYTES_CAP = 4000
 FLOOD_FILES = 5000
 DECOY = b"decoy:x:0:0:inside the root:/:/bin/false\n"
 DECOY_SHA256 = hashlib.sha256(DECOY).hexdigest()
+SLOW_RULE = (
+    "rule quadratic { condition: for all i in (0..filesize - 1) : "
+    "(for all j in (0..filesize - 1) : (uint8(i) != 0x100)) }"
+)
 
 
 def _populate(root: Path) -> None:
@@ -47,6 +52,10 @@ def _populate(root: Path) -> None:
     (srv / "up").symlink_to("../../../../../../..")
     (root / "etc").mkdir()
     (root / "etc" / "passwd").write_bytes(DECOY)
+    status = root / "var" / "lib" / "dpkg" / "status"
+    status.parent.mkdir(parents=True)
+    with status.open("wb") as f:
+        f.truncate(300 << 20)
 
 
 def _limited(lab: Lab, **limits: Any) -> AgentProc:
@@ -77,10 +86,17 @@ def done_of(frames: list[dict[str, Any]]) -> dict[str, Any]:
     return next(f for f in frames if f["type"] == "done")
 
 
+async def run_op(agent: AgentProc, signer: Signer, module: str, **params: Any) -> list[Any]:
+    action = make_action("safety", "all", [Operation(module, params)])
+    frames = await converse(agent, run_frames(signer.sign(Envelope(action)).to_dict()), timeout=60)
+    assert frames[0]["type"] == "accepted" and frames[-1]["type"] == "finished", frames[-3:]
+    return frames
+
+
 async def test_unbounded_allocation_is_stopped_by_the_memory_rlimit(
     agent: AgentProc, signer: Signer
 ) -> None:
-    frames = await run(agent, signer, content=["^(?:(a)|b)*c"], name=["^big"])
+    frames = await run_op(agent, signer, "pkg")
     done = done_of(frames)
     assert done["status"] == "error"
     assert any(f"memory limit of {MEMORY_MB} MiB" in e for e in done["errors"]), done
@@ -91,7 +107,7 @@ async def test_unbounded_allocation_is_stopped_by_the_memory_rlimit(
 async def test_spinning_module_is_stopped_by_the_cpu_rlimit(
     agent: AgentProc, signer: Signer
 ) -> None:
-    frames = await run(agent, signer, content=["(a+)+$"], name=["^slow"])
+    frames = await run_op(agent, signer, "yara", rules=SLOW_RULE, paths=["/srv"], name=["^big"])
     done = done_of(frames)
     assert done["status"] == "timeout"
     assert any("CPU limit of 1 s" in e for e in done["errors"]), done
@@ -151,12 +167,6 @@ async def test_symlinks_never_lead_out_of_the_root(
         assert not rows
     else:
         assert any(r["sha256"] == DECOY_SHA256 for r in rows) or params["paths"] == ["/srv"]
-
-
-SLOW_RULE = (
-    "rule quadratic { condition: for all i in (0..filesize - 1) : "
-    "(for all j in (0..filesize - 1) : (uint8(i) != 0x100)) }"
-)
 
 
 async def test_pathological_yara_rule_is_stopped_by_the_agent_timeout(

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from modules.base import Module, Needs, RunContext
 from modules.file.declaration import COLUMNS, PARAMS
-from modules.file.reader import compile_content
-from modules.file.walk import FileSearch
-from protocol.errors import ParamError
+from modules.file.search import FileSearch
 
 
 class FileModule(Module):
@@ -21,14 +18,6 @@ class FileModule(Module):
     params = PARAMS
     columns = COLUMNS
     example = {"paths": ["/etc"], "name": ["^passwd$"], "return_sha256": True}
-
-    def check(self, params: dict[str, Any]) -> None:
-        # Content regexes run on bytes, where a few str-only escapes (\u, \N) do not exist.
-        for i, pattern in enumerate(params["content"]):
-            try:
-                compile_content(pattern)
-            except re.error as err:
-                raise ParamError(f"content[{i}]: invalid regex: {err}") from None
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         return FileSearch(params, ctx).run()

@@ -5,32 +5,12 @@ Filters are listed cheapest first: that is also the order in which they are eval
 
 from __future__ import annotations
 
-from modules.base import Column, Param
-from modules.kinds import HASH_HEX_LENGTHS
+from dataclasses import replace
 
-#: Filters answered from the directory entry and its lstat, without opening the file.
-META_FILTERS = (
-    Param("name", "regex", "Regex searched in the file's base name", repeatable=True),
-    Param("path_re", "regex", "Regex searched in the file's full path", repeatable=True),
-    Param(
-        "size",
-        "size",
-        "Size bound: <10M, >1k or =0 (k, M, G, T are powers of 1024); several make a window",
-        repeatable=True,
-    ),
-    Param(
-        "mtime",
-        "age",
-        "Modified within (<2d) or before (>30d) a period; units s, m, h, d, w",
-        repeatable=True,
-    ),
-    Param(
-        "mode",
-        "mode",
-        "Regex on the mode string, e.g. ^-rws (setuid file) or ^l (symlink)",
-        repeatable=True,
-    ),
-)
+from modules.base import Column, Param
+from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
+from modules.kinds import HASH_HEX_LENGTHS
+from modules.soft_errors import MAX_ERRORS
 
 #: Filters that need the file's bytes; each regular file is read at most once for all of them.
 CONTENT_FILTERS = (
@@ -49,13 +29,7 @@ CONTENT_FILTERS = (
 FILTER_NAMES = tuple(p.name for p in META_FILTERS + CONTENT_FILTERS)
 
 PARAMS = (
-    Param(
-        "paths",
-        "path",
-        "Directories to walk or files to check, absolute, as seen from the agent's root",
-        repeatable=True,
-        required=True,
-    ),
+    replace(PATHS, required=True),
     *META_FILTERS,
     *CONTENT_FILTERS,
     Param("match_any", "bool", "Report files matching any filter (default: all must match)"),
@@ -67,28 +41,15 @@ PARAMS = (
         repeatable=True,
         choices=FILTER_NAMES,
     ),
-    Param(
-        "max_depth", "int", "Deepest level entered below each path (0: its entries only)", minimum=0
-    ),
+    MAX_DEPTH,
     Param("match_limit", "int", "Stop after this many matching files", default=1000, minimum=1),
     Param(
         "max_file_size", "int", "Skip content and digest filters on larger files (bytes)", minimum=0
     ),
     Param("decompress", "bool", "Read gzip files decompressed for content and digest filters"),
     Param("return_sha256", "bool", "Add the SHA-256 of each matching file"),
-    Param(
-        "xdev",
-        "bool",
-        "Stay on each path's filesystem (pseudo and network filesystems are never entered)",
-        default=True,
-    ),
-    Param(
-        "max_errors",
-        "int",
-        "Report at most this many soft errors; further ones are only counted",
-        default=100,
-        minimum=0,
-    ),
+    XDEV,
+    MAX_ERRORS,
 )
 
 COLUMNS = (

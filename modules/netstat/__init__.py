@@ -11,13 +11,13 @@ listed, but the owning pid only where the agent may read the owner's descriptors
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
+from modules.regex import text_search
 from protocol.errors import ParamError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -151,14 +151,14 @@ class _Search:
     def _interfaces(self) -> None:
         import psutil  # heavy import, only when a check needs it
 
-        macs = [(v, re.compile(v, re.IGNORECASE)) for v in self.p["local_mac"]]
+        macs = [(v, text_search(v, ignore_case=True)) for v in self.p["local_mac"]]
         nets = [(v, _network(v)) for v in self.p["local_ip"]]
         for iface, addrs in sorted(psutil.net_if_addrs().items()):
             for a in addrs:
                 self.stats["examined"] += 1
                 if a.family == psutil.AF_LINK:
-                    for value, rx in macs:
-                        if rx.search(a.address):
+                    for value, found in macs:
+                        if found(a.address):
                             self._row(
                                 "local_mac", value, proto="link", local_addr=a.address, state=iface
                             )
@@ -176,7 +176,7 @@ class _Search:
         table, errors = neighbours()
         for message in errors:
             self._error(message)
-        macs = [(v, re.compile(v, re.IGNORECASE)) for v in self.p["neighbor_mac"]]
+        macs = [(v, text_search(v, ignore_case=True)) for v in self.p["neighbor_mac"]]
         nets = [(v, _network(v)) for v in self.p["neighbor_ip"]]
         for n in table:
             self.stats["examined"] += 1
@@ -187,8 +187,8 @@ class _Search:
                 "remote_addr": n.ip,
                 "state": f"{n.mac} {n.state}" if n.state else n.mac,
             }
-            for value, rx in macs:
-                if rx.search(n.mac):
+            for value, found in macs:
+                if found(n.mac):
                     self._row("neighbor_mac", value, **fields)
             for value in _in(ip, nets):
                 self._row("neighbor_ip", value, **fields)

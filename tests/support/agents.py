@@ -24,6 +24,15 @@ import tomli_w
 from protocol.frames import encode_frame, read_frame
 from protocol.keyfile import write_private
 
+#: Params of a yara operation that spins on /srv/slow.txt (hosts without it answer at once) until
+#: a limit of the agent stops it (a regex no longer can: RE2 matches in linear time).
+SPIN_YARA = {
+    "paths": ["/srv"],
+    "name": ["^slow\\.txt$"],
+    "rules": "rule spin { condition: for all i in (0..0x7fffffffffffffff) : (i >= 0) }",
+    "timeout_per_target": 3600,
+}
+
 
 @dataclass
 class AgentProc:

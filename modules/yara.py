@@ -3,8 +3,8 @@
 Rules are compiled on the agent (no libyara version skew between console and agent), with
 ``include`` refused: an action must not make the agent read its own files as rules. Files are
 chosen by the file module's metadata filters (name, path_re, size, mtime, mode) over the shared
-tree walker of ``modules.treewalk``; each file is opened without following symlinks and handed to
-libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed. Process memory is
+tree walker of ``modules.fs.walk``; each file is opened without following symlinks and handed
+to libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed. Process memory is
 scanned through libyara (ptrace rights needed); the agent's own processes are never scanned.
 
 Rows say which rules matched with their tags, meta and the offsets of each string, never the
@@ -14,20 +14,20 @@ matched bytes.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
-from modules.file.declaration import META_FILTERS
-from modules.file.filters import meta_checks
-from modules.treewalk import Found, walk
+from modules.fs.filters import meta_checks
+from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
+from modules.fs.walk import Found, Root, walk
+from modules.regex import text_search
+from modules.soft_errors import MAX_ERRORS, SoftErrors
 from protocol.errors import ParamError
 
 #: Offsets reported per string; ``count`` still says how many there were.
 MAX_OFFSETS = 100
-MAX_ERRORS = 100
 #: Files up to this size are read and matched in memory rather than opened again by libyara.
 _READ_WHOLE = 4 << 20
 
@@ -43,7 +43,7 @@ def compile_rules(source: str) -> Any:
 
 
 def file_checks(params: dict[str, Any], now: float) -> Callable[[Found], bool]:
-    """The file module's metadata filters (``modules.file.filters``), every value a check that
+    """The file module's metadata filters (``modules.fs.filters``), every value a check that
     must hold, as one predicate; a filter on size, age or mode takes the entry's lstat."""
     checks = meta_checks({**params, "match_any": False, "mismatch": []}, now)
 
@@ -90,19 +90,9 @@ class YaraModule(Module):
         Param(
             "rules", "yara", "YARA rules, as source text (include is not allowed)", required=True
         ),
-        Param(
-            "paths",
-            "path",
-            "Directories to walk or files to scan, absolute, as seen from the agent's root",
-            repeatable=True,
-        ),
+        PATHS,
         *META_FILTERS,
-        Param(
-            "max_depth",
-            "int",
-            "Deepest level entered below each path (0: its entries only)",
-            minimum=0,
-        ),
+        MAX_DEPTH,
         Param(
             "max_file_size",
             "int",
@@ -110,7 +100,7 @@ class YaraModule(Module):
             default=256 * 1024 * 1024,
             minimum=0,
         ),
-        Param("xdev", "bool", "Stay on each path's filesystem", default=True),
+        XDEV,
         Param("pids", "int", "Scan the memory of these processes", repeatable=True, minimum=1),
         Param(
             "process_name",
@@ -129,6 +119,7 @@ class YaraModule(Module):
         Param(
             "match_limit", "int", "Stop after this many matching targets", default=1000, minimum=1
         ),
+        MAX_ERRORS,
     )
     columns = (
         Column("target", "file or process"),
@@ -150,7 +141,6 @@ class YaraModule(Module):
     def check(self, params: dict[str, Any]) -> None:
         if not (params["paths"] or params["pids"] or params["process_name"]):
             raise ParamError("paths: give paths, pids or process_name to scan")
-        compile_rules(params["rules"])
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
         scan = _Scan(params, ctx)
@@ -189,6 +179,7 @@ class _Scan:
             ),
             0,
         )
+        self._error = SoftErrors(ctx, self.stats, params["max_errors"])
 
     def run(self) -> None:
         if self.p["paths"]:
@@ -209,7 +200,7 @@ class _Scan:
         max_size: int = self.p["max_file_size"]
         stats, passes, cancelled = self.stats, self.passes, self.ctx.cancelled
         for found in walk(
-            self.ctx.root,
+            Root(self.ctx.root),
             self.p["paths"],
             max_depth=self.p["max_depth"],
             xdev=self.p["xdev"],
@@ -264,10 +255,10 @@ class _Scan:
 
         protected = protected_pids()
         wanted = set(self.p["pids"])
-        names = [re.compile(p) for p in self.p["process_name"]]
+        names = [text_search(p) for p in self.p["process_name"]]
         if names:
             for proc in psutil.process_iter(attrs=["pid", "name"], ad_value=None):
-                if any(rx.search(proc.info["name"] or "") for rx in names):
+                if any(found(proc.info["name"] or "") for found in names):
                     wanted.add(proc.info["pid"])
         for pid in sorted(wanted):
             if self.ctx.cancelled():
@@ -294,10 +285,3 @@ class _Scan:
         limit: int = self.p["match_limit"]
         if self.stats["matches"] >= limit:
             raise LimitReached(f"yara: match_limit of {limit} reached", dict(self.stats))
-
-    def _error(self, where: str, err: Exception) -> None:
-        self.stats["errors"] += 1
-        if self.stats["errors"] <= MAX_ERRORS:
-            self.ctx.error(f"{where}: {getattr(err, 'strerror', None) or err}")
-        elif self.stats["errors"] == MAX_ERRORS + 1:
-            self.ctx.error(f"more than {MAX_ERRORS} errors: further ones are only counted")

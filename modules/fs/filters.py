@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from modules.kinds import parse_age, parse_size
+from modules.regex import text_search
 
 #: A predicate on (base name, reported path, lstat or None).
 Test = Callable[[str, str, "os.stat_result | None"], bool]
@@ -42,13 +42,8 @@ def _join(preds: list[Callable[[Any], bool]], any_mode: bool) -> Callable[[Any],
     return lambda value: all(p(value) for p in preds)
 
 
-def _regex(pattern: str) -> Callable[[str], bool]:
-    search = re.compile(pattern).search
-    return lambda text: search(text) is not None
-
-
 def _regexes(patterns: list[str], any_mode: bool) -> Callable[[str], bool]:
-    return _join([_regex(p) for p in patterns], any_mode)
+    return _join([text_search(p) for p in patterns], any_mode)
 
 
 def _size(text: str) -> Callable[[os.stat_result], bool]:

@@ -9,7 +9,6 @@ lstat; only a regular file that survives them is opened, once, for content and d
 from __future__ import annotations
 
 import os
-import re
 import stat
 import time
 import zlib
@@ -18,12 +17,14 @@ from contextlib import closing
 from typing import Any, TypeVar
 
 from modules.context import LimitReached, RunContext
-from modules.file.dirs import FILE_FLAGS, Dir, directories
-from modules.file.filters import meta_checks
-from modules.file.mounts import FALLBACK_PRUNED, mount_table, never_enter
-from modules.file.reader import Inspection, Reader, TooBig, compile_content
-from modules.file.rootpath import resolve_in_root, shown_path
+from modules.fs.dirs import FILE_FLAGS, Dir, directories, open_top
+from modules.fs.filters import meta_checks
+from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
+from modules.fs.reader import Inspection, Reader, TooBig, compile_content
+from modules.fs.rootpath import Root, shown_path
 from modules.kinds import HASH_HEX_LENGTHS
+from modules.regex import text_search
+from modules.soft_errors import SoftErrors
 
 _TICK = 1024  # entries between progress reports and cancellation checks
 
@@ -54,15 +55,15 @@ class FileSearch:
     def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
         self.ctx = ctx
         self.paths: list[str] = params["paths"]
-        self.root = os.path.abspath(ctx.root)
+        self.root = Root(ctx.root)
         self.match_any: bool = params["match_any"]
         self.meta = meta_checks(params, time.time())
         inverted = set(params["mismatch"])
         #: With match-all, a file must pass the name filter's first regex: the listing loop tries
         #: it before anything else, as most entries of a name search fail it.
-        self.gate: Callable[[str], re.Match[str] | None] | None = None
+        self.gate: Callable[[str], bool] | None = None
         if params["name"] and not self.match_any and "name" not in inverted:
-            self.gate = re.compile(params["name"][0]).search
+            self.gate = text_search(params["name"][0])
         self.hashes = {a: {h.lower() for h in params[a]} for a in HASH_HEX_LENGTHS if params[a]}
         self.deep = [(a, a in inverted) for a in (["content"] if params["content"] else [])]
         self.deep += [(a, a in inverted) for a in self.hashes]
@@ -79,13 +80,13 @@ class FileSearch:
         self.max_depth: int | None = params["max_depth"]
         self.match_limit: int = params["match_limit"]
         self.max_file_size: int | None = params["max_file_size"]
-        self.max_errors: int = params["max_errors"]
         self.xdev: bool = params["xdev"]
         self.mounts = mount_table()
         self.visited: set[tuple[int, int]] = set()
         self.stats = dict.fromkeys(
             ("files_scanned", "dirs_scanned", "bytes_read", "matches", "errors", "skipped"), 0
         )
+        self._error = SoftErrors(ctx, self.stats, params["max_errors"])
         self._ticks = 0
 
     def run(self) -> dict[str, int]:
@@ -106,22 +107,32 @@ class FileSearch:
     def _start(self, path: str) -> None:
         shown = shown_path(path)
         try:
-            real = resolve_in_root(self.root, shown)
-            st = os.lstat(real)
+            at = self.root.locate(shown)
         except OSError as err:
             self._error(shown, err)
             return
-        if stat.S_ISDIR(st.st_mode):
-            self._walk(real, shown, st.st_dev)
-        else:
-            self.stats["files_scanned"] += 1
-            self._consider(_PathEntry(os.path.basename(shown), st), shown, real, None)
+        try:
+            st = os.stat(at.name, dir_fd=at.dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                self.stats["files_scanned"] += 1
+                entry = _PathEntry(os.path.basename(shown), st)
+                self._consider(entry, shown, at.name, at.dir_fd)
+                return
+            top = open_top(at, shown)
+        except OSError as err:
+            self._error(shown, err)
+            return
+        finally:
+            os.close(at.dir_fd)
+        try:
+            self._walk(top, st.st_dev)
+        finally:
+            top._close()
 
-    def _walk(self, top: str, shown_top: str, dev: int) -> None:
+    def _walk(self, top: Dir, dev: int) -> None:
         stats = self.stats
         walk = directories(
             top,
-            shown_top,
             dev=dev if self.xdev else None,
             visited=self.visited,
             on_error=self._error,
@@ -163,7 +174,7 @@ class FileSearch:
                                 subdirs.append(entry.name)
                             continue
                         files += 1
-                        if gate is not None and gate(entry.name) is None:
+                        if gate is not None and not gate(entry.name):
                             continue
                         consider(entry, shown_base + entry.name, entry.name, fd)
                     except OSError as err:
@@ -190,7 +201,7 @@ class FileSearch:
         return self.xdev or never_enter(fstype)
 
     def _consider(
-        self, entry: os.DirEntry[str] | _PathEntry, shown: str, target: str, dir_fd: int | None
+        self, entry: os.DirEntry[str] | _PathEntry, shown: str, target: str, dir_fd: int
     ) -> None:
         """Apply the filters to one non-directory entry and emit it if it matches."""
         matched: list[str] = []
@@ -232,7 +243,7 @@ class FileSearch:
         st: os.stat_result | None,
         shown: str,
         target: str,
-        dir_fd: int | None,
+        dir_fd: int,
         read: Callable[[int, int], T],
     ) -> tuple[T, os.stat_result] | None:
         """Run ``read`` on the file if it is a regular file within max_file_size, and return
@@ -285,7 +296,7 @@ class FileSearch:
         matched: list[str],
         inspection: Inspection | None,
         target: str,
-        dir_fd: int | None,
+        dir_fd: int,
     ) -> None:
         sha256 = inspection.digests.get("sha256") if inspection is not None else None
         if sha256 is None and self.return_sha256 and stat.S_ISREG(st.st_mode):
@@ -309,12 +320,3 @@ class FileSearch:
         self.ctx.progress(self._snapshot())
         if self.ctx.cancelled():
             raise _Cancelled
-
-    def _error(self, shown: str, err: Exception) -> None:
-        """Count a soft error; report the first ``max_errors`` of them, then say we stopped."""
-        self.stats["errors"] += 1
-        count = self.stats["errors"]
-        if count <= self.max_errors:
-            self.ctx.error(f"{shown}: {getattr(err, 'strerror', None) or err}")
-        elif count == self.max_errors + 1:
-            self.ctx.error(f"more than {self.max_errors} errors: further ones are only counted")

@@ -2,10 +2,11 @@
 
 The file module weaves its filters into its own listing loop; the modules here only need "every
 non-directory entry under these paths, as seen from inside the root", so this is that and no
-more, over the same parts: requested paths resolve with ``resolve_in_root`` (a symlink never
-leads out of the root), directories are walked through descriptors by ``file.dirs`` (no PATH_MAX
-limit, entries never followed, each directory entered once), and the pseudo filesystems'
-usual mount points are never entered below a requested path.
+more, over the same parts: requested paths are found with ``Root.locate`` (a symlink never leads
+out of the root), directories are walked through descriptors by ``fs.dirs`` (no PATH_MAX limit,
+entries never followed, each directory entered once), and the pseudo filesystems' usual mount
+points are never entered below a requested path. Every file is opened by its single name
+relative to its directory's descriptor, never through a symlink.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import closing
 
-from modules.file.dirs import FILE_FLAGS, directories, join
-from modules.file.mounts import FALLBACK_PRUNED
-from modules.file.rootpath import resolve_in_root, shown_path
+from modules.fs.dirs import FILE_FLAGS, Dir, directories, join, open_top
+from modules.fs.mounts import FALLBACK_PRUNED
+from modules.fs.rootpath import Root, read_regular, shown_path
 
-__all__ = ["FILE_FLAGS", "Found", "read_head", "resolve_in_root", "shown_path", "walk"]
+__all__ = ["FILE_FLAGS", "Found", "Root", "read_head", "walk"]
 
 
 class Found:
@@ -30,23 +31,25 @@ class Found:
     ``st``) before asking for the next one.
     """
 
-    __slots__ = ("_dir_fd", "_entry", "_st", "real", "shown")
+    __slots__ = ("_dir_fd", "_entry", "_name", "_st", "real", "shown")
 
     def __init__(
         self,
         shown: str,
         real: str,
+        name: str,
+        dir_fd: int,
         *,
         entry: os.DirEntry[str] | None = None,
-        dir_fd: int | None = None,
         st: os.stat_result | None = None,
     ) -> None:
         self.shown = shown
         """Path as seen from inside the root."""
         self.real = real
         """Path on this machine (for messages: the walk never opens it whole)."""
-        self._entry = entry
+        self._name = name
         self._dir_fd = dir_fd
+        self._entry = entry
         self._st = st
 
     @property
@@ -64,11 +67,10 @@ class Found:
         return stat.S_ISREG(self.st.st_mode)
 
     def open(self) -> int:
-        """A read-only descriptor of the file, opened relative to its directory, never through
-        a symlink and never blocking (a FIFO swapped in meanwhile); check it with ``replaced``."""
-        if self._entry is None:
-            return os.open(self.real, FILE_FLAGS)
-        return os.open(self._entry.name, FILE_FLAGS, dir_fd=self._dir_fd)
+        """A read-only descriptor of the file, opened by its name relative to its directory,
+        never through a symlink and never blocking (a FIFO swapped in meanwhile); check it with
+        ``replaced``."""
+        return os.open(self._name, FILE_FLAGS, dir_fd=self._dir_fd)
 
     def replaced(self, now: os.stat_result) -> bool:
         """Is the file opened (``now``: its fstat) not a regular file, or, if this entry's lstat
@@ -82,7 +84,7 @@ class Found:
 
 
 def walk(
-    root: str,
+    root: Root,
     paths: list[str],
     *,
     max_depth: int | None = None,
@@ -96,37 +98,55 @@ def walk(
     for path in paths:
         shown = shown_path(path)
         try:
-            real = resolve_in_root(root, shown)
-            st = os.lstat(real)
+            at = root.locate(shown)
         except OSError as err:
             on_error(shown, err)
             continue
-        if not stat.S_ISDIR(st.st_mode):
-            yield Found(shown, real, st=st)
+        try:
+            st = os.stat(at.name, dir_fd=at.dir_fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                yield Found(shown, at.real, at.name, at.dir_fd, st=st)
+                continue
+            top = open_top(at, shown)
+        except OSError as err:
+            on_error(shown, err)
             continue
-        dirs = directories(
-            real, shown, dev=st.st_dev if xdev else None, visited=visited, on_error=on_error
-        )
-        with closing(dirs):
-            for d in dirs:
-                descend = max_depth is None or d.depth < max_depth
-                try:
-                    with os.scandir(d.fd) as entries:
-                        for entry in entries:
-                            name = entry.name
-                            try:
-                                if entry.is_dir(follow_symlinks=False):
-                                    if descend and join(d.shown, name) not in FALLBACK_PRUNED:
-                                        d.subdirs.append(name)
-                                    continue
-                            except OSError as err:
-                                on_error(join(d.shown, name), err)
+        finally:
+            os.close(at.dir_fd)
+        try:
+            yield from _below(top, st.st_dev if xdev else None, max_depth, visited, on_error)
+        finally:
+            top._close()
+
+
+def _below(
+    top: Dir,
+    dev: int | None,
+    max_depth: int | None,
+    visited: set[tuple[int, int]],
+    on_error: Callable[[str, OSError], None],
+) -> Iterator[Found]:
+    dirs = directories(top, dev=dev, visited=visited, on_error=on_error)
+    with closing(dirs):
+        for d in dirs:
+            descend = max_depth is None or d.depth < max_depth
+            try:
+                with os.scandir(d.fd) as entries:
+                    for entry in entries:
+                        name = entry.name
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                if descend and join(d.shown, name) not in FALLBACK_PRUNED:
+                                    d.subdirs.append(name)
                                 continue
-                            yield Found(
-                                join(d.shown, name), join(d.real, name), entry=entry, dir_fd=d.fd
-                            )
-                except OSError as err:
-                    on_error(d.shown, err)
+                        except OSError as err:
+                            on_error(join(d.shown, name), err)
+                            continue
+                        yield Found(
+                            join(d.shown, name), join(d.real, name), name, d.fd, entry=entry
+                        )
+            except OSError as err:
+                on_error(d.shown, err)
 
 
 def read_head(found: Found, limit: int) -> bytes:
@@ -139,14 +159,6 @@ def read_head(found: Found, limit: int) -> bytes:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (found.st.st_dev, found.st.st_ino):
             raise OSError(errno.ESTALE, "file replaced while scanning", found.shown)
-        chunks = []
-        left = limit
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        return read_regular(fd, limit, found.shown)
     finally:
         os.close(fd)

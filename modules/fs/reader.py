@@ -1,8 +1,10 @@
 """Read a file once, in chunks, feeding every requested digest and the content regexes.
 
 Content regexes are line-based, like grep and MIG: a regex matches when it matches within one
-line. Each chunk is searched whole, in C, with ``re.MULTILINE``; only a hit is cut down to its
-line and checked again, which drops the rare match that spans a newline (``\\s``, ``[^x]``).
+line. RE2 runs each regex over a whole chunk at once, with ``^``/``$`` at line ends and no match
+allowed to span a newline (``modules.regex``), which is the line-by-line answer without cutting
+lines; only ``macroal`` (every regex on one same line) cuts the line of a hit and checks the
+others on it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+from modules.regex import Buffer, BytesRegex
 
 CHUNK = 1 << 20
 #: A "line" longer than this (binary files) is searched in pieces rather than buffered whole.
@@ -27,75 +30,25 @@ class TooBig(Exception):
     """Decompressed data outgrew ``max_file_size`` (a gzip bomb, or just a big archive)."""
 
 
-def compile_content(pattern: str) -> re.Pattern[bytes]:
-    """Content regexes run on raw bytes: no decoding cost, and binaries are searchable."""
-    return re.compile(pattern.encode("utf-8", "surrogatepass"), re.MULTILINE)
+def compile_content(pattern: str) -> BytesRegex:
+    """Content regexes run on raw bytes, line by line: no decoding cost, binaries searchable."""
+    return BytesRegex(pattern, lines=True)
 
 
-#: Bytes from most to least common in text and binaries; a byte not listed is rarer than all.
-_COMMON = (
-    b" \x00etaoinsrhldcumfpgwybvkxjqz\n0123456789\t\r.,-_:/=\"'()\xff;<>ETAOINSRHLDCUMFPGWYBVKXJQZ"
-)
-
-
-def rare_byte(rx: re.Pattern[bytes]) -> bytes | None:
-    """A byte that every match of ``rx`` contains, chosen rare, or None if there is none.
-
-    It comes from a run of plain characters in the pattern's top-level sequence (``NEEDLE-`` in
-    ``NEEDLE-[0-9]+``). Like grep, a buffer is first searched for it with ``bytes.find`` (one
-    ``memchr``, many GB/s; a multi-byte find is slower than the regex itself), and the regex
-    runs only from the line where it first occurs: most buffers never need the regex at all.
-    """
-    try:  # the parser ``re.compile`` itself uses: private, hence guarded
-        from re import _parser  # type: ignore[attr-defined]
-
-        tree = _parser.parse(rx.pattern, rx.flags)
-        literal = _parser.LITERAL  # type: ignore[attr-defined]
-    except Exception:  # pragma: no cover - another Python's internals: go without the shortcut
-        return None
-    if tree.state.flags & re.IGNORECASE:
-        return None
-    # Every item of the top-level sequence is part of every match; a literal is one byte.
-    found = {arg for op, arg in tree if op is literal}
-    if not found:
-        return None
-    best = max(found, key=lambda b: (_COMMON.find(bytes((b,))) % (len(_COMMON) + 1), -b))
-    return bytes((best,))
-
-
-Buffer = bytes | bytearray
-
-
-def _line_hit(
-    first: re.Pattern[bytes],
-    every: list[re.Pattern[bytes]],
-    rares: list[bytes],
-    buf: Buffer,
-    end: int,
-) -> bool:
-    """Is there a line in ``buf[:end]`` where every regex of ``every`` matches?
-
-    Each of ``rares`` (bytes the regexes require, see ``rare_byte``) must occur first. ``first``
-    then finds candidates fast over the buffer, from the line where the first of them occurs;
-    each candidate line is checked on its own, so no match may span two lines.
-    """
+def _same_line_hit(regexes: list[BytesRegex], buf: Buffer, end: int) -> bool:
+    """Is there a line in ``buf[:end]`` where every regex matches? The first regex finds the
+    candidate lines over the whole buffer; the others are tried on each candidate line."""
+    first, others = regexes[0], regexes[1:]
     pos = 0
-    for i, rare in enumerate(rares):
-        at = buf.find(rare, 0, end)
+    while pos <= end:
+        at = first.find(buf, pos, end)
         if at < 0:
             return False
-        if i == 0:
-            pos = buf.rfind(b"\n", 0, at) + 1
-    while pos <= end:
-        m = first.search(buf, pos, end)
-        if m is None:
-            return False
-        start = buf.rfind(b"\n", 0, m.start()) + 1
-        stop = buf.find(b"\n", m.start(), end)
+        start = buf.rfind(b"\n", 0, at) + 1
+        stop = buf.find(b"\n", at, end)
         if stop < 0:
             stop = end
-        line = buf[start:stop]
-        if all(rx.search(line) for rx in every):
+        if all(rx.find(buf, start, stop) >= 0 for rx in others):
             return True
         pos = stop + 1
     return False
@@ -109,14 +62,9 @@ class LineScanner:
     the answer is known, so the caller can stop reading early.
     """
 
-    def __init__(self, regexes: list[re.Pattern[bytes]], macroal: bool, match_any: bool) -> None:
+    def __init__(self, regexes: list[BytesRegex], macroal: bool, match_any: bool) -> None:
         self._regexes = regexes
-        rares = {rx: [m] if (m := rare_byte(rx)) else [] for rx in regexes}
-        #: ``_line_hit`` arguments for each regex on its own (the pending list is only ever
-        #: replaced, never changed in place, so a new file starts from this same list).
-        self._plans = [(rx, [rx], rares[rx]) for rx in regexes]
-        self._all_rares = [m for rx in regexes for m in rares[rx]]
-        self._pending = self._plans
+        self._pending = regexes  # only ever replaced, never changed in place
         self._macroal = macroal
         self._match_any = match_any
         self._carry = b""
@@ -125,7 +73,7 @@ class LineScanner:
 
     def reset(self) -> LineScanner:
         """Make ready for the next file (a run reuses one scanner: files are read one by one)."""
-        self._pending = self._plans
+        self._pending = self._regexes
         self._carry = b""
         self.done = self.found = False
         return self
@@ -167,17 +115,16 @@ class LineScanner:
 
     def _search(self, buf: Buffer, end: int) -> None:
         if self._macroal:
-            hit = _line_hit(self._regexes[0], self._regexes, self._all_rares, buf, end)
-            self.found = self.done = hit
+            self.found = self.done = _same_line_hit(self._regexes, buf, end)
         elif self._match_any:
-            if any(_line_hit(*plan, buf, end) for plan in self._pending):
+            if any(rx.find(buf, 0, end) >= 0 for rx in self._pending):
                 self.found = self.done = True
         elif len(self._pending) == 1:  # the usual case, without building a list
-            if _line_hit(*self._pending[0], buf, end):
+            if self._pending[0].find(buf, 0, end) >= 0:
                 self._pending = []
                 self.found = self.done = True
         else:
-            self._pending = [plan for plan in self._pending if not _line_hit(*plan, buf, end)]
+            self._pending = [rx for rx in self._pending if rx.find(buf, 0, end) < 0]
             if not self._pending:
                 self.found = self.done = True
 
@@ -194,7 +141,7 @@ class Inspection:
 class Reader:
     """The content filters of one run; ``inspect`` applies them to an open file descriptor."""
 
-    regexes: list[re.Pattern[bytes]]
+    regexes: list[BytesRegex]
     algos: list[str]
     macroal: bool = False
     match_any: bool = False
@@ -203,8 +150,8 @@ class Reader:
     bytes_read: int = 0
 
     def __post_init__(self) -> None:
-        # Built once per run: the scanner template (regexes and their literals) and the digest
-        # constructors. The read buffer comes with the first file read (``_buffer``).
+        # Built once per run: the scanner template and the digest constructors. The read buffer
+        # comes with the first file read (``_buffer``).
         self._scanner = LineScanner(self.regexes, self.macroal, self.match_any)
         self._makers = [getattr(hashlib, a) for a in self.algos]
 

@@ -9,13 +9,15 @@ the walk holds at most one descriptor per ancestor that still has unvisited subd
 plain deep chain holds two); should the descriptors run out, the subtree concerned is a soft error.
 
 The walk is iterative (no recursion limit) and remembers every directory by (st_dev, st_ino), so
-bind-mount loops end. The file module and ``modules.treewalk`` both walk with it.
+bind-mount loops end. The file module and ``modules.fs.walk`` both walk with it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Generator
+
+from modules.fs.rootpath import Located
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 #: Opening a regular file: never through a symlink, and never blocking should it be swapped for
@@ -56,50 +58,57 @@ def join(base: str, name: str) -> str:
     return base + name if base.endswith("/") else base + "/" + name
 
 
+def open_top(at: Located, shown: str) -> Dir:
+    """The directory a walk starts from, opened by its name relative to its located parent."""
+    return Dir(os.open(at.name, DIR_FLAGS, dir_fd=at.dir_fd), at.real, shown, 0)
+
+
 def directories(
-    real: str,
-    shown: str,
+    top: Dir,
     *,
     dev: int | None,
     visited: set[tuple[int, int]],
     on_error: Callable[[str, OSError], None],
     on_skip: Callable[[str], None] = lambda _shown: None,
 ) -> Generator[Dir, None, None]:
-    """Each directory of the tree at ``real`` (opened by that path), parents first.
+    """Each directory of the tree at ``top`` (see ``open_top``), parents first; ``top`` is
+    closed as soon as its subdirectories are opened (close it too should this never be started:
+    closing twice is harmless).
 
     The caller lists ``d.fd`` (``os.scandir(d.fd)``), opens entries with ``dir_fd=d.fd`` and
     appends to ``d.subdirs`` the names to walk into; both before asking for the next directory.
     A directory already in ``visited`` is passed over; one on another device than ``dev`` (when
     ``dev`` is given: xdev) goes to ``on_skip``; open and fstat errors go to ``on_error``.
     """
-    pending: list[tuple[Dir | None, str, str, str, int]] = [(None, real, real, shown, 0)]
-    current: Dir | None = None
+    pending: list[tuple[Dir, str, str, str, int]] = []
+    current: Dir | None = top
     try:
-        while pending:
-            parent, name, real, shown, depth = pending.pop()
-            try:
-                fd = os.open(name, DIR_FLAGS, dir_fd=None if parent is None else parent.fd)
-            except OSError as err:
-                on_error(shown, err)
-                continue
-            finally:
-                if parent is not None:
+        while current is not None or pending:
+            if current is None:
+                parent, name, real, shown, depth = pending.pop()
+                try:
+                    fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
+                except OSError as err:
+                    on_error(shown, err)
+                    continue
+                finally:
                     parent._release()
-            current = Dir(fd, real, shown, depth)
+                current = Dir(fd, real, shown, depth)
             try:
-                st = os.fstat(fd)
+                st = os.fstat(current.fd)
             except OSError as err:  # pragma: no cover - fstat of an open descriptor
-                on_error(shown, err)
+                on_error(current.shown, err)
                 current._close()
+                current = None
                 continue
             key = (st.st_dev, st.st_ino)
-            if key in visited:
-                current._close()
-                continue
+            seen = key in visited
             visited.add(key)
-            if dev is not None and st.st_dev != dev:
-                on_skip(shown)
+            if seen or (dev is not None and st.st_dev != dev):
+                if not seen:
+                    on_skip(current.shown)
                 current._close()
+                current = None
                 continue
             yield current
             d, current = current, None
@@ -108,11 +117,10 @@ def directories(
                 continue
             d._waiting = len(d.subdirs)
             for sub in d.subdirs:
-                pending.append((d, sub, join(real, sub), join(shown, sub), depth + 1))
+                pending.append((d, sub, join(d.real, sub), join(d.shown, sub), d.depth + 1))
             d.subdirs = []
     finally:  # the caller stopped early (match_limit, cancel, an error): close what is held
         if current is not None:
             current._close()
         for parent, *_ in pending:
-            if parent is not None:
-                parent._close()
+            parent._close()
