@@ -11,6 +11,7 @@ from console.cli.common import launch
 from console.fanout.dispatch import DEFAULT_CONCURRENCY
 from console.lab.local import Lab, lab_down, lab_up
 from console.lab.seed import WEBSHELL, has_webshell
+from console.results.text import plural
 from protocol.envelope import Envelope
 from protocol.errors import UsageError
 from protocol.signing import Signer
@@ -20,7 +21,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lab = Lab(args.dir.resolve())
     if lab.pids:
         lab_down(lab.dir)
-    print(f"starting a lab of {args.agents} agents in {lab.dir} ...", file=sys.stderr)
+    print(f"starting a lab of {plural(args.agents, 'agent')} in {lab.dir} ...", file=sys.stderr)
     lab = lab_up(lab.dir, args.agents)
     os.environ["GNUPGHOME"] = str(lab.gnupghome)
     args.inventory, args.store = str(lab.inventory), str(lab.dir / "results.db")

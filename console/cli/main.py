@@ -1,22 +1,24 @@
-"""``spyglass``: the investigator's command line (DESIGN §5).
+"""``spyglass``: the investigator's command line.
 
 Parsed and dispatched here; the interactive front end is passed in by the entry point
 (``spyglass_cli``), so nothing here imports the TUI.
 
 Exit statuses of ``run`` and ``action launch``: 0 every host answered and something matched;
 1 every host answered and nothing matched; 3 some hosts failed (results still printed);
-2 nothing was launched, with a one-line reason on stderr.
+2 nothing was launched, with a one-line reason on stderr; 130 interrupted (Ctrl-C: the hosts
+in flight were cancelled, the run and its summary are stored); 141 stdout was closed (``| head``).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from console.cli import fleet, results, run, runbook
+from console.cli import fleet, modules, results, run, runbook
 from protocol.errors import SpyglassError
 
 #: The commands after ``tui``, in the order ``spyglass --help`` lists them; each adds its parser
@@ -25,7 +27,7 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     run.add_run,
     run.add_action,
     runbook.add_runbook,
-    run.add_modules,
+    modules.add_modules,
     fleet.add_keys,
     fleet.add_inventory,
     results.add_results,
@@ -34,6 +36,8 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
 )
 #: An interactive front end: takes the parsed arguments, returns the exit status.
 FrontEnd = Callable[[argparse.Namespace], int]
+#: The shell's status for a process whose output pipe closed (128 + SIGPIPE).
+EXIT_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +65,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parse_args``, but an unknown flag is answered with the closest one the command has
+    (``--nmae`` -> ``--name``)."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        options = _options_of(parser, args)
+        flags = [word.partition("=")[0] for word in extras if word.startswith("-")]
+        for flag in flags:
+            close = difflib.get_close_matches(flag, options, n=1, cutoff=0.6)
+            if close:
+                parser.error(f"unrecognized argument {flag}: did you mean {close[0]}?")
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def _options_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The option strings of ``parser`` and of each subcommand the parsed ``args`` chose."""
+    options: list[str] = []
+    current: argparse.ArgumentParser | None = parser
+    while current is not None:
+        chosen = None
+        for action in current._actions:
+            options += [o for o in action.option_strings if o.startswith("--")]
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(args, action.dest or "", None) or "")
+        current = chosen
+    return options
+
+
 def run_command(argv: list[str] | None = None, *, front_end: FrontEnd | None = None) -> int:
     """Parse ``argv`` and run its command; ``front_end`` serves ``tui`` (the default command) and
-    ``demo`` without ``--headless``."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    ``demo`` without ``--headless``. A closed stdout ends quietly with status 141."""
+    try:
+        status = _dispatch(parse(build_parser(), argv), front_end)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whatever is still buffered can never be written: point stdout at /dev/null so that
+        # Python's own flush at exit does not print a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+    return status
+
+
+def _dispatch(args: argparse.Namespace, front_end: FrontEnd | None) -> int:
     args.front_end = front_end
     if args.command in (None, "tui"):
         if front_end is None:

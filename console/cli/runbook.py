@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from console.cli.common import concurrency_flag, open_inventory, open_store, signer
-from console.fanout.loop import run_async
-from console.fanout.ssh import Connector, Pool
-from console.results.text import printable
+from console.results.text import plural, printable
 
 
 def add_runbook(commands: Any) -> None:
@@ -42,7 +40,7 @@ def cmd_runbook_check(args: argparse.Namespace) -> int:
             notes.append("stop if " + " or ".join(step.stop_if))
         if inventory is not None:
             count = len(inventory.select(step.target))
-            notes.append(f"{count} host(s) in {inventory.path.name}")
+            notes.append(f"{plural(count, 'host')} in {inventory.path.name}")
             if not count:
                 print(
                     f"{args.file.name}: warning: step {step.name!r}: target {step.target!r} "
@@ -54,11 +52,13 @@ def cmd_runbook_check(args: argparse.Namespace) -> int:
             f"{step.index + 1}. {printable(step.name)}: {step.module} on "
             f"{printable(step.target)}, expires after {step.expire} s{extra}"
         )
-    print(f"{args.file}: {len(book.steps)} step(s) OK", file=sys.stderr)
+    print(f"{args.file}: {plural(len(book.steps), 'step')} OK", file=sys.stderr)
     return 0
 
 
 def cmd_runbook_run(args: argparse.Namespace) -> int:
+    from console.fanout.loop import run_async
+    from console.fanout.ssh import Connector, Pool
     from console.runbook.parse import load_runbook
     from console.runbook.report import RunbookReport, render
     from console.runbook.run import RunbookRunner

@@ -9,6 +9,7 @@ fan-out and by ``inventory check``.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 
@@ -18,8 +19,13 @@ from console.fanout.ssh import Connector, Pool
 from console.fanout.transport import ActionFrames, Conversation, Handle, HostFailure
 from console.results.records import HostStatus
 from inventory.model import Host
+from protocol import messages as msg
 from protocol.errors import FrameError, SpyglassError
+from protocol.frames import encode_frame
 from protocol.transport import SUBSYSTEM
+
+#: Sent when the investigator cancels a host in flight: the agent stops the operation.
+_CANCEL = encode_frame(msg.Cancel().to_frame())
 
 #: What each failure means for the host, first match wins: (error class, status, detail).
 _FAILURES: tuple[tuple[type[BaseException], HostStatus, Callable[[BaseException], str]], ...] = (
@@ -117,6 +123,10 @@ class SshTransport:
             channel.write(payload)
             try:
                 await over
+            except asyncio.CancelledError:
+                if not channel.is_closing():
+                    channel.write(_CANCEL)  # flushed before the close below
+                raise
             except (HostFailure, asyncssh.Error, OSError):
                 if may_retry and not conversation.answered:
                     return False
