@@ -28,7 +28,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if not args.headless:
         if args.front_end is None:
             raise UsageError("no interactive front end in this build: use --headless")
-        return int(args.front_end(args))
+        status = int(args.front_end(args))
+        _still_running(lab, args.store)
+        return status
     planted = [f"lab-{i + 1:03d}" for i in range(args.agents) if has_webshell(i)]
     print(
         f"planted a PHP web shell on {', '.join(planted) or 'no host'}; hunting for it:\n"
@@ -44,10 +46,20 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     envelope = Signer(lab.gnupghome).sign(Envelope(action))
     args.json, args.show, args.concurrency, args.workers = False, "found", DEFAULT_CONCURRENCY, 1
-    status = launch(args, envelope, "all")
+    try:
+        return launch(args, envelope, "all")
+    finally:
+        _still_running(lab, args.store)
+
+
+def _still_running(lab: Lab, store: str) -> None:
+    """On the way out: the lab is still up, how to reach it (and the demo's results) from a
+    shell, and how to stop it."""
     print(
-        f"\nthe lab keeps running: export SPYGLASS_INVENTORY={lab.inventory} "
-        f"GNUPGHOME={lab.gnupghome}\nstop it with: spyglass lab down --dir {lab.dir}",
+        f"\nthe lab is still running. To use it (and see the demo's runs in `spyglass results "
+        f"list`) from a shell:\n"
+        f"  export SPYGLASS_INVENTORY={lab.inventory} GNUPGHOME={lab.gnupghome} "
+        f"SPYGLASS_STORE={store}\n"
+        f"stop it with: spyglass lab down --dir {lab.dir}",
         file=sys.stderr,
     )
-    return status

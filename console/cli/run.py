@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 
 
 class _Append(argparse.Action):
-    """argparse's ``append`` without its copy of the whole list at each occurrence, which made
-    40,000 ``--paths`` take minutes."""
+    """argparse's ``append`` without its copy of the whole list at each occurrence. A required
+    parameter may come from its ``-from`` file instead: the module's validation says when it is
+    missing from both."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "required": False})
 
     def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
         if getattr(namespace, self.dest, None) is None:
