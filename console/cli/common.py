@@ -116,7 +116,9 @@ def check_before_sending(envelope: Envelope) -> None:
     try:
         check_time(action, int(time.time()), Policy())
     except Rejected as err:
-        raise UsageError(f"not sent: the agents would reject it: {err.detail}") from None
+        raise UsageError(
+            f"not sent: every agent would reject it ({err.reason}): {err.detail}"
+        ) from None
     for op in action.operations:
         module = get_module(op.module)
         if module is None:
