@@ -208,3 +208,20 @@ def test_what_every_agent_would_refuse_is_never_sent(
         assert why in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
         assert done.stdout == ""
     assert _audit_logs(lab) == before
+
+
+def test_no_help_text_cites_the_design_document() -> None:
+    """`--help` of every command and subcommand speaks for itself."""
+    import argparse
+
+    from console.cli.main import build_parser
+
+    parsers, seen = [build_parser()], 0
+    while parsers:
+        parser = parsers.pop()
+        assert "DESIGN" not in parser.format_help(), parser.prog
+        seen += 1
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += action.choices.values()
+    assert seen > 20

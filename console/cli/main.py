@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from console.cli import fleet, modules, results, run, runbook
+from console.cli.lean import leave_out_unused
 from protocol.errors import SpyglassError
 
 #: The commands after ``tui``, in the order ``spyglass --help`` lists them; each adds its parser
@@ -111,6 +112,7 @@ def run_command(argv: list[str] | None = None, *, front_end: FrontEnd | None = N
 
 def _dispatch(args: argparse.Namespace, front_end: FrontEnd | None) -> int:
     args.front_end = front_end
+    leave_out_unused()
     if args.command in (None, "tui"):
         if front_end is None:
             print("spyglass: no interactive front end in this build", file=sys.stderr)
