@@ -105,7 +105,7 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
 
 def cmd_inventory_list(args: argparse.Namespace) -> int:
     inventory = open_inventory(args)
-    for host in inventory.select(args.target):
+    for host in select_hosts(inventory, args.target):
         tags = " ".join(f"{k}={v}" for k, v in sorted(host.tags.items()) if k != "name")
         print(f"{printable(host.name)}\t{host.address}:{host.port}\t{printable(tags)}")
     return 0
