@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from console.cli import fleet, modules, results, run, runbook
+from console.cli.argv import give_back, take_repeated
 from console.cli.lean import leave_out_unused
 from protocol.errors import SpyglassError
 
@@ -68,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """``parse_args``, but an unknown flag is answered with the closest one the command has
-    (``--nmae`` -> ``--name``)."""
-    args, extras = parser.parse_known_args(argv)
+    (``--nmae`` -> ``--name``); repeatable flags are taken in one pass (console/cli/argv.py)."""
+    rest, taken = take_repeated(parser, sys.argv[1:] if argv is None else argv)
+    args, extras = parser.parse_known_args(rest)
     if extras:
         options = _options_of(parser, args)
         flags = [word.partition("=")[0] for word in extras if word.startswith("-")]
@@ -78,6 +80,7 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.N
             if close:
                 parser.error(f"unrecognized argument {flag}: did you mean {close[0]}?")
         parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    give_back(args, taken)
     return args
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.actions.compose import compose
+from console.cli.argv import Append
 from console.cli.common import check_before_sending, launch, launch_flags, signer
 from console.results.provenance import default_name
 from console.results.text import plural, printable
@@ -19,20 +20,6 @@ from protocol.envelope import Envelope, load_envelope
 
 if TYPE_CHECKING:
     from console.actions.approvals import SignatureInfo, Verdict
-
-
-class _Append(argparse.Action):
-    """argparse's ``append`` without its copy of the whole list at each occurrence. A required
-    parameter may come from its ``-from`` file instead: the module's validation says when it is
-    missing from both."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **{**kwargs, "required": False})
-
-    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
-        if getattr(namespace, self.dest, None) is None:
-            setattr(namespace, self.dest, [])
-        getattr(namespace, self.dest).append(values)
 
 
 class _ExtendFromFile(argparse.Action):
@@ -66,7 +53,7 @@ def add_run(commands: Any) -> None:
     run_modules = run.add_subparsers(dest="module", metavar="MODULE", required=True)
     for module in all_modules():
         sub = run_modules.add_parser(module.name, help=module.summary, description=module.summary)
-        sub.register("action", "append", _Append)
+        sub.register("action", "append", Append)
         group = sub.add_argument_group(f"{module.name} parameters")
         for param in module.params:
             param.add_to_argparse(group)
