@@ -3,10 +3,7 @@
 Parsed and dispatched here; the interactive front end is passed in by the entry point
 (``spyglass_cli``), so nothing here imports the TUI.
 
-Exit statuses of ``run`` and ``action launch``: 0 every host answered and something matched;
-1 every host answered and nothing matched; 3 some hosts failed (results still printed);
-2 nothing was launched, with a one-line reason on stderr; 130 interrupted (Ctrl-C: the hosts
-in flight were cancelled, the run and its summary are stored); 141 stdout was closed (``| head``).
+Exit statuses: ``EXIT_STATUSES`` (the epilog of ``spyglass --help``).
 """
 
 from __future__ import annotations
@@ -38,12 +35,23 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
 )
 #: An interactive front end: takes the parsed arguments, returns the exit status.
 FrontEnd = Callable[[argparse.Namespace], int]
+EXIT_STATUSES = (
+    "Exit status of run and action launch: 0 every host answered and something matched, 1 every "
+    "host answered and nothing matched, 3 some hosts failed (results still printed and stored), "
+    "2 nothing was launched (one line on stderr says why), 130 interrupted (the hosts in flight "
+    "are cancelled, the run is stored with its summary), 141 stdout was closed (| head)."
+)
 #: The shell's status for a process whose output pipe closed (128 + SIGPIPE).
 EXIT_PIPE = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="spyglass", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="spyglass",
+        description="The investigator's console: sign actions, launch them on the fleet's "
+        "agents, keep and compare the results. With no command, the interactive console.",
+        epilog=EXIT_STATUSES,
+    )
     parser.add_argument(
         "-i",
         "--inventory",
