@@ -20,6 +20,7 @@ from protocol.envelope import Envelope, load_envelope
 
 if TYPE_CHECKING:
     from console.actions.approvals import SignatureInfo, Verdict
+    from modules.base import Module
 
 
 class _ExtendFromFile(argparse.Action):
@@ -50,37 +51,72 @@ class _ExtendFromFile(argparse.Action):
 
 def add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="sign and launch one module on the targeted hosts")
-    run_modules = run.add_subparsers(dest="module", metavar="MODULE", required=True)
-    for module in all_modules():
-        sub = run_modules.add_parser(module.name, help=module.summary, description=module.summary)
-        sub.register("action", "append", Append)
-        group = sub.add_argument_group(f"{module.name} parameters")
-        for param in module.params:
-            param.add_to_argparse(group)
-            if param.repeatable:
-                group.add_argument(
-                    f"{param.flag}-from",
-                    dest=param.name,
-                    action=_ExtendFromFile,
-                    integers=param.kind == "int",
-                    default=argparse.SUPPRESS,
-                    metavar="FILE",
-                    help=f"{param.flag} for each line of FILE (- reads stdin)",
-                )
-        launch_flags(sub, target_required=True)
-        sub.add_argument(
-            "--action-name",
-            help="a name for the action (default: from the module, parameters "
-            'and target, e.g. "file paths=/srv name=\\.php$ on env=prod")',
-        )
-        sub.add_argument("--expire", default="5m", help="lifetime of the action (default 5m)")
-        sub.add_argument(
-            "--sign-only",
-            metavar="FILE",
-            type=Path,
-            help="write the signed envelope to FILE instead of launching it",
-        )
-        sub.set_defaults(handler=cmd_run)
+    run.add_subparsers(dest="module", metavar="MODULE", required=True, action=_ModuleParsers)
+
+
+class _ModuleParsers(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """``spyglass run MODULE``: each module's parser (every module imported, every flag
+    declared) is built when the command line reaches ``run``, not for every other command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._built = False
+        self._name_parser_map = self.choices = _BuiltOnFirstLook(self._build)
+
+    def _get_subactions(self) -> list[argparse.Action]:  # `run --help`
+        self._build()
+        return super()._get_subactions()  # type: ignore[no-any-return]
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        self._built = True
+        for module in all_modules():
+            sub = self.add_parser(module.name, help=module.summary, description=module.summary)
+            _module_flags(sub, module)
+
+
+class _BuiltOnFirstLook(dict):  # type: ignore[type-arg]
+    """The module parsers by name; argparse's first look (``name in choices``) builds them."""
+
+    def __init__(self, build: Any) -> None:
+        super().__init__()
+        self._build = build
+
+    def __contains__(self, name: object) -> bool:
+        self._build()
+        return super().__contains__(name)
+
+
+def _module_flags(sub: argparse.ArgumentParser, module: Module) -> None:
+    sub.register("action", "append", Append)
+    group = sub.add_argument_group(f"{module.name} parameters")
+    for param in module.params:
+        param.add_to_argparse(group)
+        if param.repeatable:
+            group.add_argument(
+                f"{param.flag}-from",
+                dest=param.name,
+                action=_ExtendFromFile,
+                integers=param.kind == "int",
+                default=argparse.SUPPRESS,
+                metavar="FILE",
+                help=f"{param.flag} for each line of FILE (- reads stdin)",
+            )
+    launch_flags(sub, target_required=True)
+    sub.add_argument(
+        "--action-name",
+        help="a name for the action (default: from the module, parameters "
+        'and target, e.g. "file paths=/srv name=\\.php$ on env=prod")',
+    )
+    sub.add_argument("--expire", default="5m", help="lifetime of the action (default 5m)")
+    sub.add_argument(
+        "--sign-only",
+        metavar="FILE",
+        type=Path,
+        help="write the signed envelope to FILE instead of launching it",
+    )
+    sub.set_defaults(handler=cmd_run)
 
 
 def add_action(commands: Any) -> None:
