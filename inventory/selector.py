@@ -169,6 +169,17 @@ class Selector:
     def __repr__(self) -> str:
         return f"Selector({self.text!r})"
 
+    def keys(self) -> set[str]:
+        """The keys the selector compares (tags, ``name``, ``address``)."""
+        return _keys(self._root)
+
+
+def _keys(node: _Node) -> set[str]:
+    if isinstance(node, _Compare):
+        return {node.key}
+    children = (node.child,) if isinstance(node, _Not) else getattr(node, "children", ())
+    return set().union(*(_keys(child) for child in children))
+
 
 def compile_selector(text: str) -> Selector:
     """Parse ``text`` once; SelectorError (with the 1-based column) if it is not a selector."""

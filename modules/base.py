@@ -95,6 +95,8 @@ class Param:
         index within an array), e.g. ``name[0]: invalid regex: ...``."""
         if not self.repeatable:
             self._check_one(value, self.name)
+            if self.required and value == "":
+                raise ParamError(f"{self.name}: must not be empty")
             return value
         if not isinstance(value, list):
             raise ParamError(f"{self.name}: expected an array, got {_json_type_name(value)}")

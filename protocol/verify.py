@@ -57,8 +57,22 @@ def check_time(action: Action, now: int, policy: Policy) -> None:
         raise Rejected("not-yet-valid", f"valid from {action.valid_from}, agent time is {now}")
     if now > action.expire_after:
         raise Rejected("expired", f"expired at {action.expire_after}, agent time is {now}")
-    if action.expire_after - action.valid_from > policy.max_lifetime:
-        raise Rejected("expired", f"lifetime exceeds the agent's maximum {policy.max_lifetime} s")
+    lifetime = action.expire_after - action.valid_from
+    if lifetime > policy.max_lifetime:  # the reason stays "expired"; the detail says why
+        raise Rejected(
+            "expired",
+            f"lifetime {span(lifetime)} exceeds this agent's maximum of "
+            f"{span(policy.max_lifetime)}",
+        )
+
+
+def span(seconds: int) -> str:
+    """``30 d``, ``24 h``, ``5 min``, ``90 s``: a duration in its largest whole unit (days
+    from two on)."""
+    for unit, size, least in (("d", 86400, 172800), ("h", 3600, 3600), ("min", 60, 120)):
+        if seconds >= least and seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def check_signers(envelope: Envelope, keyring: Keyring, acl: Acl) -> Verified:

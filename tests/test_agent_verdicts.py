@@ -86,7 +86,7 @@ async def test_each_agent_applies_its_own_time_rules_to_a_shared_verdict(
     assert (await last_frame(long, env))["type"] == "finished"
     refused = await last_frame(short, env)  # same scope: the verdict is kept, the lifetime is not
     assert (refused["type"], refused["reason"]) == ("rejected", "expired"), refused
-    assert "maximum 60 s" in refused["detail"]
+    assert refused["detail"] == "lifetime 1 h exceeds this agent's maximum of 60 s"
 
 
 async def test_a_forged_envelope_is_refused_by_every_agent(

@@ -123,7 +123,7 @@ def test_two_of_two_acl_accepts_after_a_second_signature(
     assert again.returncode == 2 and "already signed" in again.stderr
     cosigned = spyglass(env, bob, "action", "sign", str(envelope))
     assert cosigned.returncode == 0, cosigned.stderr
-    assert "now 2 signature(s)" in cosigned.stderr
+    assert "now 2 signatures" in cosigned.stderr
 
     shown = spyglass(env, alice, "action", "show", str(envelope), "--config", config, "--json")
     assert shown.returncode == 0, shown.stderr

@@ -23,7 +23,7 @@ from console.results import history
 from console.results.output import JsonLines, TextOutput
 from console.results.records import HostEvent, HostResult, MatchEvent, Summary
 from console.results.store import Store
-from console.results.text import printable
+from console.results.text import is_formula, printable
 from tests.conftest import short_tmp
 from tests.support.agents import start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env
@@ -171,7 +171,7 @@ def test_results_show_csv_is_valid_and_neutralises_formulas(runs: Runs) -> None:
     for formula in ('=HYPERLINK("http:evil")', "+1+2", "-1", "@SUM(A1)"):
         assert f"'/srv/evil/{formula}" not in cells  # paths start with "/": harmless already
         assert f"/srv/evil/{formula}" in cells
-    assert all(not cell.startswith(("=", "+", "-", "@")) for row in body for cell in row)
+    assert not any(is_formula(cell) for row in body for cell in row)
 
 
 def test_results_show_csv_is_valid_utf8(runs: Runs) -> None:
@@ -189,7 +189,7 @@ def test_results_diff_text_escapes_hostile_names(runs: Runs) -> None:
     finally:
         store.close()
     diff = spyglass_bytes(runs.env, "results", "diff", "01EMPTYRUN000000", runs.run_id)
-    assert diff.returncode == 0, diff.stderr
+    assert diff.returncode == 1, diff.stderr  # the runs differ
     text = assert_inert_text(diff.stdout)
     added = [line.split("\t", 2)[2] for line in text.splitlines() if line.startswith("+\t")]
     assert len(added) == len(runs.expected)  # embedded newlines did not split rows
@@ -243,11 +243,12 @@ def test_100kb_values_through_text_json_and_store(tmp_path: Path) -> None:
 
 
 # -- CSV cells a lying agent chose, in process ----------------------------------------------------
-FORMULAS = ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1+1", "\r=1+1", "\tplain", "\rplain"]
+FORMULAS = ["=1+1", "+1+1", "-1+1", "@SUM(A1)", "\t=1+1", "\r=1+1", "\tplain", "\rplain"]
 
 
 def test_csv_neutralises_every_owasp_formula_start_and_stays_utf8(tmp_path: Path) -> None:
-    """OWASP: =, +, -, @, tab and CR start a formula; every such cell gets a leading quote."""
+    """OWASP: =, +, -, @, tab and CR start a formula; every such cell gets a leading quote
+    (tests/test_cli_csv.py: which + and - cells are data, kept as they are)."""
     run_id = "01CSVRUN00000000"
     store = Store(tmp_path / "r.db")
     try:
@@ -269,7 +270,7 @@ def test_csv_neutralises_every_owasp_formula_start_and_stays_utf8(tmp_path: Path
         assert cells[:-1] == ["'" + cell for cell in FORMULAS], column
     assert body[-1][header.index("path")] == r"/bad\xff"
     assert body[-1][header.index("mode")] == r"\xfe"
-    assert all(not cell.startswith(history.FORMULA_STARTS) for row in body for cell in row)
+    assert not any(is_formula(cell) for row in body for cell in row)
 
 
 def test_cells_follow_column_kinds() -> None:

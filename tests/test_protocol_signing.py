@@ -470,9 +470,10 @@ def test_expired_after_expire_after(alice: Investigator, keyring: Keyring, acl: 
 def test_expired_over_max_lifetime(alice: Investigator, keyring: Keyring, acl: Acl) -> None:
     verify(signed(action_raw(expire_after=T + 86400), alice), keyring, acl)
     err = rejected(signed(action_raw(expire_after=T + 86401), alice), keyring, acl)
-    assert (err.reason, err.detail) == ("expired", "lifetime exceeds the agent's maximum 86400 s")
+    detail = "lifetime 86401 s exceeds this agent's maximum of 24 h"
+    assert (err.reason, err.detail) == ("expired", detail)
     err = rejected(signed(action_raw(), alice), keyring, acl, policy=Policy(max_lifetime=299))
-    assert err.detail == "lifetime exceeds the agent's maximum 299 s"
+    assert err.detail == "lifetime 5 min exceeds this agent's maximum of 299 s"
 
 
 def test_time_is_checked_before_signatures(keyring: Keyring, acl: Acl) -> None:

@@ -280,10 +280,8 @@ async def test_history_reopen_export_diff(make_app, tmp_path: Path) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
         csv_text = (tmp_path / f"spyglass-{first}.csv").read_text()
-        assert (
-            csv_text.splitlines()[0]
-            == "host,op,module,path,size,mode,mtime,sha256,matched,replay,ran_at"
-        )
+        header = "host,op,module,path,size,mode,mtime,sha256,matched,replay,ran_at"
+        assert csv_text.splitlines()[0] == header + ",action_id,params,target,signers,started"
         # diff: mark the newer run, highlight the older one
         await pilot.press("up", "space", "down", "d")
         await pilot.pause()

@@ -1,45 +1,57 @@
 """What the ``spyglass`` command groups share: opening the inventory, store and key, the launch
-flags, and ``launch`` (fan an envelope out, print and store as events arrive).
+flags, and ``launch`` (check, fan an envelope out, print and store as events arrive).
+
+Building the parser must stay cheap (``spyglass --help`` imports this): the fan-out, SSH, gpg and
+the store are imported by the functions that use them, never at the top of a command module.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
+import sys
+import time
+from typing import TYPE_CHECKING
 
-from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher, FanOut
-from console.fanout.investigation import Investigation
-from console.fanout.loop import run_async
-from console.fanout.retry import UNTIL_EXPIRY_HELP, until_expiry
-from console.fanout.shard import ShardedDispatcher, parse_workers
-from console.fanout.ssh import Connector, Pool
-from console.fanout.ssh_transport import SshTransport
-from console.results.output import JsonLines, TextOutput
-from console.results.records import Summary
-from console.results.store import Store, default_store_path
-from inventory.loader import load_inventory
-from inventory.model import Host, Inventory
-from protocol.envelope import Envelope
+from console.fanout import DEFAULT_CONCURRENCY
+from console.fanout.retry import UNTIL_EXPIRY_HELP
 from protocol.errors import UsageError
-from protocol.signing import Signer
+
+if TYPE_CHECKING:
+    from console.results.records import Event, Summary
+    from console.results.store import Store
+    from inventory.model import Host, Inventory
+    from protocol.envelope import Envelope
+    from protocol.signing import Signer
 
 
 def open_inventory(args: argparse.Namespace) -> Inventory:
+    from inventory.loader import load_inventory
+
     if not args.inventory:
         raise UsageError("no inventory: pass --inventory FILE or set SPYGLASS_INVENTORY")
     return load_inventory(args.inventory)
 
 
 def open_store(args: argparse.Namespace) -> Store:
+    from console.results.store import Store, default_store_path
+
     return Store(args.store or default_store_path())
 
 
 def signer(args: argparse.Namespace) -> Signer:
+    from protocol.signing import Signer
+
     return Signer(
         os.environ.get("GNUPGHOME"), key=args.key, passphrase=os.environ.get("SPYGLASS_PASSPHRASE")
     )
+
+
+def _workers(text: str) -> int:
+    from console.fanout.shard import parse_workers
+
+    return parse_workers(text)
 
 
 def concurrency_flag(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +74,7 @@ def launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> N
     concurrency_flag(parser)
     parser.add_argument(
         "--workers",
-        type=parse_workers,
+        type=_workers,
         default=1,
         metavar="N",
         help="console processes to spread the hosts over: a number, or auto (one per core)",
@@ -77,13 +89,53 @@ def launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> N
     )
 
 
+def select_hosts(inventory: Inventory, target: str) -> list[Host]:
+    """The hosts ``target`` selects; a selector that selects none says why (an unknown tag
+    names the known ones)."""
+    from inventory.selector import compile_selector
+
+    hosts = inventory.select(target)
+    if hosts:
+        return hosts
+    known = sorted({tag for host in inventory.hosts for tag in host.tags} | {"name", "address"})
+    unknown = sorted(compile_selector(target).keys() - set(known))
+    if unknown:
+        raise UsageError(
+            f"target {target!r}: no host of {inventory.path} has the tag {unknown[0]!r}; "
+            f"known tags: {', '.join(known)}"
+        )
+    raise UsageError(f"target {target!r} matches no host of {inventory.path}")
+
+
+def check_before_sending(envelope: Envelope) -> None:
+    """Refuse what every agent would reject, with the agents' own checks: the validity window
+    and lifetime (with the agents' default policy) and each operation's parameters."""
+    from modules.registry import get_module
+    from protocol.errors import ParamError, Rejected
+    from protocol.verify import Policy, check_time
+
+    action = envelope.action
+    try:
+        check_time(action, int(time.time()), Policy())
+    except Rejected as err:
+        raise UsageError(
+            f"not sent: every agent would reject it ({err.reason}): {err.detail}"
+        ) from None
+    for op in action.operations:
+        module = get_module(op.module)
+        if module is None:
+            raise UsageError(f"not sent: unknown module {op.module!r}")
+        try:
+            module.validate(op.params)
+        except ParamError as err:
+            raise UsageError(f"not sent: {err}") from None
+
+
 def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
     """Fan an envelope out to the hosts ``target`` selects; print and store as events arrive."""
+    check_before_sending(envelope)
     inventory = open_inventory(args)
-    hosts = inventory.select(target)
-    if not hosts:
-        raise UsageError(f"target {target!r} matches no host of {inventory.path}")
-    return fan_out(args, inventory, envelope, hosts, open_store(args))
+    return fan_out(args, inventory, envelope, select_hosts(inventory, target), open_store(args))
 
 
 def fan_out(
@@ -95,13 +147,32 @@ def fan_out(
     resume: str | None = None,
 ) -> int:
     """Run ``envelope`` on ``hosts`` as a new run of ``store`` (or continuing run ``resume``),
-    printing as events arrive; returns the exit status."""
+    printing as events arrive; returns the exit status.
+
+    Ctrl-C (SIGINT) cancels the hosts still in flight (their agents get ``cancel``) and stops
+    retrying, stores each as ``cancelled`` and ends the run with its summary; the exit status is
+    then 130.
+    """
+    from console.fanout.dispatch import Dispatcher, FanOut
+    from console.fanout.investigation import Investigation
+    from console.fanout.loop import run_async
+    from console.fanout.retry import until_expiry
+    from console.fanout.shard import ShardedDispatcher
+    from console.fanout.ssh import Connector, Pool
+    from console.fanout.ssh_transport import SshTransport
+    from console.results.output import JsonLines, TextOutput
+
     retry = until_expiry(args.until_expiry)
     output = JsonLines() if args.json else TextOutput(args.show)
     if isinstance(output, TextOutput):
         output.start(len(hosts))
+    else:
+        output.begin(envelope.to_dict())
+    ended: list[str] = []  # "interrupted" (SIGINT) or "pipe" (stdout closed)
 
     async def go() -> Summary:
+        import asyncio
+
         pool = Pool(Connector(inventory))
         dispatcher: FanOut = (
             ShardedDispatcher(inventory, args.workers, concurrency=args.concurrency, retry=retry)
@@ -111,21 +182,38 @@ def fan_out(
         investigation = Investigation(envelope, hosts, dispatcher, store, resume=resume)
         loop = asyncio.get_running_loop()
 
-        def interrupt() -> None:  # Ctrl-C: stop (and stop retrying), then finish the run
-            interrupted.append(True)
-            investigation.cancel()
+        def stop(why: str) -> None:
+            """Cancel the hosts in flight; the run still ends with every host and a summary."""
+            if not ended:
+                ended.append(why)
+                investigation.cancel()
+
+        def interrupt() -> None:
+            print("\nspyglass: interrupted: cancelling the hosts in flight", file=sys.stderr)
+            loop.remove_signal_handler(signal.SIGINT)  # a second Ctrl-C stops at once
+            stop("interrupted")
+
+        def show(event: Event) -> None:
+            if "pipe" in ended:
+                return
+            try:
+                output(event)
+            except BrokenPipeError:  # `| head`: nobody reads on, stop the run and store it
+                stop("pipe")
+                ended[:] = ["pipe"]
 
         loop.add_signal_handler(signal.SIGINT, interrupt)
         try:
-            return await investigation.run(output)
+            return await investigation.run(show)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             await pool.close()
 
-    interrupted: list[bool] = []
     try:
         summary = run_async(go())
     finally:
         store.close()
+    if "pipe" in ended:
+        raise BrokenPipeError  # the command line ends quietly with the shell's status
     output.summary(summary)
-    return 130 if interrupted else summary.exit_status()
+    return 130 if ended else summary.exit_status()

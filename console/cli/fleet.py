@@ -10,12 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import concurrency_flag, open_inventory, signer
-from console.fanout.loop import run_async
-from console.lab.local import lab_down, lab_up
-from console.results.text import printable
+from console.cli.common import concurrency_flag, open_inventory, select_hosts, signer
+from console.results.text import plural, printable
 from protocol.errors import SpyglassError, UsageError
-from protocol.signing import generate_key
 
 
 def add_keys(commands: Any) -> None:
@@ -91,6 +88,8 @@ def add_demo(commands: Any) -> None:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
+    from protocol.signing import generate_key
+
     home = os.environ.get("GNUPGHOME") or str(Path.home() / ".gnupg")
     fingerprint = generate_key(
         home, args.name, args.email, passphrase=os.environ.get("SPYGLASS_PASSPHRASE")
@@ -106,7 +105,7 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
 
 def cmd_inventory_list(args: argparse.Namespace) -> int:
     inventory = open_inventory(args)
-    for host in inventory.select(args.target):
+    for host in select_hosts(inventory, args.target):
         tags = " ".join(f"{k}={v}" for k, v in sorted(host.tags.items()) if k != "name")
         print(f"{printable(host.name)}\t{host.address}:{host.port}\t{printable(tags)}")
     return 0
@@ -120,11 +119,10 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
         check_fleet,
         format_skew,
     )
+    from console.fanout.loop import run_async
 
     inventory = open_inventory(args)
-    hosts = inventory.select(args.target)
-    if not hosts:
-        raise UsageError(f"target {args.target!r} matches no host of {inventory.path}")
+    hosts = select_hosts(inventory, args.target)
     sign_with = None
     if not args.hello_only:
         try:
@@ -160,7 +158,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
     )
     failed = [r for r in results if not r.ok]
     print(
-        f"{len(results)} hosts: {len(results) - len(failed)} ok, {len(failed)} failed",
+        f"{plural(len(results), 'host')}: {len(results) - len(failed)} ok, {len(failed)} failed",
         file=sys.stderr,
     )
     return check_exit_status(results)
@@ -168,6 +166,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
 
 def cmd_inventory_trust(args: argparse.Namespace) -> int:
     from console.fanout.check import fetch_host_key, pin
+    from console.fanout.loop import run_async
 
     inventory = open_inventory(args)
     known_hosts = inventory.defaults.known_hosts
@@ -208,16 +207,20 @@ def cmd_inventory_trust(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
+    from console.lab.local import lab_up
+
     lab = lab_up(args.dir, args.n, seed_files=args.seed_files, per_process=args.per_process)
     print(
-        f"{args.n} agents listening; use:\n"
+        f"{plural(args.n, 'agent')} listening; use:\n"
         f"  export SPYGLASS_INVENTORY={lab.inventory} GNUPGHOME={lab.gnupghome}"
     )
     return 0
 
 
 def cmd_lab_down(args: argparse.Namespace) -> int:
-    print(f"stopped {lab_down(args.dir)} agent process(es)")
+    from console.lab.local import lab_down
+
+    print(f"stopped {plural(lab_down(args.dir), 'agent process', 'agent processes')}")
     return 0
 
 

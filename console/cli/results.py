@@ -12,10 +12,18 @@ from typing import Any
 from console.actions.compose import parse_duration
 from console.cli.common import fan_out, launch_flags, open_inventory, open_store
 from console.results import history
-from console.results.output import HOST_HEADER, JsonLines, TextOutput, host_line, match_line
+from console.results.output import (
+    HOST_HEADER,
+    JsonLines,
+    TextOutput,
+    columns_of,
+    host_line,
+    match_line,
+)
+from console.results.provenance import clock
 from console.results.records import Summary, is_final
 from console.results.store import Store
-from console.results.text import printable
+from console.results.text import json_line, plural, printable
 from protocol.envelope import parse_envelope
 from protocol.errors import InventoryError, UsageError
 
@@ -23,16 +31,24 @@ from protocol.errors import InventoryError, UsageError
 def add_results(commands: Any) -> None:
     results = commands.add_parser("results", help="past investigations in the results store")
     sub = results.add_subparsers(dest="results_command", required=True)
-    sub.add_parser("list", help="one line per run").set_defaults(handler=cmd_list)
-    show = sub.add_parser("show", help="a run's hosts and matches")
-    show.add_argument("id", help="run (action) id, or a unique prefix")
+    rlist = sub.add_parser("list", help="one line per run, newest first, with its provenance")
+    rlist.add_argument("--json", action="store_true", help="one JSON object per run")
+    rlist.set_defaults(handler=cmd_list)
+    show = sub.add_parser("show", help="a run's provenance, hosts and matches")
+    show.add_argument("id", help=f"run (action) id, a unique prefix, or {LAST!r} (the newest)")
     fmt = show.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="JSON lines, as `run --json` prints")
-    fmt.add_argument("--csv", action="store_true", help="matches as CSV")
+    fmt.add_argument("--json", action="store_true", help="JSON lines, as `run --json` printed")
+    fmt.add_argument("--csv", action="store_true", help="matches as CSV, with their provenance")
     show.set_defaults(handler=cmd_show)
-    diff = sub.add_parser("diff", help="hosts and rows that appeared or disappeared")
+    diff = sub.add_parser(
+        "diff",
+        help="hosts and rows that appeared or disappeared",
+        description="Exit status 0 if the runs found the same, 1 if they differ, 2 if they do "
+        "not compare (different modules).",
+    )
     diff.add_argument("id1")
     diff.add_argument("id2")
+    diff.add_argument("--json", action="store_true", help="one JSON object")
     diff.set_defaults(handler=cmd_diff)
     resume = sub.add_parser(
         "resume",
@@ -55,22 +71,72 @@ def add_results(commands: Any) -> None:
     prune.set_defaults(handler=cmd_prune)
 
 
+#: The id that names the newest run: ``spyglass results show last``.
+LAST = "last"
+
+
 def _run(store: Store, run_id: str) -> Any:
+    if run_id == LAST:
+        runs = store.runs()
+        if not runs:
+            raise UsageError("the results store holds no run yet")
+        return runs[0]
     run = store.run(run_id)
     if run is None:
         raise UsageError(f"no single run matches {run_id!r}; see `spyglass results list`")
     return run
 
 
+def run_state(store: Store, run: Any) -> str:
+    """``running`` until the run's end is stored, ``cancelled`` if hosts were cancelled, else
+    ``done``."""
+    if run["finished"] is None:
+        return "running"
+    cancelled = any(h.status == "cancelled" for h in store.host_results(run["id"]))
+    return "cancelled" if cancelled else "done"
+
+
+LIST_COLUMNS = [
+    "id",
+    "started",
+    "state",
+    "module",
+    "params",
+    "target",
+    "signers",
+    "hosts",
+    "matched",
+    "nomatch",
+    "failed",
+    "name",
+]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     store = open_store(args)
-    print("id\tstarted\tname\ttarget\thosts\tmatched\tnomatch\tfailed")
+    if not args.json:
+        print("\t".join(LIST_COLUMNS))
     for run in store.runs():
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["started"]))
-        print(
-            f"{run['id']}\t{when}\t{printable(run['name'])}\t{printable(run['target'])}\t"
-            f"{run['hosts']}\t{run['matched']}\t{run['nomatch']}\t{run['failed']}"
-        )
+        origin = history.run_provenance(store, run["id"])
+        row = {
+            "id": run["id"],
+            "started": clock(run["started"]),
+            "state": run_state(store, run),
+            "module": ",".join(origin.modules),
+            "params": origin.params,
+            "target": origin.target,
+            "signers": " ".join(s[-16:] for s in origin.signers),
+            "hosts": run["hosts"],
+            "matched": run["matched"],
+            "nomatch": run["nomatch"],
+            "failed": run["failed"],
+            "name": run["name"],
+        }
+        if args.json:
+            row["signers"] = list(origin.signers)
+            print(json_line(row))
+        else:
+            print("\t".join(printable(row[c]) for c in LIST_COLUMNS))
     return 0
 
 
@@ -83,8 +149,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.csv:
         history.write_csv(store, run["id"], run["modules"].split(","), sys.stdout)
         return 0
-    print(f"{run['id']}  {printable(run['name'])}  target: {printable(run['target'])}")
+    origin = history.run_provenance(store, run["id"])
+    for line in origin.lines():
+        print(printable(line))
+    ended = clock(run["finished"]) or "not finished"
+    print(f"  run {clock(run['started'])} to {ended} ({run_state(store, run)})")
+    headers: set[str] = set()
     for match in store.match_events(run["id"]):
+        if match.module not in headers:
+            headers.add(match.module)
+            print("\n" + "\t".join(["host", *columns_of(match.module)]))
         print(match_line(match))
     print("\n" + HOST_HEADER)
     for host in store.host_results(run["id"]):
@@ -98,18 +172,21 @@ def cmd_diff(args: argparse.Namespace) -> int:
     store = open_store(args)
     before, after = _run(store, args.id1), _run(store, args.id2)
     diff = history.diff_runs(store, before["id"], after["id"])
+    if args.json:
+        print(json_line(diff.to_json()))
+        return 1 if diff.changed else 0
     for host, old, new in diff.hosts:
         print(f"host\t{printable(host)}\t{old} -> {new}")
     for sign, rows in (("-", diff.removed), ("+", diff.added)):
         for host, data in rows:
             row = json.dumps(data, sort_keys=True, ensure_ascii=False)
             print(f"{sign}\t{printable(host)}\t{printable(row)}")
-    return 0
+    return 1 if diff.changed else 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     removed = open_store(args).delete_older_than(parse_duration(args.older_than))
-    print(f"removed {removed} run(s)")
+    print(f"removed {plural(removed, 'run')}")
     return 0
 
 
@@ -141,8 +218,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_follow(args: argparse.Namespace) -> int:
     """Poll the store (SQLite WAL: readers never block the writing console) for new events."""
     store = open_store(args)
-    run_id = _run(store, args.id)["id"]
+    first = _run(store, args.id)
+    run_id = first["id"]
     output = JsonLines() if args.json else TextOutput("all")
+    if isinstance(output, JsonLines):
+        output.begin(json.loads(first["envelope"]))  # the action first, as `run --json` does
     seq = 0
     while True:
         run = store.run(run_id)  # read before the events: a finished run has stored them all

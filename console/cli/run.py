@@ -1,5 +1,4 @@
-"""``spyglass run``, ``spyglass action`` and ``spyglass modules``: sign and launch a module, handle
-prepared envelopes, describe the modules."""
+"""``spyglass run`` and ``spyglass action``: sign and launch a module, handle prepared envelopes."""
 
 from __future__ import annotations
 
@@ -12,34 +11,112 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from console.actions.compose import compose
-from console.cli.common import launch, launch_flags, signer
-from console.results.text import printable
+from console.cli.argv import Append
+from console.cli.common import check_before_sending, launch, launch_flags, signer
+from console.results.provenance import default_name
+from console.results.text import plural, printable
 from modules.registry import all_modules, get_module
 from protocol.envelope import Envelope, load_envelope
-from protocol.errors import UsageError
 
 if TYPE_CHECKING:
     from console.actions.approvals import SignatureInfo, Verdict
+    from modules.base import Module
+
+
+class _ExtendFromFile(argparse.Action):
+    """``--PARAM-from FILE``: one value of a repeatable parameter per line of FILE (``-``:
+    stdin); empty lines are skipped."""
+
+    def __init__(self, *args: Any, integers: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.integers = integers
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        try:
+            if values == "-":
+                lines = sys.stdin.read().splitlines()
+            else:
+                lines = Path(values).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            parser.error(f"{option}: cannot read {values}: {getattr(err, 'strerror', err)}")
+        convert: Any = int if self.integers else str
+        try:
+            found = [convert(line) for line in lines if line.strip()]
+        except ValueError:
+            parser.error(f"{option}: {values}: expected one integer per line")
+        if getattr(namespace, self.dest, None) is None:
+            setattr(namespace, self.dest, [])
+        getattr(namespace, self.dest).extend(found)
 
 
 def add_run(commands: Any) -> None:
     run = commands.add_parser("run", help="sign and launch one module on the targeted hosts")
-    run_modules = run.add_subparsers(dest="module", metavar="MODULE", required=True)
-    for module in all_modules():
-        sub = run_modules.add_parser(module.name, help=module.summary, description=module.summary)
-        group = sub.add_argument_group(f"{module.name} parameters")
-        for param in module.params:
-            param.add_to_argparse(group)
-        launch_flags(sub, target_required=True)
-        sub.add_argument("--action-name", help="a name for the action (default: MODULE on TARGET)")
-        sub.add_argument("--expire", default="5m", help="lifetime of the action (default 5m)")
-        sub.add_argument(
-            "--sign-only",
-            metavar="FILE",
-            type=Path,
-            help="write the signed envelope to FILE instead of launching it",
-        )
-        sub.set_defaults(handler=cmd_run)
+    run.add_subparsers(dest="module", metavar="MODULE", required=True, action=_ModuleParsers)
+
+
+class _ModuleParsers(argparse._SubParsersAction):  # type: ignore[type-arg]
+    """``spyglass run MODULE``: each module's parser (every module imported, every flag
+    declared) is built when the command line reaches ``run``, not for every other command."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._built = False
+        self._name_parser_map = self.choices = _BuiltOnFirstLook(self._build)
+
+    def _get_subactions(self) -> list[argparse.Action]:  # `run --help`
+        self._build()
+        return super()._get_subactions()  # type: ignore[no-any-return]
+
+    def _build(self) -> None:
+        if self._built:
+            return
+        self._built = True
+        for module in all_modules():
+            sub = self.add_parser(module.name, help=module.summary, description=module.summary)
+            _module_flags(sub, module)
+
+
+class _BuiltOnFirstLook(dict):  # type: ignore[type-arg]
+    """The module parsers by name; argparse's first look (``name in choices``) builds them."""
+
+    def __init__(self, build: Any) -> None:
+        super().__init__()
+        self._build = build
+
+    def __contains__(self, name: object) -> bool:
+        self._build()
+        return super().__contains__(name)
+
+
+def _module_flags(sub: argparse.ArgumentParser, module: Module) -> None:
+    sub.register("action", "append", Append)
+    group = sub.add_argument_group(f"{module.name} parameters")
+    for param in module.params:
+        param.add_to_argparse(group)
+        if param.repeatable:
+            group.add_argument(
+                f"{param.flag}-from",
+                dest=param.name,
+                action=_ExtendFromFile,
+                integers=param.kind == "int",
+                default=argparse.SUPPRESS,
+                metavar="FILE",
+                help=f"{param.flag} for each line of FILE (- reads stdin)",
+            )
+    launch_flags(sub, target_required=True)
+    sub.add_argument(
+        "--action-name",
+        help="a name for the action (default: from the module, parameters "
+        'and target, e.g. "file paths=/srv name=\\.php$ on env=prod")',
+    )
+    sub.add_argument("--expire", default="5m", help="lifetime of the action (default 5m)")
+    sub.add_argument(
+        "--sign-only",
+        metavar="FILE",
+        type=Path,
+        help="write the signed envelope to FILE instead of launching it",
+    )
+    sub.set_defaults(handler=cmd_run)
 
 
 def add_action(commands: Any) -> None:
@@ -69,22 +146,13 @@ def add_action(commands: Any) -> None:
     show.set_defaults(handler=cmd_action_show)
 
 
-def add_modules(commands: Any) -> None:
-    modules = commands.add_parser("modules", help="the investigation modules")
-    modules_cmds = modules.add_subparsers(dest="modules_command", required=True)
-    modules_cmds.add_parser("list").set_defaults(handler=cmd_modules_list)
-    mshow = modules_cmds.add_parser("show")
-    mshow.add_argument("name")
-    mshow.add_argument("--json", action="store_true")
-    mshow.set_defaults(handler=cmd_modules_show)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     module = get_module(args.module)
     assert module is not None
-    action = compose(
-        args.module, module.params_from_cli(args), args.target, args.expire, args.action_name
-    )
+    params = module.params_from_cli(args)
+    name = args.action_name or default_name(args.module, params, args.target)
+    action = compose(args.module, params, args.target, args.expire, name)
+    check_before_sending(Envelope(action))  # before gpg asks for a passphrase
     envelope = signer(args).sign(Envelope(action))
     if args.sign_only:
         envelope.save(args.sign_only)
@@ -100,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_action_sign(args: argparse.Namespace) -> int:
     envelope = signer(args).sign(load_envelope(args.file))
     envelope.save(args.file)
-    print(f"{args.file}: now {len(envelope.signatures)} signature(s)", file=sys.stderr)
+    print(f"{args.file}: now {plural(len(envelope.signatures), 'signature')}", file=sys.stderr)
     return 0
 
 
@@ -171,17 +239,3 @@ def _print_verdict(verdict: Verdict) -> None:
         print("  verdict: would be accepted")
     else:
         print(f"  verdict: would be rejected: {verdict.reason}: {printable(verdict.detail)}")
-
-
-def cmd_modules_list(args: argparse.Namespace) -> int:
-    for module in all_modules():
-        print(f"{module.name:<10} {module.summary}")
-    return 0
-
-
-def cmd_modules_show(args: argparse.Namespace) -> int:
-    module = get_module(args.name)
-    if module is None:
-        raise UsageError(f"unknown module {args.name!r}; see `spyglass modules list`")
-    print(json.dumps(module.spec(), indent=2) if args.json else module.describe())
-    return 0

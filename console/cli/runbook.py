@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from console.cli.common import concurrency_flag, open_inventory, open_store, signer
-from console.fanout.loop import run_async
-from console.fanout.ssh import Connector, Pool
-from console.results.text import printable
+from console.results.text import plural, printable
 
 
 def add_runbook(commands: Any) -> None:
@@ -19,14 +18,30 @@ def add_runbook(commands: Any) -> None:
     rcheck = runbook_cmds.add_parser("check", help="validate every step without connecting")
     rcheck.add_argument("file", type=Path)
     rcheck.set_defaults(handler=cmd_runbook_check)
-    rrun = runbook_cmds.add_parser("run", help="sign and run the steps, then write a report")
+    rrun = runbook_cmds.add_parser(
+        "run",
+        help="sign and run the steps, then write a report",
+        description="Exit status as `spyglass run` (0 something matched, 1 nothing matched, "
+        f"3 some host failed, 2 no step launched); with --compare-last, {EXIT_CHANGED} when the "
+        "report differs from the previous run of the same runbook in the store.",
+    )
     rrun.add_argument("file", type=Path)
     rrun.add_argument("--json", action="store_true", help="a JSON report instead of Markdown")
     rrun.add_argument(
         "--report", type=Path, metavar="FILE", help="write the report to FILE (default: stdout)"
     )
+    rrun.add_argument(
+        "--compare-last",
+        action="store_true",
+        help="compare with the previous run of this runbook in the store: the report gets the "
+        f"differences, and the exit status is {EXIT_CHANGED} when something changed",
+    )
     concurrency_flag(rrun)
     rrun.set_defaults(handler=cmd_runbook_run)
+
+
+#: ``runbook run --compare-last``: something changed since the previous run of the runbook.
+EXIT_CHANGED = 4
 
 
 def cmd_runbook_check(args: argparse.Namespace) -> int:
@@ -42,7 +57,7 @@ def cmd_runbook_check(args: argparse.Namespace) -> int:
             notes.append("stop if " + " or ".join(step.stop_if))
         if inventory is not None:
             count = len(inventory.select(step.target))
-            notes.append(f"{count} host(s) in {inventory.path.name}")
+            notes.append(f"{plural(count, 'host')} in {inventory.path.name}")
             if not count:
                 print(
                     f"{args.file.name}: warning: step {step.name!r}: target {step.target!r} "
@@ -54,11 +69,14 @@ def cmd_runbook_check(args: argparse.Namespace) -> int:
             f"{step.index + 1}. {printable(step.name)}: {step.module} on "
             f"{printable(step.target)}, expires after {step.expire} s{extra}"
         )
-    print(f"{args.file}: {len(book.steps)} step(s) OK", file=sys.stderr)
+    print(f"{args.file}: {plural(len(book.steps), 'step')} OK", file=sys.stderr)
     return 0
 
 
 def cmd_runbook_run(args: argparse.Namespace) -> int:
+    from console.fanout.loop import run_async
+    from console.fanout.ssh import Connector, Pool
+    from console.runbook.compare import compare_last
     from console.runbook.parse import load_runbook
     from console.runbook.report import RunbookReport, render
     from console.runbook.run import RunbookRunner
@@ -80,9 +98,18 @@ def cmd_runbook_run(args: argparse.Namespace) -> int:
 
     try:
         report = run_async(go())
+        comparison = compare_last(store, report) if args.compare_last else None
     finally:
         store.close()
     text = render(report, as_json=args.json)
+    if comparison is not None:
+        print(f"spyglass: {comparison.summary()}", file=sys.stderr)
+        if args.json:
+            doc = report.to_json()
+            doc["changes"] = comparison.to_json()
+            text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        else:
+            text += comparison.to_markdown()
     if args.report:
         args.report.write_text(text, encoding="utf-8")
         print(f"report written to {args.report}", file=sys.stderr)
@@ -91,4 +118,6 @@ def cmd_runbook_run(args: argparse.Namespace) -> int:
     status = report.exit_status()
     if status == 2:
         print("spyglass: no step of the runbook was launched", file=sys.stderr)
+    elif comparison is not None and comparison.changed:
+        return EXIT_CHANGED
     return status

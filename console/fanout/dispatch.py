@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
+from console.fanout import DEFAULT_CONCURRENCY
 from console.fanout.boundary import row_problem, value_problem
 from console.fanout.retry import RetryPolicy
 from console.fanout.transport import ActionFrames, HostFailure, Transport
@@ -34,8 +35,6 @@ from protocol import messages as msg
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame
 
-#: Hosts in flight at once; SSH handshakes are paced separately by console.fanout.ssh.
-DEFAULT_CONCURRENCY = 512
 _DONE_TO_HOST: dict[str, HostStatus] = {
     "timeout": "timeout",
     "error": "error",

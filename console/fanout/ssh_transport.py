@@ -10,7 +10,6 @@ fan-out and by ``inventory check``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 from collections.abc import Callable
 
@@ -128,13 +127,13 @@ class SshTransport:
             channel.write(payload)
             try:
                 await over
+            except asyncio.CancelledError:
+                if not channel.is_closing():
+                    channel.write(CANCEL_FRAME)  # flushed before the close below
+                raise
             except (HostFailure, asyncssh.Error, OSError):
                 if may_retry and not conversation.answered:
                     return False
-                raise
-            except asyncio.CancelledError:
-                with contextlib.suppress(asyncssh.Error, OSError):
-                    channel.write(CANCEL_FRAME)
                 raise
             clean = True
             return True

@@ -99,7 +99,8 @@ def lab_up(
 
 
 def lab_down(directory: str | Path) -> int:
-    """Stop every agent process of the lab; returns how many were running."""
+    """Stop every agent process of the lab and the gpg-agent of its investigator key (started by
+    signing); returns how many agent processes were running."""
     lab = Lab(Path(directory).resolve())
     pids = lab.pids
     for pid in pids:
@@ -110,6 +111,12 @@ def lab_down(directory: str | Path) -> int:
     for pid in pids:
         _signal(pid, signal.SIGKILL)
     (lab.dir / "lab.json").unlink(missing_ok=True)
+    if lab.gnupghome.is_dir():
+        subprocess.run(
+            ["gpgconf", "--homedir", str(lab.gnupghome), "--kill", "gpg-agent"],
+            capture_output=True,
+            check=False,
+        )
     return len(pids)
 
 

@@ -12,20 +12,44 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from console.results.output import columns_of
+from console.results.provenance import Provenance, clock, provenance
 from console.results.records import MatchEvent
 from console.results.store import Store
-from console.results.text import json_line, utf8_text
+from console.results.text import csv_text, json_line
+from protocol.errors import UsageError
 
-# OWASP "CSV injection": a cell starting with one of these is a formula to a spreadsheet.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+def run_provenance(store: Store, run_id: str) -> Provenance:
+    """The provenance of a stored run, from the envelope it launched."""
+    run = store.run(run_id)
+    return provenance(json.loads(run["envelope"]) if run is not None else {})
+
+
+def run_summary(store: Store, run_id: str) -> dict[str, Any]:
+    """The run's ``summary`` event, as ``run --json`` printed it at the end of the run."""
+    run = store.run(run_id)
+    assert run is not None
+    finished = run["finished"]
+    return {
+        "event": "summary",
+        "action_id": json.loads(run["envelope"]).get("action", {}).get("id", run["id"]),
+        "hosts": run["hosts"],
+        "matched": run["matched"],
+        "nomatch": run["nomatch"],
+        "failed": run["failed"],
+        "elapsed_ms": int((finished - run["started"]) * 1000) if finished else None,
+    }
 
 
 def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
-    """The run's events as ``run --json`` prints them: matches, then one record per host."""
+    """The run as ``run --json`` printed it: the action, the matches, one record per host, then
+    the summary."""
+    yield run_provenance(store, run_id).to_event()
     for match in store.match_events(run_id):
         yield match.to_event()
     for host in store.host_results(run_id):
         yield host.to_event()
+    yield run_summary(store, run_id)
 
 
 def write_jsonl(store: Store, run_id: str, out: TextIO) -> int:
@@ -37,35 +61,33 @@ def write_jsonl(store: Store, run_id: str, out: TextIO) -> int:
     return count
 
 
-def csv_cell(value: Any) -> str:
-    """CSV cells an attacker named: neutralise spreadsheet formulas (a leading ``'``), write a
-    non-UTF-8 name's bytes as ``\\xff`` like the text output; the csv module quotes the rest."""
-    if isinstance(value, list):
-        text = ",".join(map(str, value))
-    else:
-        text = "" if value is None else str(value)
-    text = utf8_text(text)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+#: The provenance columns that end every CSV row, so that a row pasted elsewhere keeps them.
+CSV_PROVENANCE = ("action_id", "params", "target", "signers", "started")
 
 
 def write_csv(store: Store, run_id: str, modules: list[str], out: TextIO) -> int:
-    """Write the run's matches as CSV (host, op, module, declared columns, then whether the host's
-    answer was replayed and when it ran); returns the row count."""
+    """Write the run's matches as CSV (host, op, module, declared columns, whether the host's
+    answer was replayed and when it ran, provenance); returns the row count."""
     cols = [c for m in dict.fromkeys(modules) for c in columns_of(m)]
     replayed = {h.host: h for h in store.host_results(run_id) if h.replay}
+    origin = run_provenance(store, run_id)
+    run = store.run(run_id)
+    started = clock(run["started"]) if run is not None else ""
+    where = [origin.action_id, origin.params, origin.target, " ".join(origin.signers), started]
     writer = csv.writer(out)
-    writer.writerow(["host", "op", "module", *cols, "replay", "ran_at"])
+    writer.writerow(["host", "op", "module", *cols, "replay", "ran_at", *CSV_PROVENANCE])
     count = 0
     for match in store.match_events(run_id):
         data = match.data if isinstance(match.data, dict) else {}
         writer.writerow(
             [
-                csv_cell(match.host),
+                csv_text(match.host),
                 match.op,
-                csv_cell(match.module),
-                *[csv_cell(data.get(c)) for c in cols],
+                csv_text(match.module),
+                *[csv_text(data.get(c)) for c in cols],
                 "true" if match.host in replayed else "false",
                 replayed[match.host].ran_at if match.host in replayed else "",
+                *map(csv_text, where),
             ]
         )
         count += 1
@@ -81,12 +103,33 @@ class RunDiff:
     removed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     added: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.hosts or self.removed or self.added)
+
+    def to_json(self) -> dict[str, Any]:
+        """``results diff --json``."""
+        return {
+            "changed": self.changed,
+            "hosts": [{"host": h, "before": old, "after": new} for h, old, new in self.hosts],
+            "removed": [{"host": h, "data": d} for h, d in self.removed],
+            "added": [{"host": h, "data": d} for h, d in self.added],
+        }
+
 
 def _row_key(match: MatchEvent) -> tuple[str, str]:
     return match.host, json.dumps(match.data, sort_keys=True, ensure_ascii=False)
 
 
 def diff_runs(store: Store, before_id: str, after_id: str) -> RunDiff:
+    """What changed from one run to the other; runs of different modules do not compare (a
+    ``UsageError`` says which)."""
+    modules = [(run["modules"] if (run := store.run(r)) else "") for r in (before_id, after_id)]
+    if modules[0] != modules[1]:
+        raise UsageError(
+            f"runs of different modules do not compare: {modules[0]} ({before_id}) and "
+            f"{modules[1]} ({after_id})"
+        )
     rows = [{_row_key(m) for m in store.match_events(r)} for r in (before_id, after_id)]
     hosts = [{h.host: h.status for h in store.host_results(r)} for r in (before_id, after_id)]
     diff = RunDiff()

@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from console.results.provenance import provenance
 from console.results.records import (
     ANSWERED,
     Event,
@@ -20,7 +21,7 @@ from console.results.records import (
     RetryEvent,
     Summary,
 )
-from console.results.text import cell, json_line, printable
+from console.results.text import cell, json_line, plural, printable
 from modules.registry import get_module
 
 #: The host table's header, live (``run``) and from the store (``results show``).
@@ -60,6 +61,11 @@ class JsonLines:
 
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
+
+    def begin(self, envelope: dict[str, Any]) -> None:
+        """The first line: the action's provenance (``results show --json`` starts the same)."""
+        self.out.write(json_line(provenance(envelope).to_event()) + "\n")
+        self.out.flush()
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, MatchEvent | HostEvent | RetryEvent):
@@ -105,7 +111,7 @@ class TextOutput:
         now = time.monotonic()
         if self.err.isatty() and (now - self._last_progress > 0.1 or self._answered == self._total):
             self._last_progress = now
-            self.err.write(f"\r{self._answered}/{self._total} hosts done")
+            self.err.write(f"\r{self._answered}/{plural(self._total, 'host')} done")
             self.err.flush()
 
     def summary(self, summary: Summary) -> None:
@@ -122,7 +128,7 @@ class TextOutput:
         s = summary.to_event()
         replayed = sum(1 for r in summary.results.values() if r.replay)
         self.err.write(
-            f"{s['hosts']} hosts: {s['matched']} matched, {s['nomatch']} no match, "
+            f"{plural(s['hosts'], 'host')}: {s['matched']} matched, {s['nomatch']} no match, "
             f"{s['failed']} failed in {s['elapsed_ms'] / 1000:.2f} s "
             + (f"({replayed} replayed from an earlier run) " if replayed else "")
             + f"(run {s['run_id']}, action {s['action_id']})\n"

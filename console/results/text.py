@@ -9,6 +9,7 @@ valid UTF-8; a free-text column stays storable in SQLite.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -36,6 +37,11 @@ def printable(value: Any) -> str:
         return ",".join(printable(v) for v in value)
     text = value if isinstance(value, str) else "" if value is None else str(value)
     return text.translate(CONTROL_ESCAPES)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 host``, ``2 hosts``, ``0 hosts`` (``words``: a plural that is not ``word`` + s)."""
+    return f"{count} {word}" if count == 1 else f"{count} {words or word + 's'}"
 
 
 def cell(value: Any, kind: ColumnKind | str = "text") -> str:
@@ -84,3 +90,32 @@ def storable_text(value: str | None) -> str | None:
     if value is None:
         return None
     return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+# OWASP "CSV injection": a cell a spreadsheet reads as a formula starts with = + - @ tab or CR.
+# "+" and "-" also start plain data (``-rw-r--r--``, ``-5``): those cells are a formula only when
+# something after the sign computes (a call, a DDE pipe, a cell reference, arithmetic on numbers).
+_ALWAYS_FORMULA = ("=", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_COMPUTES = re.compile(r"[(|!\"&]|[A-Za-z]{1,3}\$?\d|[\d)]\s*[-+*/^%]")
+
+
+def is_formula(text: str) -> bool:
+    """Would a spreadsheet read this CSV cell as a formula?"""
+    if text.startswith(_ALWAYS_FORMULA):
+        return True
+    if text.startswith(("+", "-")):
+        return not _NUMBER.fullmatch(text) and _COMPUTES.search(text, 1) is not None
+    return False
+
+
+def csv_text(value: Any) -> str:
+    """A CSV cell from a value an agent sent: a formula gets a leading ``'`` (a spreadsheet then
+    shows it as text), a non-UTF-8 name's bytes read ``\\xff`` as in the text output, every other
+    value is kept byte for byte; the csv module quotes the rest."""
+    if isinstance(value, list):
+        text = ",".join(map(str, value))
+    else:
+        text = "" if value is None else str(value)
+    text = utf8_text(text)
+    return "'" + text if is_formula(text) else text

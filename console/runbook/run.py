@@ -15,7 +15,7 @@ from console.fanout.ssh import Pool
 from console.fanout.ssh_transport import SshTransport
 from console.results.records import Event, HostEvent, MatchEvent
 from console.results.store import Store
-from console.results.text import printable
+from console.results.text import plural, printable
 from console.runbook.parse import Runbook, Step
 from console.runbook.report import RunbookReport, StepReport
 from inventory.model import Host, Inventory
@@ -110,7 +110,9 @@ class RunbookRunner:
             elif isinstance(event, HostEvent):
                 done += 1
                 if self.progress.isatty():
-                    self.progress.write(f"\r  {printable(step.name)}: {done}/{len(hosts)} hosts")
+                    self.progress.write(
+                        f"\r  {printable(step.name)}: {done}/{plural(len(hosts), 'host')}"
+                    )
 
         dispatcher = Dispatcher(
             SshTransport(self.pool),
@@ -135,9 +137,9 @@ class RunbookRunner:
         prefix = "\r" if self.progress.isatty() else ""
         if result.status == "ran":
             line = (
-                f"step {step.index + 1} {step.name!r}: {result.hosts} hosts, {result.matched} "
-                f"matched, {result.nomatch} no match, {result.failed} failed, {result.matches} "
-                f"rows (action {result.action_id})"
+                f"step {step.index + 1} {step.name!r}: {plural(result.hosts, 'host')}, "
+                f"{result.matched} matched, {result.nomatch} no match, {result.failed} failed, "
+                f"{result.matches} rows (action {result.action_id})"
             )
         else:
             line = f"step {step.index + 1} {step.name!r}: {result.status}: {result.note}"
@@ -150,9 +152,9 @@ class RunbookRunner:
 def _stop_reason(step: Step, result: StepReport) -> str | None:
     for condition in step.stop_if:
         if condition == "matched" and result.matched:
-            return f"stop_if = matched: {result.matched} host(s) matched"
+            return f"stop_if = matched: {plural(result.matched, 'host')} matched"
         if condition == "nomatch" and not result.matched:
             return "stop_if = nomatch: no host matched"
         if condition == "failed" and result.failed:
-            return f"stop_if = failed: {result.failed} host(s) failed"
+            return f"stop_if = failed: {plural(result.failed, 'host')} failed"
     return None

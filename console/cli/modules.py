@@ -1,0 +1,39 @@
+"""``spyglass modules``: what this build's modules take and return, from their declarations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from modules.registry import all_modules, get_module
+from protocol.errors import UsageError
+
+
+def add_modules(commands: Any) -> None:
+    modules = commands.add_parser("modules", help="the investigation modules")
+    modules_cmds = modules.add_subparsers(dest="modules_command", required=True)
+    mlist = modules_cmds.add_parser("list", help="name and summary of each module")
+    mlist.add_argument("--json", action="store_true", help="one JSON array of the modules' specs")
+    mlist.set_defaults(handler=cmd_modules_list)
+    mshow = modules_cmds.add_parser("show", help="a module's parameters, columns and an example")
+    mshow.add_argument("name")
+    mshow.add_argument("--json", action="store_true")
+    mshow.set_defaults(handler=cmd_modules_show)
+
+
+def cmd_modules_list(args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps([module.spec() for module in all_modules()], indent=2))
+        return 0
+    for module in all_modules():
+        print(f"{module.name:<10} {module.summary}")
+    return 0
+
+
+def cmd_modules_show(args: argparse.Namespace) -> int:
+    module = get_module(args.name)
+    if module is None:
+        raise UsageError(f"unknown module {args.name!r}; see `spyglass modules list`")
+    print(json.dumps(module.spec(), indent=2) if args.json else module.describe())
+    return 0
