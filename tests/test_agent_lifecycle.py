@@ -35,8 +35,10 @@ from tests.support.agents import (
 )
 
 SLOW_FILES = 24
-#: Each file's first line makes `(a+)+$` backtrack a fraction of a second; its second line matches.
-SLOW_CONTENT = b"a" * 21 + b"!\nneedle\n"
+SLOW_CONTENT = b"needle\n"
+#: A YARA rule that matches every file after a bounded loop of a fraction of a second per file
+#: (regexes no longer can be slow: RE2 matches in linear time).
+SLOW_RULE = "rule slow { condition: for all i in (0..3000000) : (i >= 0) }"
 BIG_FILES = 1500  # a few hundred KiB of rows: more than a small SSH window and the agent's chunk
 SMALL_WINDOW = 8192
 RSS_GROWTH_LIMIT = 48 << 20
@@ -82,7 +84,7 @@ def envelope(signer: Signer, op: Operation, expire_seconds: int = 300) -> dict[s
     return signer.sign(Envelope(action)).to_dict()
 
 
-SLOW = Operation("file", {"paths": ["/srv/slow"], "content": ["(a+)+$|needle"]})
+SLOW = Operation("yara", {"paths": ["/srv/slow"], "rules": SLOW_RULE})
 BIG = Operation("file", {"paths": ["/srv/big"], "match_limit": BIG_FILES})
 HELLO = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
 
