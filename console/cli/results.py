@@ -10,10 +10,11 @@ from typing import Any
 
 from console.actions.compose import parse_duration
 from console.cli.common import open_store
-from console.results import history
-from console.results.output import HOST_HEADER, host_line, match_line
+from console.results import history, stack
+from console.results.output import HOST_HEADER, columns_of, host_line, match_line
+from console.results.stack import PREVIOUS_RUNS
 from console.results.store import Store
-from console.results.text import printable
+from console.results.text import json_line, printable
 from protocol.errors import UsageError
 
 
@@ -31,6 +32,18 @@ def add_results(commands: Any) -> None:
     diff.add_argument("id1")
     diff.add_argument("id2")
     diff.set_defaults(handler=cmd_diff)
+    stack = sub.add_parser("stack", help="a run's matches grouped by a column, rarest first")
+    stack.add_argument("id", help="run (action) id, or a unique prefix")
+    stack.add_argument("--by", required=True, metavar="COLUMN", help="e.g. sha256, version")
+    stack.add_argument(
+        "--previous",
+        type=int,
+        default=PREVIOUS_RUNS,
+        metavar="N",
+        help="flag values seen in none of the N previous runs of the same query",
+    )
+    stack.add_argument("--json", action="store_true", help="one JSON line per value")
+    stack.set_defaults(handler=cmd_stack)
     prune = sub.add_parser("prune", help="delete old runs")
     prune.add_argument("--older-than", required=True, help="e.g. 30d")
     prune.set_defaults(handler=cmd_prune)
@@ -83,6 +96,27 @@ def cmd_diff(args: argparse.Namespace) -> int:
         for host, data in rows:
             row = json.dumps(data, sort_keys=True, ensure_ascii=False)
             print(f"{sign}\t{printable(host)}\t{printable(row)}")
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = _run(store, args.id)
+    columns = [c for m in run["modules"].split(",") for c in columns_of(m)]
+    if args.by not in columns:
+        raise UsageError(f"no column {args.by!r} in this run; its columns: {', '.join(columns)}")
+    counted = stack.stack_run(store, run["id"], args.by)
+    earlier = stack.previous_runs_of(store, run["id"], max(0, args.previous))
+    seen = stack.earlier_values(store, earlier, args.by) if earlier else None
+    rows = counted.ranked(seen)
+    if args.json:
+        for row in rows:
+            print(json_line(row.to_json()))
+        return 0
+    print(f"{len(rows)} values of {args.by}; new: not in the {len(earlier)} previous run(s)")
+    print("hosts\trows\tnew\tvalue")
+    for row in rows:
+        print(f"{row.hosts}\t{row.rows}\t{'new' if row.new else ''}\t{printable(row.value)}")
     return 0
 
 
