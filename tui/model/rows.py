@@ -26,6 +26,7 @@ from typing import Any
 
 from modules.base import ColumnKind
 from tui.model import format as fmt
+from tui.model.filter import RowFilter, parse_filter
 
 NUMERIC: frozenset[str] = frozenset({"int", "time"})
 
@@ -70,7 +71,9 @@ class RowModel:
         """Raw values to display cells; by default one ``tui.model.format.formatter`` per kind."""
         self._entries: list[Entry] = []
         self._cells: list[tuple[str, ...] | None] = []  # None: not formatted yet
-        self._search: list[str | None] = []  # lower-cased row text, made by the first filter
+        self._search: list[str | None] = []  # the row's cells joined, made by the first filter
+        self._column_format = [fmt.formatter(c.kind) for c in self.columns]
+        self.row_filter = RowFilter("")
         self._by_key: dict[Any, int] = {}
         self._view: list[int] | None = None  # None: every row, in arrival order
         self._view_dirty = False
@@ -139,6 +142,10 @@ class RowModel:
         index = self._by_key.get(key)
         return None if index is None else self.row(index)
 
+    def key_index(self, key: Any) -> int | None:
+        """Arrival index of the row with ``key``."""
+        return self._by_key.get(key)
+
     def row(self, index: int) -> Row:
         """The row at ``index`` in arrival order."""
         raw, key, ref = self._entries[index]
@@ -174,9 +181,13 @@ class RowModel:
         return len(self._entries)
 
     # -- view ------------------------------------------------------------------------------
-    def set_filter(self, text: str) -> None:
-        self.filter_text = text.casefold().strip()
+    def set_filter(self, text: str) -> RowFilter:
+        """Keep only the rows ``text`` matches (``tui.model.filter``); returns the parsed filter
+        (its ``error`` says why nothing is filtered)."""
+        self.row_filter = parse_filter(text, [c.key for c in self.columns])
+        self.filter_text = self.row_filter.text if self.row_filter.active else ""
         self._rebuild()
+        return self.row_filter
 
     def set_sort(self, column: int | None, reverse: bool = False) -> None:
         self.sort_column, self.sort_reverse = column, reverse
@@ -224,10 +235,23 @@ class RowModel:
     def _keep(self, index: int) -> bool:
         if not self.filter_text:
             return True
-        search = self._search[index]
-        if search is None:
-            search = self._search[index] = "\t".join(self.cells(index)).casefold()
-        return self.filter_text in search
+        for term in self.row_filter.terms:
+            column = term.column
+            if column is None:
+                text = self._search[index]
+                if text is None:
+                    text = self._search[index] = "\t".join(self.cells(index))
+            else:
+                cells = self._cells[index]
+                # One column formatted, not the whole row: a scoped filter over 100,000 rows.
+                text = (
+                    cells[column]
+                    if cells is not None
+                    else self._column_format[column](self._entries[index][0][column])
+                )
+            if not term.holds(text):
+                return False
+        return True
 
     def _sort_key(self, index: int) -> tuple[int, Any]:
         column = self.sort_column
