@@ -1,0 +1,241 @@
+"""Stack: the run's matches grouped by one column, the number of hosts per value, rarest first.
+
+The value held by one host out of a thousand is the first thing to look at. The counts follow
+the run as it streams (each tick feeds the rows that arrived since the last one, so the cost is
+per new row); the ranking is redrawn at most every ``RERANK`` seconds. A value that none of the
+previous runs of the same query saw is flagged new. Enter lists the hosts that have a value.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Label, Select, Static
+
+from console.results.stack import Stack, StackRow, earlier_values, previous_runs, stack_key
+from tui.model.format import safe
+from tui.model.rows import ColumnSpec, RowModel
+from tui.model.runstate import RunState
+from tui.model.session import Session
+from tui.model.when import local_time
+from tui.screens.host_detail import HostDetailScreen
+from tui.widgets.virtual_table import VirtualTable
+
+TICK = 0.1
+RERANK = 0.5
+"""Seconds between two rankings while rows stream in (sorting every value costs O(n log n))."""
+
+STACK_COLUMNS = (
+    ColumnSpec("hosts", "hosts", "int", 5, 8),
+    ColumnSpec("rows", "rows", "int", 5, 9),
+    ColumnSpec("new", "new", "text", 3, 3),
+    ColumnSpec("value", "value", "text", 10, 200),
+)
+
+#: Columns worth stacking first, when the run has them.
+PREFERRED = ("sha256", "fingerprint_sha256", "version", "name", "path", "remote_addr", "exe")
+
+
+def stack_entries(rows: list[StackRow], kind: str) -> list[tuple[tuple[Any, ...], Any, Any]]:
+    """Table entries keyed by the value; a time column's values shown in local time."""
+
+    def shown(value: str) -> str:
+        return local_time(int(value)) if kind == "time" and value.isdigit() else value
+
+    return [((r.hosts, r.rows, "new" if r.new else "", shown(r.value)), r.value, r) for r in rows]
+
+
+class StackScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="stack.back"),
+        Binding("b", "focus_by", "By column", id="stack.by"),
+    ]
+
+    def __init__(self, state: RunState, session: Session | None = None, column: str = "") -> None:
+        super().__init__()
+        self.state = state
+        self.session = session
+        names = [c.key for c in state.match_model.columns[1:]]
+        self.columns = names
+        if column not in names:
+            column = next((c for c in PREFERRED if c in names), names[0] if names else "")
+        self.model = RowModel(STACK_COLUMNS)
+        self.stack = Stack(column)
+        self.seen_before: set[str] | None = None
+        self.previous = 0
+        self._fed = 0
+        self._ranked_version = -1
+        self._ranked_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="stack-by-row"):
+            yield Label("Stack by", classes="row-label")
+            yield Select(
+                [(c, c) for c in self.columns],
+                value=self.stack.column,
+                allow_blank=False,
+                id="stack-by",
+            )
+        yield Static("", id="stack-status")
+        yield VirtualTable(
+            self.model,
+            styles_by_value={"new": Style(color="yellow", bold=True)},
+            id="stack-table",
+        )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "stack"
+        self._start(self.stack.column)
+        self.set_focus(self.query_one("#stack-table", VirtualTable))
+        self.set_interval(TICK, self.tick)
+
+    def _start(self, column: str) -> None:
+        """Count ``column`` from the first row, and read what earlier runs saw of it."""
+        self.stack = Stack(column)
+        self._fed = 0
+        self._ranked_version = -1
+        self.seen_before, self.previous = None, 0
+        if self.session is not None and column:
+            try:
+                store = self.session.store
+                earlier = previous_runs(
+                    store,
+                    self.state.action.get("operations"),
+                    self.state.started,
+                    exclude=self.state.id,
+                )
+                self.previous = len(earlier)
+                if earlier:
+                    self.seen_before = earlier_values(store, earlier, column)
+            except Exception as err:  # a broken store leaves the counts, without "new"
+                self.notify(f"earlier runs not compared: {err}", severity="warning")
+        self.tick(force=True)
+
+    def feed(self) -> bool:
+        """Count the rows that arrived since the last call; True if any did."""
+        entries = self.state.match_model.entries
+        if self._fed == len(entries):
+            return False
+        column = 1 + self.columns.index(self.stack.column)
+        add = self.stack.add
+        for entry in entries[self._fed :]:
+            raw = entry[0]
+            add(raw[0], raw[column])
+        self._fed = len(entries)
+        return True
+
+    def tick(self, force: bool = False) -> None:
+        if not self.stack.column:
+            return
+        self.feed()
+        now = time.monotonic()
+        if self.stack.version == self._ranked_version:
+            return
+        if not force and now - self._ranked_at < RERANK:
+            return
+        self._ranked_version, self._ranked_at = self.stack.version, now
+        table = self.query_one("#stack-table", VirtualTable)
+        selected = table.current_row.key if table.current_row is not None else None
+        self.model.clear()
+        kind = self.state.match_model.columns[1 + self.columns.index(self.stack.column)].kind
+        self.model.extend(stack_entries(self.stack.ranked(self.seen_before), kind))
+        if selected is not None and (position := self._position(selected)) is not None:
+            table.cursor_row = position
+        table.refresh_rows()
+        self._status()
+
+    def _position(self, key: Any) -> int | None:
+        if self.model.sort_column is not None:
+            return None
+        return self.model.key_index(key)
+
+    def _status(self) -> None:
+        s = self.stack
+        parts: list[tuple[str, str] | str] = [
+            (f"{len(s)} values", "bold"),
+            f" of {s.column} in {self._fed} rows, rarest first",
+        ]
+        if s.missing:
+            parts.append((f"  ({s.missing} rows without one)", "dim"))
+        if self.seen_before is not None:
+            parts.append(("  new: not seen in the ", "dim"))
+            parts.append(f"{self.previous} previous run(s) of the same query")
+        elif self.session is not None:
+            parts.append(("  no previous run of the same query to compare with", "dim"))
+        if not self.state.finished:
+            parts.append(("  (live)", "cyan"))
+        self.query_one("#stack-status", Static).update(Text.assemble(*parts))
+
+    @on(Select.Changed, "#stack-by")
+    def _by_changed(self, event: Select.Changed) -> None:
+        if str(event.value) != self.stack.column:
+            self._start(str(event.value))
+
+    def action_focus_by(self) -> None:
+        self.set_focus(self.query_one("#stack-by", Select))
+
+    @on(VirtualTable.RowSelected, "#stack-table")
+    def _drill(self, event: VirtualTable.RowSelected) -> None:
+        value = str(event.row.key)
+        self.app.push_screen(StackHostsScreen(self.state, self.stack, value))
+
+
+HOST_COLUMNS = (
+    ColumnSpec("host", "host", "text", 8, 40),
+    ColumnSpec("rows", "rows", "int", 5, 9),
+    ColumnSpec("status", "status", "text", 8, 16),
+)
+
+
+class StackHostsScreen(Screen[None]):
+    """The hosts that have one value: Enter opens a host."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="stack_hosts.back")]
+
+    def __init__(self, state: RunState, stack: Stack, value: str) -> None:
+        super().__init__()
+        self.state, self.value, self.column = state, value, stack.column
+        self.model = RowModel(HOST_COLUMNS)
+        index = 1 + [c.key for c in state.match_model.columns[1:]].index(stack.column)
+        rows: dict[str, int] = {}
+        for raw, _key, _ref in state.match_model.entries:
+            if stack_key(raw[index]) == value:
+                rows[raw[0]] = rows.get(raw[0], 0) + 1
+        entries = []
+        for host in sorted(rows):
+            info = state.hosts.get(host)
+            entries.append(((host, rows[host], info.status if info else "?"), host, None))
+        self.model.extend(entries)
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(
+            Text.assemble(
+                (f"{len(self.model)} host(s)", "bold"),
+                f" with {self.column} = ",
+                safe(self.value, "bold"),
+            ),
+            id="stack-hosts-status",
+        )
+        yield VirtualTable(self.model, id="stack-hosts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = f"stack: {self.column}"
+        table = self.query_one("#stack-hosts", VirtualTable)
+        table.refresh_rows()
+        self.set_focus(table)
+
+    @on(VirtualTable.RowSelected, "#stack-hosts")
+    def _open(self, event: VirtualTable.RowSelected) -> None:
+        self.app.push_screen(HostDetailScreen(self.state, str(event.row.key)))
