@@ -20,6 +20,7 @@ made on demand (``format``), because a streaming table holds 100,000 of them:
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,8 @@ NUMERIC: frozenset[str] = frozenset({"int", "time"})
 
 #: Above this many rows arriving at once under a sort, re-sort everything instead of inserting.
 _RESORT_BATCH = 64
+#: Rows a slice-by-slice filter checks between two looks at the clock.
+_SCAN_BATCH = 1000
 
 Entry = tuple[tuple[Any, ...], Any, Any]
 """How a model stores a row: ``(raw values, key, ref)``."""
@@ -77,6 +80,8 @@ class RowModel:
         self._by_key: dict[Any, int] = {}
         self._view: list[int] | None = None  # None: every row, in arrival order
         self._view_dirty = False
+        self._scanned: int | None = None
+        """While a filter is applied in slices (``scan``): the rows checked so far."""
         self.filter_text = ""
         self.sort_column: int | None = None
         self.sort_reverse = False
@@ -109,7 +114,7 @@ class RowModel:
         for index, entry in enumerate(entries, start):
             if entry[1] is not None:
                 self._by_key[entry[1]] = index
-        if self._view is not None and not self._view_dirty:
+        if self._view is not None and not self._view_dirty and self._scanned is None:
             new = [i for i in range(start, len(self._entries)) if self._keep(i)]
             if self.sort_column is None:
                 self._view.extend(new)
@@ -181,16 +186,59 @@ class RowModel:
         return len(self._entries)
 
     # -- view ------------------------------------------------------------------------------
-    def set_filter(self, text: str) -> RowFilter:
+    def set_filter(self, text: str, *, now: bool = True) -> RowFilter:
         """Keep only the rows ``text`` matches (``tui.model.filter``); returns the parsed filter
-        (its ``error`` says why nothing is filtered)."""
+        (its ``error`` says why nothing is filtered). With ``now=False`` the rows are checked by
+        later ``scan`` calls, a slice at a time, so a filter over 100,000 rows never freezes
+        the screen (a table of up to 5,000 rows is filtered at once); the view holds the rows
+        kept so far meanwhile."""
         self.row_filter = parse_filter(text, [c.key for c in self.columns])
         self.filter_text = self.row_filter.text if self.row_filter.active else ""
-        self._rebuild()
+        if now or not self.filter_text or len(self._entries) <= _SCAN_BATCH * 5:
+            self._rebuild()
+        else:
+            self._view_dirty = False
+            self._view, self._scanned = [], 0
+            self.version += 1
         return self.row_filter
+
+    @property
+    def scanning(self) -> bool:
+        return self._scanned is not None
+
+    @property
+    def scan_progress(self) -> float:
+        """The share of the rows a slice-by-slice filter has checked (1.0 when done)."""
+        if self._scanned is None or not self._entries:
+            return 1.0
+        return self._scanned / len(self._entries)
+
+    def scan(self, budget: float) -> bool:
+        """Check rows against the filter for about ``budget`` seconds; True if rows remain."""
+        if self._scanned is None or self._view is None:
+            return False
+        deadline = time.perf_counter() + budget
+        keep, view = self._keep, self._view
+        while self._scanned < len(self._entries):
+            stop = min(len(self._entries), self._scanned + _SCAN_BATCH)
+            view.extend([i for i in range(self._scanned, stop) if keep(i)])
+            self._scanned = stop
+            if time.perf_counter() > deadline:
+                break
+        else:
+            self._scanned = None
+            self._sort_view()
+        self.version += 1
+        return self._scanned is not None
 
     def set_sort(self, column: int | None, reverse: bool = False) -> None:
         self.sort_column, self.sort_reverse = column, reverse
+        if self._view is not None and self.filter_text and not self._view_dirty:
+            if self._scanned is None:  # the same rows: only their order changes
+                self._view.sort()
+                self._sort_view()
+            self.version += 1
+            return
         self._rebuild()
 
     def toggle_sort(self, column: int) -> None:
@@ -277,6 +325,7 @@ class RowModel:
 
     def _rebuild(self) -> None:
         self._view_dirty = False
+        self._scanned = None
         if not self._active():
             self._view = None
         else:
