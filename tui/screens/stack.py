@@ -30,6 +30,10 @@ from tui.screens.host_detail import HostDetailScreen
 from tui.widgets.virtual_table import VirtualTable
 
 TICK = 0.1
+"""Seconds between looks at the run's new rows."""
+SLICE = 0.008
+"""Longest a tick spends counting rows; a backlog is counted over the next ticks."""
+BATCH = 2000
 RERANK = 0.5
 """Seconds between two rankings while rows stream in (sorting every value costs O(n log n))."""
 
@@ -42,6 +46,18 @@ STACK_COLUMNS = (
 
 #: Columns worth stacking first, when the run has them.
 PREFERRED = ("sha256", "fingerprint_sha256", "version", "name", "path", "remote_addr", "exe")
+
+
+def default_column(state: RunState) -> str:
+    """The first preferred column that has a value in the rows so far, then any column that
+    has one; with no values yet, the first preferred column, then the first column."""
+    names = [c.key for c in state.match_model.columns[1:]]
+    sample = state.match_model.entries[:1000]
+    filled = [n for i, n in enumerate(names, 1) if any(e[0][i] is not None for e in sample)]
+    preferred = [p for p in PREFERRED if p in names]
+    for name in (*[p for p in preferred if p in filled], *filled, *preferred, *names):
+        return name
+    return ""
 
 
 def stack_entries(rows: list[StackRow], kind: str) -> list[tuple[tuple[Any, ...], Any, Any]]:
@@ -66,7 +82,7 @@ class StackScreen(Screen[None]):
         names = [c.key for c in state.match_model.columns[1:]]
         self.columns = names
         if column not in names:
-            column = next((c for c in PREFERRED if c in names), names[0] if names else "")
+            column = default_column(state)
         self.model = RowModel(STACK_COLUMNS)
         self.stack = Stack(column)
         self.seen_before: set[str] | None = None
@@ -91,13 +107,19 @@ class StackScreen(Screen[None]):
             styles_by_value={"new": Style(color="yellow", bold=True)},
             id="stack-table",
         )
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = "stack"
         self._start(self.stack.column)
         self.set_focus(self.query_one("#stack-table", VirtualTable))
-        self.set_interval(TICK, self.tick)
+        self._loop()
+
+    def _loop(self) -> None:
+        """One timer at a time: soon while rows wait to be counted, every ``TICK`` otherwise."""
+        self.tick()
+        if self.is_attached:
+            self.set_timer(0.01 if self._backlog else TICK, self._loop)
 
     def _start(self, column: str) -> None:
         """Count ``column`` from the first row, and read what earlier runs saw of it."""
@@ -121,23 +143,28 @@ class StackScreen(Screen[None]):
                 self.notify(f"earlier runs not compared: {err}", severity="warning")
         self.tick(force=True)
 
-    def feed(self) -> bool:
-        """Count the rows that arrived since the last call; True if any did."""
+    def feed(self, budget: float = SLICE) -> bool:
+        """Count rows that arrived since the last call, for about ``budget`` seconds; True if
+        rows remain to be counted."""
         entries = self.state.match_model.entries
-        if self._fed == len(entries):
-            return False
         column = 1 + self.columns.index(self.stack.column)
-        add = self.stack.add
-        for entry in entries[self._fed :]:
-            raw = entry[0]
-            add(raw[0], raw[column])
-        self._fed = len(entries)
-        return True
+        deadline = time.perf_counter() + budget
+        while self._fed < len(entries):
+            stop = min(len(entries), self._fed + BATCH)
+            self.stack.add_pairs((e[0][0], e[0][column]) for e in entries[self._fed : stop])
+            self._fed = stop
+            if time.perf_counter() > deadline:
+                break
+        return self._fed < len(entries)
+
+    _backlog = False
 
     def tick(self, force: bool = False) -> None:
+        """Count what arrived (within ``SLICE``), and re-rank at most every ``RERANK`` seconds
+        (``force``: now)."""
         if not self.stack.column:
             return
-        self.feed()
+        self._backlog = self.feed()
         now = time.monotonic()
         if self.stack.version == self._ranked_version:
             return
@@ -228,7 +255,7 @@ class StackHostsScreen(Screen[None]):
             id="stack-hosts-status",
         )
         yield VirtualTable(self.model, id="stack-hosts")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = f"stack: {self.column}"
