@@ -402,3 +402,28 @@ def test_times_and_params_read_as_text() -> None:
     )
     assert compact_params({"name": ["\x1b[2J"]}) == "name=\\x1b[2J"
     assert signer_ids(["not armored", 3]) == ["?", "?"]
+
+
+def test_a_filter_over_many_rows_is_applied_in_slices() -> None:
+    from tui.model.rows import ColumnSpec, RowModel
+
+    model = RowModel([ColumnSpec("host", "host"), ColumnSpec("path", "path", "path")])
+    model.extend(
+        [
+            ((f"h{i % 7}", f"/srv/{i}.{'php' if i % 3 else 'txt'}"), None, None)
+            for i in range(12_000)
+        ]
+    )
+    wanted = [i for i in range(12_000) if i % 3 and i % 7 in (4, 5)]
+    model.set_filter(r"path~\.php$ host=h[45]", now=False)
+    assert model.scanning and len(model) == 0
+    slices = 0
+    while model.scan(0.0):  # one batch of rows per call
+        slices += 1
+        assert model.scanning and len(model) <= len(wanted)
+    assert slices >= 10 and not model.scanning
+    assert [model.index_of(p) for p in range(len(model))] == wanted
+    model.extend([(("h4", "/srv/new.php"), None, None)])  # rows arriving later are filtered too
+    assert len(model) == len(wanted) + 1
+    model.set_sort(1, reverse=True)  # re-sorting keeps the same rows
+    assert len(model) == len(wanted) + 1 and model.visible(0).cells[1] == "/srv/new.php"

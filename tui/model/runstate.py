@@ -25,6 +25,7 @@ from console.results.records import (
 )
 from modules.registry import get_module
 from tui.model import format as fmt
+from tui.model import when
 from tui.model.provenance import compact_operations, signer_ids
 from tui.model.rows import ColumnSpec, Entry, Row, RowModel
 from tui.model.when import humanize_epochs
@@ -47,6 +48,12 @@ def reason_text(reason: str | None, detail: str) -> str:
     if detail == reason or detail.startswith(reason + ":"):
         return detail
     return f"{reason}: {detail}"
+
+
+def replay_mark(result: HostResult) -> str:
+    """``replayed: `` for an answer the agent had given before (an action it already ran; the
+    field comes with the store's runs, read with getattr until then)."""
+    return "replayed: " if getattr(result, "replay", False) else ""
 
 
 def match_columns(modules: Iterable[str]) -> list[ColumnSpec]:
@@ -104,7 +111,7 @@ class RunState:
         r"""``file paths=/srv name=\.php$``: what the run looked for, in one line."""
         self.signers = list(signers)
         """Key ids of the signatures the run was launched with."""
-        self.started = time.time() if started is None else started
+        self.started = when.clock() if started is None else started
         self.ended = ended
         """When the run ended (epoch seconds), None while it runs."""
         self.live = live
@@ -258,7 +265,7 @@ class RunState:
                 result.status,
                 result.matches,
                 fmt.duration_ms(result.elapsed_ms),
-                humanize_epochs(reason_text(result.reason, result.detail)),
+                humanize_epochs(replay_mark(result) + reason_text(result.reason, result.detail)),
             )
         return (raw, info.name, info)
 
@@ -271,7 +278,7 @@ class RunState:
     def finish(self) -> None:
         self.finished = True
         if self.ended is None:
-            self.ended = time.time()
+            self.ended = when.clock()
 
     @property
     def done_hosts(self) -> int:

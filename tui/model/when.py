@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 import time
 
+clock = time.time
+"""Now, in epoch seconds (one name, so that snapshot tests can stop the clock)."""
+
 #: Ten-digit numbers between 2001 and 2286: epoch seconds in an agent's free-text detail.
 _EPOCH = re.compile(r"(?<![\d.])1\d{9}(?![\d.])")
 
@@ -29,7 +32,7 @@ def relative(epoch: float | None, now: float | None = None) -> str:
     """``3 min ago``, ``in 5 min``, ``just now``: rounded to the largest whole unit."""
     if epoch is None:
         return ""
-    delta = (time.time() if now is None else now) - epoch
+    delta = (clock() if now is None else now) - epoch
     seconds = abs(delta)
     if seconds < 5:
         return "just now"

@@ -63,7 +63,7 @@ class ApprovalsScreen(Screen[None]):
             yield Button("Launch", variant="error", id="approve-launch")
         with VerticalScroll(id="envelope-box"):
             yield Static("", id="envelope-action")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = "approvals"

@@ -65,8 +65,9 @@ class ComposeScreen(Screen[None]):
         Binding("ctrl+l", "launch", "Launch", id="compose.launch"),
         Binding("ctrl+s", "sign_only", "Sign only", id="compose.sign_only"),
         Binding("ctrl+t", "focus_target", "Target", id="compose.target", priority=True),
-        Binding("ctrl+f", "find_param", "Find", id="compose.find", priority=True),
-        Binding("ctrl+o", "more_params", "More", id="compose.more", priority=True),
+        # the find row and the toggle line name their keys: not repeated in the footer
+        Binding("ctrl+f", "find_param", "Find", id="compose.find", show=False, priority=True),
+        Binding("ctrl+o", "more_params", "More", id="compose.more", show=False, priority=True),
     ]
 
     @dataclass
@@ -135,7 +136,7 @@ class ComposeScreen(Screen[None]):
                 preview.can_focus = False
                 with preview:
                     yield Static("", id="preview")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.title = "spyglass"

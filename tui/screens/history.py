@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ from textual.widgets import Footer, Header, Static
 
 from console.results import history
 from tui.model import format as fmt
+from tui.model import when as when_
 from tui.model.provenance import compact_operations, signer_ids
 from tui.model.rows import ColumnSpec, RowModel, make_row
 from tui.model.runstate import load_run
 from tui.model.session import Session
-from tui.model.when import when
 from tui.screens.diff import DiffScreen
 from tui.screens.messages import RerunRequested
 from tui.screens.prompt import Prompt
@@ -93,7 +92,7 @@ class HistoryScreen(Screen[None]):
         yield Header()
         yield Static("", id="history-status")
         yield VirtualTable(self.model, id="runs")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = "history"
@@ -108,12 +107,12 @@ class HistoryScreen(Screen[None]):
             self._status(f"cannot read the results store: {err}", error=True)
             return
         cancelled = cancelled_runs(self.session.store)
-        now = time.time()
+        now = when_.clock()
         rows = [
             make_row(
                 RUN_COLUMNS,
                 [
-                    when(r["started"], now),
+                    when_.when(r["started"], now),
                     run_status(r, r["id"] in cancelled),
                     r["name"],
                     *provenance_of(r["envelope"]),

@@ -80,7 +80,7 @@ class HostDetailScreen(Screen[None]):
                 Text(f"{count} {'row' if count == 1 else 'rows'} from this host", style="bold")
             )
             yield VirtualTable(self.model, id="host-matches")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = f"host {fmt.cell(self.host)}"

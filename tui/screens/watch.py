@@ -23,9 +23,9 @@ from textual.widgets import Footer, Header, Input, Label, Static
 from console.results.records import FAILED_STATUSES
 from tui import gcpause
 from tui.model import format as fmt
+from tui.model import when as when_
 from tui.model.runstate import RunState
 from tui.model.session import Session
-from tui.model.when import when
 from tui.screens.host_detail import HostDetailScreen
 from tui.screens.messages import RerunRequested
 from tui.screens.stack import StackScreen
@@ -88,7 +88,7 @@ class WatchScreen(Screen[None]):
                 id="filter",
             )
             yield VirtualTable(self.state.match_model, follow=True, id="matches")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.title = "spyglass"
@@ -122,6 +122,10 @@ class WatchScreen(Screen[None]):
                 gcpause.burst()
             while state.pending and clock() < deadline:
                 changed |= state.drain(400)
+            matches = state.match_model
+            if matches.scanning:  # a filter being applied to many rows, a slice per tick
+                matches.scan(max(0.002, deadline - clock()))
+                changed = True
             if gcpause.paused():
                 if state.pending:
                     gcpause.collect_young()
@@ -136,17 +140,18 @@ class WatchScreen(Screen[None]):
                 self._phase = (state.finished, state.cancelling)
                 self._render_title()
                 self._render_counters()
-            elif int(time.time()) != self._title_second:
+            elif int(when_.clock()) != self._title_second:
                 self._render_title()  # "3 min ago" moves on
         finally:
             if self.is_attached:
-                self.set_timer(BREATH if state.pending else TICK, self.tick)
+                busy = state.pending or state.match_model.scanning
+                self.set_timer(BREATH if busy else TICK, self.tick)
 
     _title_second = -1
 
     def _render_title(self) -> None:
         s = self.state
-        self._title_second = int(time.time())
+        self._title_second = int(when_.clock())
         if s.error:
             phase = Text(f"failed: {s.error}", style="bold red")
         elif not s.finished:
@@ -155,7 +160,7 @@ class WatchScreen(Screen[None]):
             phase = Text("cancelled", style="bold yellow")
         else:
             phase = Text("finished", style="bold green")
-        ended = s.ended if s.finished and s.ended else time.time()
+        ended = s.ended if s.finished and s.ended else when_.clock()
         took = fmt.duration_ms(int((ended - s.started) * 1000)) or "0s"
         self.query_one("#run-title", Static).update(
             Text.assemble(
@@ -163,7 +168,7 @@ class WatchScreen(Screen[None]):
                 "  ",
                 phase,
                 ("  started ", "dim"),
-                when(s.started),
+                when_.when(s.started),
                 ("  took " if s.finished else "  for ", "dim"),
                 took,
                 "\n",
@@ -219,6 +224,10 @@ class WatchScreen(Screen[None]):
         row_filter = s.match_model.row_filter
         if row_filter.error:
             label.append(f"  filter not applied: {row_filter.error}", style="bold red")
+        elif s.match_model.scanning:
+            progress = int(s.match_model.scan_progress * 100)
+            kept = f"  filtering… {len(s.match_model)} kept so far ({progress}%)"
+            label.append(kept, style="bold yellow")
         elif s.match_model.filter_text:
             label.append(f"  {len(s.match_model)} kept by the filter", style="bold yellow")
             if row_filter.note:
@@ -230,7 +239,7 @@ class WatchScreen(Screen[None]):
     # -- interaction -----------------------------------------------------------------------
     @on(Input.Changed, "#filter")
     def _filter(self, event: Input.Changed) -> None:
-        self.state.match_model.set_filter(event.value)
+        self.state.match_model.set_filter(event.value, now=False)
         table = self.query_one("#matches", VirtualTable)
         table.follow = not event.value
         table.cursor_row = 0
