@@ -9,6 +9,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import gnupg
 import pytest
 from textual import events
 from textual.app import App
@@ -171,7 +172,7 @@ async def test_module_switch_and_back_keeps_the_draft(make_app) -> None:
 
 
 # -- provenance, rerun, dialogs ----------------------------------------------------------------
-async def test_rerun_and_edit_from_history_and_watch(make_app) -> None:
+async def test_rerun_and_edit_from_history_and_watch(make_app, lab: Lab) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await compose_screen(pilot)
@@ -190,8 +191,21 @@ async def test_rerun_and_edit_from_history_and_watch(make_app) -> None:
         title = app.screen.query_one("#run-title", Static).render().plain
         assert r"file paths=/srv name=\.(php|bin)$ return_sha256" in title
         assert "target env=prod" in title and "finished" in title
-        assert first.signers and first.signers[0] in title and "just now" in title
+        fingerprints = [
+            k["fingerprint"] for k in gnupg.GPG(gnupghome=str(lab.gnupghome)).list_keys()
+        ]
+        assert first.signers and first.signers[0] in [f[-16:] for f in fingerprints]
+        assert first.signers[0] in title and "just now" in title
         assert not re.search(r"\b1\d{9}\b", title)
+        # host detail: the selected match first (times readable), then the host's answer
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, HostDetailScreen))
+        detail = app.screen
+        match_text = detail.query_one("#host-match", Static).render().plain
+        assert "planted-ioc.bin" in match_text and not re.search(r"\b1\d{9}\b", match_text)
+        assert detail.query_one("#host-match").region.y < detail.query_one("#host-summary").region.y
+        assert "1 row from this host" in app.export_screenshot().replace("&#160;", " ")
+        await pilot.press("escape")
         # rerun from history: the same module, parameters and target, a new action
         await pilot.press("f4")
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))

@@ -141,6 +141,23 @@ class SpyglassApp(App[int]):
                 "Stop the running investigation",
                 lambda: self.cancel_run(current),
             )
+        if isinstance(screen, WatchScreen | HistoryScreen):
+            yield SystemCommand(
+                "Rerun",
+                "Launch the same action again (after the confirmation)",
+                screen.action_rerun,
+            )
+            yield SystemCommand(
+                "Edit as new",
+                "Compose with this run's module, parameters and target",
+                screen.action_edit_as_new,
+            )
+        if isinstance(screen, WatchScreen):
+            yield SystemCommand(
+                "Stack",
+                "Group the matches by a column: hosts per value, rarest first",
+                screen.action_stack,
+            )
         if isinstance(screen, HistoryScreen):
             yield SystemCommand(
                 "Export JSON lines",

@@ -39,7 +39,11 @@ class HostDetailScreen(Screen[None]):
                 yield Static(
                     Text(
                         fmt.printable_lines(
-                            json.dumps(self.match.data, indent=2, ensure_ascii=False)
+                            json.dumps(
+                                fmt.readable_data(self.match.module, self.match.data),
+                                indent=2,
+                                ensure_ascii=False,
+                            )
                         )
                     ),
                     id="host-match",
