@@ -441,3 +441,29 @@ def test_a_filter_over_many_rows_is_applied_in_slices() -> None:
     assert len(model) == len(wanted) + 1
     model.set_sort(1, reverse=True)  # re-sorting keeps the same rows
     assert len(model) == len(wanted) + 1 and model.visible(0).cells[1] == "/srv/new.php"
+
+
+def test_stack_counts_hosts_once_and_ranks_rarest_first() -> None:
+    counted = stacking.Stack("version")
+    counted.add_pairs(
+        [("a", "1.0"), ("a", "1.0"), ("b", "1.0"), ("c", "2.0"), ("b", None), ("c", ["x", 1])]
+    )
+    counted.add("c", ("x", 1))  # a list kept as a tuple is the same value
+    assert counted.ranked_keys() == [(1, 1, "2.0"), (1, 2, '["x", 1]'), (2, 3, "1.0")]
+    assert counted.hosts_of("1.0") == ["a", "b"] and counted.hosts_of("2.0") == ["c"]
+    assert counted.missing == 1 and counted.hosts_of("nope") == []
+
+
+def test_the_stack_table_is_made_when_drawn() -> None:
+    from tui.model.rows import RowModel
+    from tui.screens.stack import STACK_COLUMNS, RankedEntries
+
+    ranked = [(1, 1, str(1764400000 + i)) for i in range(50_000)]
+    model = RowModel(STACK_COLUMNS)
+    entries = RankedEntries(ranked, {"1764400001"}, "time")
+    model.replace(entries)
+    assert len(model) == 50_000 and entries.position("1764400003") == 3
+    first, second = model.visible(0), model.visible(1)
+    assert first.cells[2] == "new" and second.cells[2] == ""
+    assert not re.search(r"\d{10}", first.cells[3]) and first.key == "1764400000"
+    assert model.get("1764400002").raw[0] == 1  # keys indexed on demand

@@ -47,11 +47,18 @@ class StackRow:
 
 
 class Stack:
-    """Counts of one column's values: rows and distinct hosts per value."""
+    """Counts of one column's values: rows and distinct hosts per value.
+
+    Kept lean for 100,000 distinct values: a value held by one host keeps that host's name, not
+    a set (a set per value would add 100,000 containers to every garbage collection); the
+    host and row counts live in two dicts filled in the same order, so ranking sorts plain
+    tuples.
+    """
 
     def __init__(self, column: str) -> None:
         self.column = column
-        self.hosts: dict[str, set[str]] = {}
+        self._holders: dict[str, str | set[str]] = {}
+        self.host_counts: dict[str, int] = {}
         self.rows: dict[str, int] = {}
         self.missing = 0
         """Rows without a value in the column (a module that leaves it empty, or another
@@ -63,20 +70,27 @@ class Stack:
 
     def add_pairs(self, pairs: Iterable[tuple[str, Any]]) -> None:
         """Count ``(host, value)`` pairs (the TUI feeds each tick's new rows at once)."""
-        hosts, rows, key_of = self.hosts, self.rows, stack_key
+        holders, counts, rows, key_of = self._holders, self.host_counts, self.rows, stack_key
         missing = 0
         for host, value in pairs:
             key = value if type(value) is str else key_of(value)
             if key is None:
                 missing += 1
                 continue
-            holders = hosts.get(key)
-            if holders is None:
-                hosts[key] = {host}
+            held = holders.get(key)
+            if held is None:
+                holders[key] = host
+                counts[key] = 1
                 rows[key] = 1
-            else:
-                holders.add(host)
-                rows[key] += 1
+                continue
+            rows[key] += 1
+            if type(held) is str:
+                if held != host:
+                    holders[key] = {held, host}
+                    counts[key] = 2
+            elif host not in held:
+                held.add(host)  # type: ignore[union-attr]
+                counts[key] += 1
         self.missing += missing
         self.version += 1
 
@@ -87,19 +101,26 @@ class Stack:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def ranked_keys(self) -> list[tuple[int, int, str]]:
+        """``(hosts, rows, value)`` for every value, rarest first: fewest hosts, then fewest
+        rows, then by value."""
+        counts, rows = self.host_counts, self.rows
+        return sorted(zip(counts.values(), rows.values(), counts, strict=True))
+
     def ranked(self, seen_before: set[str] | None = None) -> list[StackRow]:
-        """Every value, rarest first: fewest hosts, then fewest rows, then by value. With
-        ``seen_before`` (``earlier_values``), a value not in it is flagged new."""
-        hosts, rows = self.hosts, self.rows
-        order = sorted(rows, key=lambda v: (len(hosts[v]), rows[v], v))
+        """Every value, rarest first. With ``seen_before`` (``earlier_values``), a value not in
+        it is flagged new."""
         flag = seen_before is not None
         return [
-            StackRow(v, len(hosts[v]), rows[v], flag and v not in seen_before)  # type: ignore[operator]
-            for v in order
+            StackRow(v, h, r, flag and v not in seen_before)  # type: ignore[operator]
+            for h, r, v in self.ranked_keys()
         ]
 
     def hosts_of(self, value: str) -> list[str]:
-        return sorted(self.hosts.get(value, ()))
+        held = self._holders.get(value)
+        if held is None:
+            return []
+        return [held] if isinstance(held, str) else sorted(held)
 
 
 def stack_run(store: Store, run_id: str, column: str) -> Stack:

@@ -77,7 +77,7 @@ class RowModel:
         self._search: list[str | None] = []  # the row's cells joined, made by the first filter
         self._column_format = [fmt.formatter(c.kind) for c in self.columns]
         self.row_filter = RowFilter("")
-        self._by_key: dict[Any, int] = {}
+        self._by_key: dict[Any, int] | None = {}  # None: not indexed since ``replace``
         self._view: list[int] | None = None  # None: every row, in arrival order
         self._view_dirty = False
         self._scanned: int | None = None
@@ -103,6 +103,8 @@ class RowModel:
             self._add(entries, None)
 
     def _add(self, entries: Sequence[Entry], cells: list[tuple[str, ...]] | None) -> None:
+        if not isinstance(self._entries, list):  # rows given by ``replace``: now a real list
+            self._entries = list(self._entries)
         start = len(self._entries)
         self._entries.extend(entries)
         if cells is None:
@@ -111,9 +113,10 @@ class RowModel:
             self._cells.extend(cells)
             self._measure(cells)
         self._search.extend([None] * len(entries))
-        for index, entry in enumerate(entries, start):
-            if entry[1] is not None:
-                self._by_key[entry[1]] = index
+        if self._by_key is not None:
+            for index, entry in enumerate(entries, start):
+                if entry[1] is not None:
+                    self._by_key[entry[1]] = index
         if self._view is not None and not self._view_dirty and self._scanned is None:
             new = [i for i in range(start, len(self._entries)) if self._keep(i)]
             if self.sort_column is None:
@@ -130,10 +133,12 @@ class RowModel:
         """Replace the row with the same key, or append it (per-host rows update this way)."""
         entry: Entry = (row.raw, row.key, row.ref) if isinstance(row, Row) else row
         cells = row.cells if isinstance(row, Row) else None
-        index = self._by_key.get(entry[1])
+        index = self._keys().get(entry[1])
         if index is None:
             self._add([entry], None if cells is None else [cells])
             return
+        if not isinstance(self._entries, list):
+            self._entries = list(self._entries)
         self._entries[index] = entry
         self._cells[index] = cells
         self._search[index] = None
@@ -144,12 +149,27 @@ class RowModel:
         self.version += 1
 
     def get(self, key: Any) -> Row | None:
-        index = self._by_key.get(key)
+        index = self._keys().get(key)
         return None if index is None else self.row(index)
 
     def key_index(self, key: Any) -> int | None:
         """Arrival index of the row with ``key``."""
-        return self._by_key.get(key)
+        return self._keys().get(key)
+
+    def _keys(self) -> dict[Any, int]:
+        if self._by_key is None:
+            self._by_key = {e[1]: i for i, e in enumerate(self._entries) if e[1] is not None}
+        return self._by_key
+
+    def replace(self, entries: Sequence[Entry]) -> None:
+        """Show ``entries`` instead of every current row. ``entries`` may be a read-only
+        sequence that makes each entry when asked (the stack view's 100,000 ranked values):
+        nothing is copied, and keys are indexed only if one is looked up."""
+        self._entries = entries  # type: ignore[assignment]
+        self._cells = [None] * len(entries)
+        self._search = [None] * len(entries)
+        self._by_key = None
+        self._rebuild()
 
     def row(self, index: int) -> Row:
         """The row at ``index`` in arrival order."""
@@ -173,10 +193,10 @@ class RowModel:
         return cells
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._entries = []
         self._cells.clear()
         self._search.clear()
-        self._by_key.clear()
+        self._by_key = {}
         self._view = None if not self._active() else []
         self.version += 1
 

@@ -9,7 +9,8 @@ previous runs of the same query saw is flagged new. Enter lists the hosts that h
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import overload
 
 from rich.style import Style
 from rich.text import Text
@@ -20,9 +21,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
-from console.results.stack import Stack, StackRow, earlier_values, previous_runs, stack_key
+from console.results.stack import Stack, earlier_values, previous_runs, stack_key
 from tui.model.format import safe
-from tui.model.rows import ColumnSpec, RowModel
+from tui.model.rows import ColumnSpec, Entry, RowModel
 from tui.model.runstate import RunState
 from tui.model.session import Session
 from tui.model.when import local_time
@@ -60,13 +61,36 @@ def default_column(state: RunState) -> str:
     return ""
 
 
-def stack_entries(rows: list[StackRow], kind: str) -> list[tuple[tuple[Any, ...], Any, Any]]:
-    """Table entries keyed by the value; a time column's values shown in local time."""
+class RankedEntries(Sequence[Entry]):
+    """The stack table's rows, made when drawn from ``Stack.ranked_keys`` (``(hosts, rows,
+    value)``): re-ranking 100,000 values then costs one sort, not 100,000 new rows."""
 
-    def shown(value: str) -> str:
-        return local_time(int(value)) if kind == "time" and value.isdigit() else value
+    def __init__(
+        self, ranked: list[tuple[int, int, str]], seen_before: set[str] | None, kind: str
+    ) -> None:
+        self.ranked, self.seen_before, self.time = ranked, seen_before, kind == "time"
 
-    return [((r.hosts, r.rows, "new" if r.new else "", shown(r.value)), r.value, r) for r in rows]
+    def __len__(self) -> int:
+        return len(self.ranked)
+
+    @overload
+    def __getitem__(self, index: int) -> Entry: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Entry]: ...
+    def __getitem__(self, index: int | slice) -> Entry | Sequence[Entry]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        hosts, rows, value = self.ranked[index]
+        seen = self.seen_before
+        new = "" if seen is None or value in seen else "new"
+        shown = local_time(int(value)) if self.time and value.isdigit() else value
+        return ((hosts, rows, new, shown), value, None)
+
+    def position(self, value: str) -> int | None:
+        for i, ranked in enumerate(self.ranked):
+            if ranked[2] == value:
+                return i
+        return None
 
 
 class StackScreen(Screen[None]):
@@ -158,6 +182,7 @@ class StackScreen(Screen[None]):
         return self._fed < len(entries)
 
     _backlog = False
+    _rank_cost = 0.0
 
     def tick(self, force: bool = False) -> None:
         """Count what arrived (within ``SLICE``), and re-rank at most every ``RERANK`` seconds
@@ -168,23 +193,20 @@ class StackScreen(Screen[None]):
         now = time.monotonic()
         if self.stack.version == self._ranked_version:
             return
-        if not force and now - self._ranked_at < RERANK:
-            return
+        if not force and now - self._ranked_at < max(RERANK, 10 * self._rank_cost):
+            return  # ranking 100,000 values costs ~100 ms: then it happens at most every 1 s
         self._ranked_version, self._ranked_at = self.stack.version, now
         table = self.query_one("#stack-table", VirtualTable)
         selected = table.current_row.key if table.current_row is not None else None
-        self.model.clear()
         kind = self.state.match_model.columns[1 + self.columns.index(self.stack.column)].kind
-        self.model.extend(stack_entries(self.stack.ranked(self.seen_before), kind))
-        if selected is not None and (position := self._position(selected)) is not None:
+        entries = RankedEntries(self.stack.ranked_keys(), self.seen_before, kind)
+        self.model.replace(entries)
+        self._rank_cost = time.monotonic() - now
+        position = entries.position(selected) if selected is not None else None
+        if position is not None and self.model.sort_column is None:
             table.cursor_row = position
         table.refresh_rows()
         self._status()
-
-    def _position(self, key: Any) -> int | None:
-        if self.model.sort_column is not None:
-            return None
-        return self.model.key_index(key)
 
     def _status(self) -> None:
         s = self.stack
@@ -234,7 +256,7 @@ class StackHostsScreen(Screen[None]):
         self.state, self.value, self.column = state, value, stack.column
         self.model = RowModel(HOST_COLUMNS)
         index = 1 + [c.key for c in state.match_model.columns[1:]].index(stack.column)
-        rows: dict[str, int] = {}
+        rows: dict[str, int] = dict.fromkeys(stack.hosts_of(value), 0)
         for raw, _key, _ref in state.match_model.entries:
             if stack_key(raw[index]) == value:
                 rows[raw[0]] = rows.get(raw[0], 0) + 1
