@@ -236,6 +236,8 @@ async def test_cancel_stops_the_run(make_app, tui_lab: Lab) -> None:
                 os.killpg(pid, signal.SIGCONT)
         await wait_for(pilot, lambda: shows_the_end(app))
         assert statuses(app) == {f"lab-00{i}": ("cancelled", "0") for i in range(1, 5)}
+        title = app.screen.query_one("#run-title", Static).render().plain
+        assert "cancelled" in title and "finished" not in title
         assert "cancelled 4" in app.screen.query_one("#counters", Static).render().plain
         run = app.session.store.runs()[0]
         assert run["finished"] is not None and run["failed"] == 4

@@ -389,6 +389,14 @@ def test_new_values_against_previous_runs_of_the_same_query(tmp_path: Path) -> N
         ("9.9", 1, True),  # seen only by another query's run: still new here
     ]
     store.close()
+    env = {"SPYGLASS_STORE": str(tmp_path / "results.db"), "PATH": "/usr/bin:/bin"}
+    done = spyglass(env, "results", "stack", "R3", "--by", "version")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "not in the 1 previous run(s)" in lines[0]
+    assert lines[2:] == ["1\t1\t\t5.4.1", "1\t1\tnew\t5.6.0", "1\t1\tnew\t9.9"]
+    done = spyglass(env, "results", "stack", "R3", "--by", "nope")
+    assert done.returncode == 2 and "no column 'nope'" in done.stderr and "version" in done.stderr
 
 
 # -- pure parts --------------------------------------------------------------------------------
