@@ -338,6 +338,28 @@ async def test_stack_counts_equal_the_store(make_app, lab: Lab, tmp_path: Path) 
         assert cli[0]["value"] == first.key
 
 
+async def test_stack_flags_values_earlier_runs_never_saw(make_app) -> None:
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await compose_screen(pilot)
+        await pilot.press(*"/usr/lib", "ctrl+f", *"return_sha", "enter", "space")
+        await pilot.press("ctrl+t", *"name=lab-001")
+        await launch(pilot)
+        await pilot.press("e")  # the same query on every host
+        await compose_screen(pilot)
+        await pilot.press("ctrl+t", *"all")
+        await launch(pilot)
+        await pilot.press("k")
+        await wait_for(pilot, lambda: isinstance(app.screen, StackScreen))
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.seen_before is not None and len(screen.model))
+        await wait_for(pilot, lambda: not screen.comparing and len(screen.model) == 2)
+        rows = {r.raw[0]: r.raw[2] for r in screen.model.rows}  # hosts -> new flag
+        assert rows == {1: "new", 6: ""}  # the backdoored library: one host, never seen before
+        status = screen.query_one("#stack-status", Static).render().plain
+        assert "not seen in the 1 previous run(s)" in status
+
+
 async def test_stack_follows_a_live_run() -> None:
     """Rows fed after the view opened are counted at the next tick."""
     from console.results.records import MatchEvent

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import overload
 
 from rich.style import Style
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -22,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Select, Static
 
 from console.results.stack import Stack, earlier_values, previous_runs, stack_key
+from console.results.store import Store
 from tui.model.format import safe
 from tui.model.rows import ColumnSpec, Entry, RowModel
 from tui.model.runstate import RunState
@@ -111,6 +113,7 @@ class StackScreen(Screen[None]):
         self.stack = Stack(column)
         self.seen_before: set[str] | None = None
         self.previous = 0
+        self.comparing = False
         self._fed = 0
         self._ranked_version = -1
         self._ranked_at = 0.0
@@ -146,26 +149,43 @@ class StackScreen(Screen[None]):
             self.set_timer(0.01 if self._backlog else TICK, self._loop)
 
     def _start(self, column: str) -> None:
-        """Count ``column`` from the first row, and read what earlier runs saw of it."""
+        """Count ``column`` from the first row; what earlier runs saw of it is read in a thread
+        (their rows may be many), and flags values new once it is known."""
         self.stack = Stack(column)
         self._fed = 0
         self._ranked_version = -1
-        self.seen_before, self.previous = None, 0
+        self.seen_before, self.previous, self.comparing = None, 0, False
         if self.session is not None and column:
             try:
-                store = self.session.store
                 earlier = previous_runs(
-                    store,
+                    self.session.store,
                     self.state.action.get("operations"),
                     self.state.started,
                     exclude=self.state.id,
                 )
-                self.previous = len(earlier)
-                if earlier:
-                    self.seen_before = earlier_values(store, earlier, column)
             except Exception as err:  # a broken store leaves the counts, without "new"
                 self.notify(f"earlier runs not compared: {err}", severity="warning")
+                earlier = []
+            self.previous = len(earlier)
+            if earlier:
+                self.comparing = True
+                self._read_earlier(self.session.store_path, earlier, column)
         self.tick(force=True)
+
+    @work(thread=True, exclusive=True, group="stack-earlier", exit_on_error=False)
+    def _read_earlier(self, store_path: Path, runs: list[str], column: str) -> None:
+        store = Store(store_path)  # its own connection: this is another thread
+        try:
+            seen = earlier_values(store, runs, column)
+        finally:
+            store.close()
+        self.app.call_from_thread(self._compared, column, seen)
+
+    def _compared(self, column: str, seen: set[str]) -> None:
+        if column == self.stack.column:
+            self.seen_before, self.comparing = seen, False
+            self._ranked_version = -1
+            self.tick(force=True)
 
     def feed(self, budget: float = SLICE) -> bool:
         """Count rows that arrived since the last call, for about ``budget`` seconds; True if
@@ -216,7 +236,9 @@ class StackScreen(Screen[None]):
         ]
         if s.missing:
             parts.append((f"  ({s.missing} rows without one)", "dim"))
-        if self.seen_before is not None:
+        if self.comparing:
+            parts.append((f"  reading the {self.previous} previous run(s)…", "dim"))
+        elif self.seen_before is not None:
             parts.append(("  new: not seen in the ", "dim"))
             parts.append(f"{self.previous} previous run(s) of the same query")
         elif self.session is not None:
