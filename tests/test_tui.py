@@ -102,11 +102,10 @@ async def launch_and_finish(pilot) -> None:
 def shows_the_end(app: SpyglassApp) -> bool:
     """The watch screen has applied every event of its finished run and drawn the result."""
     screen = app.screen
-    return (
-        isinstance(screen, WatchScreen)
-        and not screen.state.pending
-        and "finished" in screen.query_one("#run-title", Static).render().plain
-    )
+    if not isinstance(screen, WatchScreen) or screen.state.pending:
+        return False
+    title = screen.query_one("#run-title", Static).render().plain
+    return "finished" in title or "cancelled" in title
 
 
 def notified(app: SpyglassApp, title: str) -> bool:
@@ -187,7 +186,8 @@ async def test_bad_regex_launches_nothing(make_app) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await compose_php_query(pilot, name_regex="(unclosed")
-        error = app.screen.query_one("#err-file-name", Static).render().plain
+        assert app.focused.id == "p-file-name"  # its help line shows its problem
+        error = app.screen.query_one("#param-help", Static).render().plain
         assert "invalid regex" in error and "name[0]" in error
         assert "invalid regex" in app.screen.query_one("#compose-status", Static).render().plain
         await pilot.press("ctrl+l")
@@ -236,6 +236,8 @@ async def test_cancel_stops_the_run(make_app, tui_lab: Lab) -> None:
                 os.killpg(pid, signal.SIGCONT)
         await wait_for(pilot, lambda: shows_the_end(app))
         assert statuses(app) == {f"lab-00{i}": ("cancelled", "0") for i in range(1, 5)}
+        title = app.screen.query_one("#run-title", Static).render().plain
+        assert "cancelled" in title and "finished" not in title
         assert "cancelled 4" in app.screen.query_one("#counters", Static).render().plain
         run = app.session.store.runs()[0]
         assert run["finished"] is not None and run["failed"] == 4
@@ -348,9 +350,13 @@ def test_row_model_filter_sort_upsert() -> None:
     model.append([row("d", 5)])
     assert [r.cells[0] for r in model.visible_rows()] == ["b", "d", "a", "c"]
     model.toggle_sort(1)
-    model.set_filter("B")
+    model.set_filter("B")  # smart case: a capital letter makes the regex case-sensitive
+    assert [r.cells[0] for r in model.visible_rows()] == []
+    model.set_filter("host=b")
     assert [r.cells[0] for r in model.visible_rows()] == ["b"]
     model.append([row("bb", 1)])
+    assert len(model) == 1
+    model.set_filter("b")
     assert len(model) == 2
     model.set_filter("")
     model.upsert(row("x", 1, key="k"))
@@ -368,7 +374,7 @@ def test_row_model_lazy_rows_are_untracked_and_measured_when_drawn() -> None:
     gc.collect()
     assert not any(gc.is_tracked(e) or gc.is_tracked(e[0]) for e in model.entries)
     assert model.measure_window(0, 10) and model.widths[1] == len("/a/very/long/path/name.php")
-    model.set_filter("/B")
+    model.set_filter("/b")
     assert [r.cells[1] for r in model.visible_rows()] == ["/b"]
 
 

@@ -1,8 +1,11 @@
-"""Snapshots of the compose, watch (finished, synthetic stable data) and history screens."""
+"""Snapshots at 80x24 and 160x48 of compose, watch (finished, synthetic stable data), stack,
+history and each dialog; the clock is stopped and the time zone is UTC, so times read the same
+on every run ("3 min ago")."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import types
 from pathlib import Path
 
@@ -14,10 +17,17 @@ from console.results.store import Store
 from tui.app import SpyglassApp
 from tui.model.runstate import RunState
 from tui.model.session import Session
+from tui.screens.approvals import ApprovalsScreen
+from tui.screens.confirm import ConfirmLaunch
+from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
+from tui.screens.prompt import Prompt
+from tui.screens.stack import StackScreen
 from tui.screens.watch import WatchScreen
 
-SIZE = (140, 40)
+SIZES = pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=["80x24", "160x48"])
+NOW = 1764400180
+"""The stopped clock: three minutes after the action's valid_from."""
 INVENTORY = "".join(
     f'[[hosts]]\nname = "lab-00{i}"\naddress = "127.0.0.{i + 1}"\n'
     f'tags = {{ role = "{role}", env = "{env}" }}\n\n'
@@ -51,6 +61,16 @@ def no_cursor_blink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Input, "cursor_blink", False)
 
 
+@pytest.fixture(autouse=True)
+def stopped_clock(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("tui.model.when.clock", lambda: NOW)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpyglassApp:
     monkeypatch.setattr("protocol.action.new_action_id", lambda: ACTION["id"])
@@ -72,8 +92,16 @@ def title(app: SpyglassApp) -> str:
     return str(app.screen.query_one("#run-title", Static).render())
 
 
+SIGNATURE_IDS = ["0B45D6DB9D1D8C3C"]
+
+
 def finished_state() -> RunState:
-    state = RunState(ACTION, [f"lab-00{i}" for i in range(1, 5)])
+    state = RunState(
+        ACTION,
+        [f"lab-00{i}" for i in range(1, 5)],
+        signers=SIGNATURE_IDS,
+        started=1764400001,
+    )
     rows = [
         ("lab-002", "/srv/hostile/[red]x[/a.php", 9),
         ("lab-002", "/srv/hostile/esc\x1b[2J\x1b[31mred.php", 9),
@@ -98,47 +126,129 @@ def finished_state() -> RunState:
     for result in results:
         state.sink(HostEvent(result))
     state.finished = True
+    state.ended = 1764400003
     return state
 
 
-def test_compose_snapshot(snap_compare, app: SpyglassApp) -> None:
-    async def fill(pilot) -> None:
+async def fill_compose(pilot) -> None:
+    await pilot.pause()
+    await pilot.press(*"/srv", "tab", *r"\.php$", "tab", "tab", *"<10M")
+    await pilot.press("ctrl+t", *"env=prod")
+    await pilot.pause()
+    # the preview shows the action, not a validation error
+    screen = pilot.app.screen
+    assert screen.action is not None and screen.problem is None
+    params = screen.action.to_dict()["operations"][0]["params"]
+    assert params == {"paths": ["/srv"], "name": [r"\.php$"], "size": ["<10M"]}
+
+
+@SIZES
+def test_compose_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    assert snap_compare(app, run_before=fill_compose, terminal_size=size)
+
+
+@SIZES
+def test_confirm_launch_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    async def confirm(pilot) -> None:
+        await fill_compose(pilot)
+        await pilot.press("ctrl+l")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
+
+    assert snap_compare(app, run_before=confirm, terminal_size=size)
+
+
+@SIZES
+def test_sign_only_prompt_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    async def sign_only(pilot) -> None:
+        await fill_compose(pilot)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, Prompt))
+
+    assert snap_compare(app, run_before=sign_only, terminal_size=size)
+
+
+@SIZES
+def test_passphrase_prompt_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    async def ask(pilot) -> None:
         await pilot.pause()
-        await pilot.press(*"/srv", "tab", *r"\.php$", "tab", "tab", *"<10M")
-        await pilot.press("ctrl+t", "ctrl+u", *"env=prod")
-        await pilot.pause()
-        # the preview shows the action, not a validation error
-        screen = pilot.app.screen
-        assert screen.action is not None and screen.problem is None
-        params = screen.action.to_dict()["operations"][0]["params"]
-        assert params == {"paths": ["/srv"], "name": [r"\.php$"], "size": ["<10M"]}
+        note = "could not sign: Bad passphrase (gpg exit 2)"
+        app.push_screen(Prompt("Passphrase for your signing key", password=True, note=note))
+        await until(pilot, lambda: isinstance(app.screen, Prompt))
+        await pilot.press(*"secret")
 
-    assert snap_compare(app, run_before=fill, terminal_size=SIZE)
+    assert snap_compare(app, run_before=ask, terminal_size=size)
 
 
-def test_watch_finished_snapshot(snap_compare, app: SpyglassApp) -> None:
+@SIZES
+def test_help_snapshot(snap_compare, app: SpyglassApp, size) -> None:
     async def show(pilot) -> None:
         await pilot.pause()
-        state = finished_state()
-        app.current = state
-        await app.push_screen(WatchScreen(state))
-        await until(pilot, lambda: not state.pending and "finished" in title(app))
+        await pilot.press("f1")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
 
-    assert snap_compare(app, run_before=show, terminal_size=SIZE)
+    assert snap_compare(app, run_before=show, terminal_size=size)
 
 
-def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path) -> None:
+@SIZES
+def test_approvals_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    async def show(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("f5")
+        await until(pilot, lambda: isinstance(app.screen, ApprovalsScreen))
+
+    assert snap_compare(app, run_before=show, terminal_size=size)
+
+
+async def show_finished(pilot) -> RunState:
+    app = pilot.app
+    await pilot.pause()
+    state = finished_state()
+    app.current = state
+    await app.push_screen(WatchScreen(state, app.session))
+    await until(pilot, lambda: not state.pending and "finished" in title(app))
+    return state
+
+
+@SIZES
+def test_watch_finished_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    assert snap_compare(app, run_before=show_finished, terminal_size=size)
+
+
+@SIZES
+def test_watch_filtered_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    async def show(pilot) -> None:
+        state = await show_finished(pilot)
+        await pilot.press("slash", *r"path~\.php$", "space", *"host=lab-00[4-8]")
+        await until(pilot, lambda: len(state.match_model) == 1)
+
+    assert snap_compare(app, run_before=show, terminal_size=size)
+
+
+@SIZES
+def test_stack_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    async def show(pilot) -> None:
+        await show_finished(pilot)
+        await pilot.press("k")
+        await until(pilot, lambda: isinstance(app.screen, StackScreen) and len(app.screen.model))
+
+    assert snap_compare(app, run_before=show, terminal_size=size)
+
+
+@SIZES
+def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path, size) -> None:
     store = Store(tmp_path / "results.db")
     for n, (run_id, target) in enumerate(
         (("01RUNAAAAAAAAAAAAAAAAAAAAA", "all"), ("01RUNBBBBBBBBBBBBBBBBBBBBB", "env=prod"))
     ):
         store.begin_run(run_id, f"file on {target}", target, ["file"], {"action": ACTION}, 4)
         store.set_host(run_id, HostResult("lab-004", "matched", None, "", 1, 400, None))
+        if n:  # the newer run was cancelled: its other hosts never answered
+            store.set_host(run_id, HostResult("lab-001", "cancelled"))
         store.add_match(run_id, "lab-004", 0, "file", {"path": "/srv/www/uploads/.cache.php"})
         store.finish_run(run_id, 1, 3 - n, n)
         store.db.execute(
             "UPDATE runs SET started = ?, finished = ? WHERE id = ?",
-            (1764400000 + 3600 * n, 1764400002 + 3600 * n, run_id),
+            (1764400000 - 3600 + 3500 * n, 1764400002 - 3600 + 3500 * n, run_id),
         )
     store.close()
 
@@ -146,5 +256,7 @@ def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path) -> Non
         await pilot.pause()
         await pilot.press("f4")
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen.model.rows)
+        statuses = [r.cells[1] for r in app.screen.model.rows]
+        assert statuses == ["cancelled", "finished"]
 
-    assert snap_compare(app, run_before=show, terminal_size=SIZE)
+    assert snap_compare(app, run_before=show, terminal_size=size)

@@ -26,6 +26,7 @@ from protocol.envelope import Envelope
 from protocol.errors import SpyglassError
 from tui import gcpause
 from tui.keymap import load_keymap
+from tui.model.provenance import signer_ids
 from tui.model.runstate import RunState
 from tui.model.session import Session
 from tui.screens.approvals import ApprovalsScreen
@@ -33,6 +34,7 @@ from tui.screens.compose import ComposeScreen
 from tui.screens.confirm import ConfirmLaunch
 from tui.screens.help import HelpScreen
 from tui.screens.history import HistoryScreen
+from tui.screens.messages import RerunRequested
 from tui.screens.watch import WatchScreen
 from tui.signing import Signing
 
@@ -42,11 +44,15 @@ class SpyglassApp(App[int]):
     TITLE = "spyglass"
     BINDINGS = [
         Binding("f1", "help", "Help", id="app.help"),
-        Binding("f2", "compose", "Compose", id="app.compose"),
-        Binding("f3", "watch", "Watch", id="app.watch"),
-        Binding("f4", "history", "History", id="app.history"),
-        Binding("f5", "approvals", "Approvals", id="app.approvals"),
+        # Shown by the help screen (f1), not in the footer: an 80-column footer has no room.
+        Binding("f2", "compose", "Compose", id="app.compose", show=False),
+        Binding("f3", "watch", "Watch", id="app.watch", show=False),
+        Binding("f4", "history", "History", id="app.history", show=False),
+        Binding("f5", "approvals", "Approvals", id="app.approvals", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+        # Priority, so that keys typed right after a Tab land in the next field (ComposeScreen).
+        Binding("tab", "focus_next", "Next field", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "Previous field", show=False, priority=True),
     ]
 
     def __init__(self, session: Session, *, concurrency: int = 256) -> None:
@@ -85,15 +91,24 @@ class SpyglassApp(App[int]):
         current = self.current
         if isinstance(self.screen, WatchScreen) and self.screen.state is current:
             return
-        self.push_screen(WatchScreen(current))
+        self.push_screen(WatchScreen(current, self.session))
 
     def action_history(self) -> None:
         if not isinstance(self.screen, HistoryScreen):
             self.push_screen(HistoryScreen(self.session))
 
     def action_approvals(self) -> None:
-        if not isinstance(self.screen, ApprovalsScreen):
-            self.push_screen(ApprovalsScreen())
+        """The one approvals screen: pressed again, it still holds the envelope it loaded."""
+        if isinstance(self.screen, ApprovalsScreen):
+            return
+        if not self.is_screen_installed("approvals"):
+            self.install_screen(ApprovalsScreen(), "approvals")
+        approvals = self.get_screen("approvals")
+        if approvals in self.screen_stack:
+            while self.screen is not approvals:
+                self.pop_screen()
+        else:
+            self.push_screen(approvals)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -125,6 +140,23 @@ class SpyglassApp(App[int]):
                 "Cancel investigation",
                 "Stop the running investigation",
                 lambda: self.cancel_run(current),
+            )
+        if isinstance(screen, WatchScreen | HistoryScreen):
+            yield SystemCommand(
+                "Rerun",
+                "Launch the same action again (after the confirmation)",
+                screen.action_rerun,
+            )
+            yield SystemCommand(
+                "Edit as new",
+                "Compose with this run's module, parameters and target",
+                screen.action_edit_as_new,
+            )
+        if isinstance(screen, WatchScreen):
+            yield SystemCommand(
+                "Stack",
+                "Group the matches by a column: hosts per value, rarest first",
+                screen.action_stack,
             )
         if isinstance(screen, HistoryScreen):
             yield SystemCommand(
@@ -162,6 +194,14 @@ class SpyglassApp(App[int]):
         if signed is not None and message.screen.is_attached:
             message.screen.signed(signed, message.path)
 
+    @on(RerunRequested)
+    async def _rerun(self, message: RerunRequested) -> None:
+        self.action_compose()
+        compose = self.screen_stack[1]
+        assert isinstance(compose, ComposeScreen)
+        if await compose.load(message.action) and not message.edit:
+            compose.action_launch()
+
     @on(WatchScreen.CancelRequested)
     def _cancel_watched(self, message: WatchScreen.CancelRequested) -> None:
         self.cancel_run(message.state)
@@ -194,6 +234,10 @@ class SpyglassApp(App[int]):
                 self._sign_and_launch(action, hosts, envelope)
             elif choice == "sign-only":
                 self.signing.save_as(envelope or Envelope(action))
+            else:
+                self.notify(
+                    "launch cancelled: nothing was signed or sent", title="Nothing launched"
+                )
 
         signatures = len(envelope.signatures) if envelope else 0
         self.push_screen(ConfirmLaunch(action, len(hosts), signatures=signatures), chosen)
@@ -210,11 +254,15 @@ class SpyglassApp(App[int]):
 
     def launch(self, envelope: Envelope, hosts: list[Host]) -> RunState:
         """Start the fan-out of a signed envelope and show it."""
-        state = RunState(envelope.action.to_dict(), [h.name for h in hosts])
+        state = RunState(
+            envelope.action.to_dict(),
+            [h.name for h in hosts],
+            signers=signer_ids(envelope.signatures),
+        )
         gcpause.release()  # the previous run's rows may go now
         self.current = state
         self.action_compose()
-        self.push_screen(WatchScreen(state))
+        self.push_screen(WatchScreen(state, self.session))
         self._run_investigation(envelope, hosts, state)
         return state
 
@@ -234,7 +282,7 @@ class SpyglassApp(App[int]):
         except SpyglassError as err:
             state.error = str(err)
         finally:
-            state.finished = True
+            state.finish()
             self._investigation = None
 
     def cancel_run(self, state: RunState) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from console.actions.compose import parse_duration
 from console.cli.common import fan_out, launch_flags, open_inventory, open_store
-from console.results import history
+from console.results import history, stack
 from console.results.output import (
     HOST_HEADER,
     JsonLines,
@@ -22,6 +22,7 @@ from console.results.output import (
 )
 from console.results.provenance import clock
 from console.results.records import Summary, is_final
+from console.results.stack import PREVIOUS_RUNS
 from console.results.store import Store
 from console.results.text import json_line, plural, printable
 from protocol.envelope import parse_envelope
@@ -66,6 +67,18 @@ def add_results(commands: Any) -> None:
     follow.add_argument("--json", action="store_true", help="JSON lines, as `run --json` prints")
     follow.add_argument("--interval", type=float, default=0.2, help=argparse.SUPPRESS)
     follow.set_defaults(handler=cmd_follow)
+    stacked = sub.add_parser("stack", help="a run's matches grouped by a column, rarest first")
+    stacked.add_argument("id", help="run (action) id, or a unique prefix")
+    stacked.add_argument("--by", required=True, metavar="COLUMN", help="e.g. sha256, version")
+    stacked.add_argument(
+        "--previous",
+        type=int,
+        default=PREVIOUS_RUNS,
+        metavar="N",
+        help="flag values seen in none of the N previous runs of the same query",
+    )
+    stacked.add_argument("--json", action="store_true", help="one JSON line per value")
+    stacked.set_defaults(handler=cmd_stack)
     prune = sub.add_parser("prune", help="delete old runs")
     prune.add_argument("--older-than", required=True, help="e.g. 30d")
     prune.set_defaults(handler=cmd_prune)
@@ -182,6 +195,27 @@ def cmd_diff(args: argparse.Namespace) -> int:
             row = json.dumps(data, sort_keys=True, ensure_ascii=False)
             print(f"{sign}\t{printable(host)}\t{printable(row)}")
     return 1 if diff.changed else 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    run = _run(store, args.id)
+    columns = [c for m in run["modules"].split(",") for c in columns_of(m)]
+    if args.by not in columns:
+        raise UsageError(f"no column {args.by!r} in this run; its columns: {', '.join(columns)}")
+    counted = stack.stack_run(store, run["id"], args.by)
+    earlier = stack.previous_runs_of(store, run["id"], max(0, args.previous))
+    seen = stack.earlier_values(store, earlier, args.by) if earlier else None
+    rows = counted.ranked(seen)
+    if args.json:
+        for row in rows:
+            print(json_line(row.to_json()))
+        return 0
+    print(f"{len(rows)} values of {args.by}; new: not in the {len(earlier)} previous run(s)")
+    print("hosts\trows\tnew\tvalue")
+    for row in rows:
+        print(f"{row.hosts}\t{row.rows}\t{'new' if row.new else ''}\t{printable(row.value)}")
+    return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 from rich.text import Text
 
 from console.results.text import CONTROL_ESCAPES, cell, printable
+from modules.registry import get_module
+from tui.model.when import local_time
 
 
 def safe(value: Any, style: str = "") -> Text:
@@ -37,15 +39,33 @@ def duration_ms(ms: int | None) -> str:
     return f"{ms / 1000:.2f}s" if ms < 60_000 else f"{ms // 60_000}m{(ms // 1000) % 60:02d}s"
 
 
+def local_cell(value: Any) -> str:
+    """A ``time`` cell in the console's local time, like every other time on screen."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return local_time(value)
+    return cell(value, "time")
+
+
+def readable_data(module: str, data: Any) -> Any:
+    """A match's data for display: its ``time`` columns (epoch seconds) in local time."""
+    found = get_module(module)
+    if found is None or not isinstance(data, dict):
+        return data
+    times = {c.name for c in found.columns if c.kind == "time"}
+    return {k: local_cell(v) if k in times else v for k, v in data.items()}
+
+
 def formatter(kind: str) -> Callable[[Any], str]:
     """``cell`` specialised for one column kind, with a fast path for plain strings and ints
     (the matches table formats every cell of up to 100,000 rows)."""
     if kind == "time":
-        return lambda v: cell(v, "time")
+        return local_cell
 
     def fast(value: Any) -> str:
         if type(value) is str:
-            return value.translate(CONTROL_ESCAPES)
+            # Every character ``printable`` escapes is non-printable to Python (Cc, Cf, Zl, Zp,
+            # Cs), so a printable string is its own cell: one C call instead of a translate.
+            return value if value.isprintable() else value.translate(CONTROL_ESCAPES)
         if type(value) is int:
             return str(value)
         if value is None:

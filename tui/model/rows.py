@@ -20,17 +20,21 @@ made on demand (``format``), because a streaming table holds 100,000 of them:
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modules.base import ColumnKind
 from tui.model import format as fmt
+from tui.model.filter import RowFilter, parse_filter
 
 NUMERIC: frozenset[str] = frozenset({"int", "time"})
 
 #: Above this many rows arriving at once under a sort, re-sort everything instead of inserting.
 _RESORT_BATCH = 64
+#: Rows a slice-by-slice filter checks between two looks at the clock.
+_SCAN_BATCH = 1000
 
 Entry = tuple[tuple[Any, ...], Any, Any]
 """How a model stores a row: ``(raw values, key, ref)``."""
@@ -70,10 +74,14 @@ class RowModel:
         """Raw values to display cells; by default one ``tui.model.format.formatter`` per kind."""
         self._entries: list[Entry] = []
         self._cells: list[tuple[str, ...] | None] = []  # None: not formatted yet
-        self._search: list[str | None] = []  # lower-cased row text, made by the first filter
-        self._by_key: dict[Any, int] = {}
+        self._search: list[str | None] = []  # the row's cells joined, made by the first filter
+        self._column_format = [fmt.formatter(c.kind) for c in self.columns]
+        self.row_filter = RowFilter("")
+        self._by_key: dict[Any, int] | None = {}  # None: not indexed since ``replace``
         self._view: list[int] | None = None  # None: every row, in arrival order
         self._view_dirty = False
+        self._scanned: int | None = None
+        """While a filter is applied in slices (``scan``): the rows checked so far."""
         self.filter_text = ""
         self.sort_column: int | None = None
         self.sort_reverse = False
@@ -95,6 +103,8 @@ class RowModel:
             self._add(entries, None)
 
     def _add(self, entries: Sequence[Entry], cells: list[tuple[str, ...]] | None) -> None:
+        if not isinstance(self._entries, list):  # rows given by ``replace``: now a real list
+            self._entries = list(self._entries)
         start = len(self._entries)
         self._entries.extend(entries)
         if cells is None:
@@ -103,10 +113,11 @@ class RowModel:
             self._cells.extend(cells)
             self._measure(cells)
         self._search.extend([None] * len(entries))
-        for index, entry in enumerate(entries, start):
-            if entry[1] is not None:
-                self._by_key[entry[1]] = index
-        if self._view is not None and not self._view_dirty:
+        if self._by_key is not None:
+            for index, entry in enumerate(entries, start):
+                if entry[1] is not None:
+                    self._by_key[entry[1]] = index
+        if self._view is not None and not self._view_dirty and self._scanned is None:
             new = [i for i in range(start, len(self._entries)) if self._keep(i)]
             if self.sort_column is None:
                 self._view.extend(new)
@@ -122,10 +133,12 @@ class RowModel:
         """Replace the row with the same key, or append it (per-host rows update this way)."""
         entry: Entry = (row.raw, row.key, row.ref) if isinstance(row, Row) else row
         cells = row.cells if isinstance(row, Row) else None
-        index = self._by_key.get(entry[1])
+        index = self._keys().get(entry[1])
         if index is None:
             self._add([entry], None if cells is None else [cells])
             return
+        if not isinstance(self._entries, list):
+            self._entries = list(self._entries)
         self._entries[index] = entry
         self._cells[index] = cells
         self._search[index] = None
@@ -136,8 +149,27 @@ class RowModel:
         self.version += 1
 
     def get(self, key: Any) -> Row | None:
-        index = self._by_key.get(key)
+        index = self._keys().get(key)
         return None if index is None else self.row(index)
+
+    def key_index(self, key: Any) -> int | None:
+        """Arrival index of the row with ``key``."""
+        return self._keys().get(key)
+
+    def _keys(self) -> dict[Any, int]:
+        if self._by_key is None:
+            self._by_key = {e[1]: i for i, e in enumerate(self._entries) if e[1] is not None}
+        return self._by_key
+
+    def replace(self, entries: Sequence[Entry]) -> None:
+        """Show ``entries`` instead of every current row. ``entries`` may be a read-only
+        sequence that makes each entry when asked (the stack view's 100,000 ranked values):
+        nothing is copied, and keys are indexed only if one is looked up."""
+        self._entries = entries  # type: ignore[assignment]
+        self._cells = [None] * len(entries)
+        self._search = [None] * len(entries)
+        self._by_key = None
+        self._rebuild()
 
     def row(self, index: int) -> Row:
         """The row at ``index`` in arrival order."""
@@ -161,10 +193,10 @@ class RowModel:
         return cells
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._entries = []
         self._cells.clear()
         self._search.clear()
-        self._by_key.clear()
+        self._by_key = {}
         self._view = None if not self._active() else []
         self.version += 1
 
@@ -174,12 +206,59 @@ class RowModel:
         return len(self._entries)
 
     # -- view ------------------------------------------------------------------------------
-    def set_filter(self, text: str) -> None:
-        self.filter_text = text.casefold().strip()
-        self._rebuild()
+    def set_filter(self, text: str, *, now: bool = True) -> RowFilter:
+        """Keep only the rows ``text`` matches (``tui.model.filter``); returns the parsed filter
+        (its ``error`` says why nothing is filtered). With ``now=False`` the rows are checked by
+        later ``scan`` calls, a slice at a time, so a filter over 100,000 rows never freezes
+        the screen (a table of up to 5,000 rows is filtered at once); the view holds the rows
+        kept so far meanwhile."""
+        self.row_filter = parse_filter(text, [c.key for c in self.columns])
+        self.filter_text = self.row_filter.text if self.row_filter.active else ""
+        if now or not self.filter_text or len(self._entries) <= _SCAN_BATCH * 5:
+            self._rebuild()
+        else:
+            self._view_dirty = False
+            self._view, self._scanned = [], 0
+            self.version += 1
+        return self.row_filter
+
+    @property
+    def scanning(self) -> bool:
+        return self._scanned is not None
+
+    @property
+    def scan_progress(self) -> float:
+        """The share of the rows a slice-by-slice filter has checked (1.0 when done)."""
+        if self._scanned is None or not self._entries:
+            return 1.0
+        return self._scanned / len(self._entries)
+
+    def scan(self, budget: float) -> bool:
+        """Check rows against the filter for about ``budget`` seconds; True if rows remain."""
+        if self._scanned is None or self._view is None:
+            return False
+        deadline = time.perf_counter() + budget
+        keep, view = self._keep, self._view
+        while self._scanned < len(self._entries):
+            stop = min(len(self._entries), self._scanned + _SCAN_BATCH)
+            view.extend([i for i in range(self._scanned, stop) if keep(i)])
+            self._scanned = stop
+            if time.perf_counter() > deadline:
+                break
+        else:
+            self._scanned = None
+            self._sort_view()
+        self.version += 1
+        return self._scanned is not None
 
     def set_sort(self, column: int | None, reverse: bool = False) -> None:
         self.sort_column, self.sort_reverse = column, reverse
+        if self._view is not None and self.filter_text and not self._view_dirty:
+            if self._scanned is None:  # the same rows: only their order changes
+                self._view.sort()
+                self._sort_view()
+            self.version += 1
+            return
         self._rebuild()
 
     def toggle_sort(self, column: int) -> None:
@@ -224,10 +303,23 @@ class RowModel:
     def _keep(self, index: int) -> bool:
         if not self.filter_text:
             return True
-        search = self._search[index]
-        if search is None:
-            search = self._search[index] = "\t".join(self.cells(index)).casefold()
-        return self.filter_text in search
+        for term in self.row_filter.terms:
+            column = term.column
+            if column is None:
+                text = self._search[index]
+                if text is None:
+                    text = self._search[index] = "\t".join(self.cells(index))
+            else:
+                cells = self._cells[index]
+                # One column formatted, not the whole row: a scoped filter over 100,000 rows.
+                text = (
+                    cells[column]
+                    if cells is not None
+                    else self._column_format[column](self._entries[index][0][column])
+                )
+            if not term.holds(text):
+                return False
+        return True
 
     def _sort_key(self, index: int) -> tuple[int, Any]:
         column = self.sort_column
@@ -253,6 +345,7 @@ class RowModel:
 
     def _rebuild(self) -> None:
         self._view_dirty = False
+        self._scanned = None
         if not self._active():
             self._view = None
         else:

@@ -25,7 +25,10 @@ from console.results.records import (
 )
 from modules.registry import get_module
 from tui.model import format as fmt
+from tui.model import when
+from tui.model.provenance import compact_operations, signer_ids
 from tui.model.rows import ColumnSpec, Entry, Row, RowModel
+from tui.model.when import humanize_epochs
 
 HOST_COLUMNS = (
     ColumnSpec("host", "host", "text", 8, 40),
@@ -45,6 +48,12 @@ def reason_text(reason: str | None, detail: str) -> str:
     if detail == reason or detail.startswith(reason + ":"):
         return detail
     return f"{reason}: {detail}"
+
+
+def replay_mark(result: HostResult) -> str:
+    """``replayed: `` for an answer the agent had given before (an action it already ran; the
+    field comes with the store's runs, read with getattr until then)."""
+    return "replayed: " if getattr(result, "replay", False) else ""
 
 
 def match_columns(modules: Iterable[str]) -> list[ColumnSpec]:
@@ -89,12 +98,22 @@ class RunState:
         host_names: Iterable[str],
         *,
         live: bool = True,
+        signers: Iterable[str] = (),
+        started: float | None = None,
+        ended: float | None = None,
     ) -> None:
         self.action = action
         self.id: str = action.get("id", "")
         self.name: str = action.get("name", "")
         self.target: str = action.get("target", "")
         self.modules = [op.get("module", "?") for op in action.get("operations", [])]
+        self.params = compact_operations(action)
+        r"""``file paths=/srv name=\.php$``: what the run looked for, in one line."""
+        self.signers = list(signers)
+        """Key ids of the signatures the run was launched with."""
+        self.started = when.clock() if started is None else started
+        self.ended = ended
+        """When the run ended (epoch seconds), None while it runs."""
         self.live = live
         self.finished = not live
         self.cancelling = False
@@ -246,11 +265,21 @@ class RunState:
                 result.status,
                 result.matches,
                 fmt.duration_ms(result.elapsed_ms),
-                reason_text(result.reason, result.detail),
+                humanize_epochs(replay_mark(result) + reason_text(result.reason, result.detail)),
             )
         return (raw, info.name, info)
 
     # -- summaries -------------------------------------------------------------------------
+    @property
+    def cancelled(self) -> bool:
+        """Cancelled by the investigator (live), or reopened with hosts that ended cancelled."""
+        return self.cancelling or bool(self.counts["cancelled"])
+
+    def finish(self) -> None:
+        self.finished = True
+        if self.ended is None:
+            self.ended = when.clock()
+
     @property
     def done_hosts(self) -> int:
         return sum(1 for info in self.hosts.values() if info.result is not None)
@@ -270,8 +299,16 @@ def load_run(store: Any, run_id: str) -> RunState:
     run = store.run(run_id)
     envelope = json.loads(run["envelope"])
     action = envelope.get("action", {}) if isinstance(envelope, dict) else {}
+    signatures = envelope.get("signatures", []) if isinstance(envelope, dict) else []
     results = store.host_results(run["id"])
-    state = RunState(action, [r.host for r in results], live=False)
+    state = RunState(
+        action,
+        [r.host for r in results],
+        live=False,
+        signers=signer_ids(signatures if isinstance(signatures, list) else []),
+        started=run["started"],
+        ended=run["finished"],
+    )
     for result in results:
         state.set_result(result)
     state.flush_hosts()

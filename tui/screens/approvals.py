@@ -17,6 +17,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Static
 from protocol.envelope import Envelope, load_envelope
 from protocol.errors import SpyglassError
 from tui.model import format as fmt
+from tui.model.provenance import readable_action, signer_ids
 
 
 class ApprovalsScreen(Screen[None]):
@@ -63,7 +64,7 @@ class ApprovalsScreen(Screen[None]):
             yield Button("Launch", variant="error", id="approve-launch")
         with VerticalScroll(id="envelope-box"):
             yield Static("", id="envelope-action")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = "approvals"
@@ -88,11 +89,15 @@ class ApprovalsScreen(Screen[None]):
     def _show(self) -> None:
         assert self.envelope is not None
         n = len(self.envelope.signatures)
+        signers = ", ".join(signer_ids(self.envelope.signatures)) or "nobody"
         self.query_one("#envelope-status", Static).update(
-            Text(f"{self.path}: action {self.envelope.action.id}, {n} signature(s)", style="bold")
+            Text(
+                f"{self.path}: action {self.envelope.action.id}, {n} signature(s): {signers}",
+                style="bold",
+            )
         )
         self.query_one("#envelope-action", Static).update(
-            fmt.pretty_json(self.envelope.action.to_dict())
+            fmt.pretty_json(readable_action(self.envelope.action.to_dict()))
         )
 
     @on(Button.Pressed, "#approve-sign")

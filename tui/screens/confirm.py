@@ -1,4 +1,8 @@
-"""The last look before anything reaches the fleet: the exact action and how many hosts."""
+"""The last look before anything reaches the fleet: the exact action and how many hosts.
+
+Focus starts on the launch button and the keys are written under it (Enter launches, Esc
+cancels), so nobody has to guess what Enter does; every way out tells the App what was chosen.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,19 @@ from textual.widgets import Button, Label, Static
 
 from protocol.action import Action
 from tui.model import format as fmt
+from tui.model.provenance import readable_action
 
 
 class ConfirmLaunch(ModalScreen[str | None]):
-    """Dismisses with ``"launch"``, ``"sign-only"`` or None."""
+    """Dismisses with ``"launch"``, ``"sign-only"`` or None (cancelled).
+
+    With ``signatures`` (an envelope from Approvals) nothing is signed: the dialog says Launch.
+    """
 
     BINDINGS = [
-        Binding("escape", "dismiss(None)", "Cancel", id="confirm.cancel"),
+        Binding("escape", "choose(None)", "Cancel", id="confirm.cancel"),
         Binding("y", "choose('launch')", "Launch", id="confirm.launch"),
+        Binding("s", "choose('sign-only')", "Sign only", id="confirm.sign_only", show=False),
     ]
 
     def __init__(self, action: Action, host_count: int, *, signatures: int = 0) -> None:
@@ -28,31 +37,47 @@ class ConfirmLaunch(ModalScreen[str | None]):
         self.host_count = host_count
         self.signatures = signatures
 
+    @property
+    def signs(self) -> bool:
+        """Whether launching adds our signature (not for an envelope that carries some)."""
+        return not self.signatures
+
     def compose(self) -> ComposeResult:
         plural = "host" if self.host_count == 1 else "hosts"
+        verb = "Sign and launch" if self.signs else "Launch"
         with Vertical(id="confirm-box"):
             yield Label(
                 Text.assemble(
-                    "Sign and launch on ",
+                    f"{verb} on ",
                     (f"{self.host_count} {plural}", "bold"),
                     "? ",
-                    (f"(target: {self.action.target})", "dim"),
+                    ("target ", "dim"),
+                    fmt.cell(self.action.target),
                 ),
                 id="confirm-question",
             )
-            if self.signatures:
-                yield Label(Text(f"the envelope already carries {self.signatures} signature(s)"))
-            with VerticalScroll(id="confirm-preview"):
-                yield Static(fmt.pretty_json(self.action.to_dict()))
-            with Horizontal(id="confirm-buttons"):
-                yield Button(
-                    f"Launch on {self.host_count} {plural}", variant="error", id="confirm-launch"
+            if not self.signs:
+                yield Label(
+                    Text(
+                        f"already signed ({self.signatures} signature(s)): launched as it is, "
+                        "without adding yours"
+                    )
                 )
-                yield Button("Sign only (save)", id="confirm-sign-only")
+            with VerticalScroll(id="confirm-preview") as preview:
+                preview.can_focus = False
+                yield Static(fmt.pretty_json(readable_action(self.action.to_dict())))
+            keys = "Enter or y: launch · Esc: cancel"
+            if self.signs:
+                keys += " · s: sign only (save for a second approver)"
+            yield Static(Text(keys, style="bold"), id="confirm-keys")
+            with Horizontal(id="confirm-buttons"):
+                yield Button(f"{verb}", variant="error", id="confirm-launch")
+                if self.signs:
+                    yield Button("Sign only", id="confirm-sign-only")
                 yield Button("Cancel", id="confirm-cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#confirm-cancel", Button).focus()
+        self.set_focus(self.query_one("#confirm-launch", Button))
 
     @on(Button.Pressed, "#confirm-launch")
     def _launch(self) -> None:
@@ -66,5 +91,7 @@ class ConfirmLaunch(ModalScreen[str | None]):
     def _cancel(self) -> None:
         self.dismiss(None)
 
-    def action_choose(self, choice: str) -> None:
+    def action_choose(self, choice: str | None) -> None:
+        if choice == "sign-only" and not self.signs:
+            return
         self.dismiss(choice)

@@ -61,7 +61,7 @@ class DiffScreen(Screen[None]):
             },
             id="diff-table",
         )
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = "diff"

@@ -10,16 +10,27 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-ABOUT = """\
-Compose (f2): pick a module, fill its form (checked as you type), write a target selector
-(live count and list of hosts), set the expiry; the preview is the exact action you sign.
-ctrl+l signs it with your gpg key and, after a confirmation naming the host count, launches it.
-Watch (f3): counters, one row per host, matches streaming in. / filters, s sorts the highlighted
-column (left/right choose it), Enter opens a host, c cancels the run.
-History (f4): past runs. Enter reopens, j / v export JSON lines / CSV, space marks a run and d
-diffs it with the highlighted one.
+_ABOUT = """\
+Compose (f2): pick a module, fill its form (one row per parameter, checked as you type; the
+focused one's help shows above the form), ctrl+f finds a parameter by name, ctrl+o shows the
+less-used ones; each module keeps its draft. ctrl+t goes to the target (live count and hosts).
+The preview is the exact action you sign (times in local time). ctrl+l signs it with your gpg
+key and, after a confirmation naming the host count (Enter launches, Esc cancels), launches it.
+
+Watch (f3): who launched what and when, counters, one row per host, matches streaming in.
+/ filters: a regex, or COLUMN~regex (contains), COLUMN=regex (whole cell): path~\\.php$
+host=lab-00[4-8]. s sorts the highlighted column (left/right choose it), Enter opens a host,
+k stacks the matches by a column (hosts per value, rarest first), R reruns, e edits as new,
+c cancels the run.
+
+History (f4): past runs. Enter reopens, R reruns, e edits as new, j / v export JSON lines /
+CSV, space marks a run and d diffs it with the highlighted one, r reloads.
+
 Approvals (f5): add your signature to an envelope file, launch it.
+
 ctrl+p opens the command palette. Everything agents send is shown literally, never as markup."""
+#: One line per paragraph, so that the text wraps at whatever width the terminal has.
+ABOUT = "\n".join(p.replace("\n", " ") for p in _ABOUT.split("\n\n"))
 
 
 class HelpScreen(ModalScreen[None]):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -13,19 +16,24 @@ from textual.widgets import Footer, Header, Static
 
 from console.results import history
 from tui.model import format as fmt
+from tui.model import when as when_
+from tui.model.provenance import compact_operations, signer_ids
 from tui.model.rows import ColumnSpec, RowModel, make_row
 from tui.model.runstate import load_run
 from tui.model.session import Session
 from tui.screens.diff import DiffScreen
+from tui.screens.messages import RerunRequested
 from tui.screens.prompt import Prompt
 from tui.screens.watch import WatchScreen
 from tui.widgets.virtual_table import VirtualTable
 
 RUN_COLUMNS = (
-    ColumnSpec("started", "started (UTC)", "time", 19, 19),
-    ColumnSpec("name", "name", "text", 12, 40),
+    ColumnSpec("started", "started", "text", 19, 34),
+    ColumnSpec("status", "status", "text", 8, 10),
+    ColumnSpec("name", "name", "text", 12, 30),
+    ColumnSpec("params", "module and parameters", "text", 12, 60),
     ColumnSpec("target", "target", "text", 8, 30),
-    ColumnSpec("modules", "module", "text", 6, 16),
+    ColumnSpec("signers", "signed by", "text", 9, 34),
     ColumnSpec("hosts", "hosts", "int", 5, 7),
     ColumnSpec("matched", "matched", "int", 7, 7),
     ColumnSpec("nomatch", "no match", "int", 8, 8),
@@ -34,14 +42,43 @@ RUN_COLUMNS = (
 )
 
 
+def provenance_of(envelope_json: str) -> tuple[str, str, str]:
+    """(module and parameters, target, signer key ids) of a stored run."""
+    try:
+        envelope = json.loads(envelope_json)
+        action = envelope.get("action") or {}
+        signatures = envelope.get("signatures") or []
+    except (ValueError, AttributeError):
+        return "?", "?", "?"
+    return (
+        compact_operations(action),
+        str(action.get("target", "")),
+        ", ".join(signer_ids(signatures)) or "-",
+    )
+
+
+def run_status(run: sqlite3.Row, cancelled: bool) -> str:
+    if run["finished"] is None:
+        return "running"  # or the console died before the end: the store cannot tell
+    return "cancelled" if cancelled else "finished"
+
+
+def cancelled_runs(store: Any) -> set[str]:
+    """Runs with a host that ended cancelled (the investigator stopped them)."""
+    cursor = store.db.execute("SELECT DISTINCT run_id FROM hosts WHERE status = 'cancelled'")
+    return {row[0] for row in cursor}
+
+
 class HistoryScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "reopen", "Reopen", id="history.reopen", priority=True),
-        Binding("j", "export_jsonl", "Export JSONL", id="history.export_jsonl"),
-        Binding("v", "export_csv", "Export CSV", id="history.export_csv"),
-        Binding("space", "mark", "Mark for diff", id="history.mark"),
-        Binding("d", "diff", "Diff marked ↔ this", id="history.diff"),
-        Binding("r", "reload", "Reload", id="history.reload"),
+        Binding("j", "export_jsonl", "JSONL", id="history.export_jsonl"),
+        Binding("v", "export_csv", "CSV", id="history.export_csv"),
+        Binding("space", "mark", "Mark", id="history.mark"),
+        Binding("d", "diff", "Diff", id="history.diff"),
+        Binding("R", "rerun", "Rerun", id="history.rerun"),
+        Binding("e", "edit_as_new", "Edit", id="history.edit"),
+        Binding("r", "reload", "Reload", id="history.reload", show=False),
         Binding("escape", "app.pop_screen", "Back", id="history.back"),
     ]
 
@@ -55,7 +92,7 @@ class HistoryScreen(Screen[None]):
         yield Header()
         yield Static("", id="history-status")
         yield VirtualTable(self.model, id="runs")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = "history"
@@ -69,14 +106,16 @@ class HistoryScreen(Screen[None]):
         except Exception as err:  # a broken store is shown, not raised
             self._status(f"cannot read the results store: {err}", error=True)
             return
+        cancelled = cancelled_runs(self.session.store)
+        now = when_.clock()
         rows = [
             make_row(
                 RUN_COLUMNS,
                 [
-                    r["started"],
+                    when_.when(r["started"], now),
+                    run_status(r, r["id"] in cancelled),
                     r["name"],
-                    r["target"],
-                    r["modules"],
+                    *provenance_of(r["envelope"]),
                     r["hosts"],
                     r["matched"],
                     r["nomatch"],
@@ -109,11 +148,32 @@ class HistoryScreen(Screen[None]):
     def _row_selected(self) -> None:
         self.action_reopen()
 
+    def _stored_action(self) -> dict[str, Any] | None:
+        if (run_id := self._selected()) is None:
+            return None
+        run = self.session.store.run(run_id)
+        try:
+            action = json.loads(run["envelope"])["action"] if run else None
+        except (ValueError, KeyError, TypeError):
+            action = None
+        if not isinstance(action, dict):
+            self.notify(f"run {run_id}: no readable action in the store", severity="error")
+            return None
+        return action
+
+    def action_rerun(self) -> None:
+        if (action := self._stored_action()) is not None:
+            self.post_message(RerunRequested(action))
+
+    def action_edit_as_new(self) -> None:
+        if (action := self._stored_action()) is not None:
+            self.post_message(RerunRequested(action, edit=True))
+
     def action_reopen(self) -> None:
         if (run_id := self._selected()) is None:
             return
         state = load_run(self.session.store, run_id)
-        self.app.push_screen(WatchScreen(state))
+        self.app.push_screen(WatchScreen(state, self.session))
 
     def action_mark(self) -> None:
         if (run_id := self._selected()) is not None:

@@ -15,6 +15,7 @@ from console.results.records import MatchEvent
 from tui.model import format as fmt
 from tui.model.rows import RowModel
 from tui.model.runstate import RunState
+from tui.model.when import humanize_epochs
 from tui.widgets.virtual_table import VirtualTable
 
 
@@ -31,7 +32,23 @@ class HostDetailScreen(Screen[None]):
         info = self.state.hosts.get(self.host)
         result = info.result if info else None
         yield Header()
-        with VerticalScroll(id="host-info"):
+        with VerticalScroll(id="host-info") as scroll:
+            scroll.can_focus = False
+            if self.match is not None:
+                yield Label("selected match", classes="section")
+                yield Static(
+                    Text(
+                        fmt.printable_lines(
+                            json.dumps(
+                                fmt.readable_data(self.match.module, self.match.data),
+                                indent=2,
+                                ensure_ascii=False,
+                            )
+                        )
+                    ),
+                    id="host-match",
+                )
+            yield Label("the host's answer", classes="section")
             lines = Text.assemble(("host ", "dim"), (fmt.cell(self.host), "bold"), "  ")
             if result is None:
                 lines.append(f"state {info.state if info else 'unknown'}")
@@ -50,7 +67,9 @@ class HostDetailScreen(Screen[None]):
                 )
                 if result.detail:
                     lines.append_text(
-                        Text.assemble("\n", ("errors ", "dim"), fmt.cell(result.detail))
+                        Text.assemble(
+                            "\n", ("errors ", "dim"), humanize_epochs(fmt.cell(result.detail))
+                        )
                     )
             yield Static(lines, id="host-summary")
             agent = result.agent if result else None
@@ -59,20 +78,13 @@ class HostDetailScreen(Screen[None]):
                 fmt.pretty_json(agent) if agent else Text("(no identity received)", style="dim"),
                 id="host-agent",
             )
-            if self.match is not None:
-                yield Label("selected match", classes="section")
-                yield Static(
-                    Text(
-                        fmt.printable_lines(
-                            json.dumps(self.match.data, indent=2, ensure_ascii=False)
-                        )
-                    ),
-                    id="host-match",
-                )
         with Vertical(id="host-rows"):
-            yield Label(Text(f"{len(self.model)} rows from this host", style="bold"))
+            count = len(self.model)
+            yield Label(
+                Text(f"{count} {'row' if count == 1 else 'rows'} from this host", style="bold")
+            )
             yield VirtualTable(self.model, id="host-matches")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.sub_title = f"host {fmt.cell(self.host)}"

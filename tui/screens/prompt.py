@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Static
 
 
 class Prompt(ModalScreen[str | None]):
@@ -24,9 +24,10 @@ class Prompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="prompt-box"):
-            yield Label(Text(self.question, style="bold"))
+            yield Static(Text(self.question, style="bold"))
             if self.note:
-                yield Label(Text(self.note, style="dim"))
+                yield Static(Text(self.note, style="dim"))
+            yield Static(Text("Enter: OK · Esc: cancel", style="dim"))
             yield Input(value=self.value, password=self.password, id="prompt-input")
 
     def on_mount(self) -> None:

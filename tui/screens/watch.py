@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,8 +22,13 @@ from textual.widgets import Footer, Header, Input, Label, Static
 
 from console.results.records import FAILED_STATUSES
 from tui import gcpause
+from tui.model import format as fmt
+from tui.model import when as when_
 from tui.model.runstate import RunState
+from tui.model.session import Session
 from tui.screens.host_detail import HostDetailScreen
+from tui.screens.messages import RerunRequested
+from tui.screens.stack import StackScreen
 from tui.widgets.virtual_table import VirtualTable
 
 TICK = 0.05
@@ -45,10 +51,14 @@ STATUS_STYLES: dict[str, Style] = {
 
 class WatchScreen(Screen[None]):
     BINDINGS = [
-        Binding("c", "cancel_run", "Cancel run", id="watch.cancel"),
-        Binding("slash", "focus_filter", "Filter", id="watch.filter"),
-        Binding("h", "focus_hosts", "Hosts", id="watch.hosts"),
-        Binding("m", "focus_matches", "Matches", id="watch.matches"),
+        Binding("c", "cancel_run", "Cancel", id="watch.cancel"),
+        # priority: the keys typed right after / land in the filter (see ComposeScreen)
+        Binding("slash", "focus_filter", "Filter", id="watch.filter", priority=True),
+        Binding("k", "stack", "Stack", id="watch.stack"),
+        Binding("e", "edit_as_new", "Edit", id="watch.edit"),
+        Binding("R", "rerun", "Rerun", id="watch.rerun"),
+        Binding("h", "focus_hosts", "Hosts", id="watch.hosts", show=False),
+        Binding("m", "focus_matches", "Matches", id="watch.matches", show=False),
         Binding("escape", "back", "Back", id="watch.back"),
     ]
 
@@ -58,9 +68,11 @@ class WatchScreen(Screen[None]):
 
         state: RunState
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(self, state: RunState, session: Session | None = None) -> None:
         super().__init__()
         self.state = state
+        self.session = session
+        """For the stack view's comparison with earlier runs (none without a store)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,9 +82,13 @@ class WatchScreen(Screen[None]):
             yield VirtualTable(self.state.host_model, styles_by_value=STATUS_STYLES, id="hosts")
         with Vertical(id="matches-pane"):
             yield Label("", id="matches-label")
-            yield Input(placeholder="filter matches as you type (/)", id="filter")
+            yield Input(
+                placeholder=r"filter (/): regex, or COLUMN~regex, COLUMN=regex: path~\.php$ "
+                "host=lab-00[4-8]",
+                id="filter",
+            )
             yield VirtualTable(self.state.match_model, follow=True, id="matches")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.title = "spyglass"
@@ -106,6 +122,10 @@ class WatchScreen(Screen[None]):
                 gcpause.burst()
             while state.pending and clock() < deadline:
                 changed |= state.drain(400)
+            matches = state.match_model
+            if matches.scanning:  # a filter being applied to many rows, a slice per tick
+                matches.scan(max(0.002, deadline - clock()))
+                changed = True
             if gcpause.paused():
                 if state.pending:
                     gcpause.collect_young()
@@ -120,31 +140,49 @@ class WatchScreen(Screen[None]):
                 self._phase = (state.finished, state.cancelling)
                 self._render_title()
                 self._render_counters()
+            elif int(when_.clock()) != self._title_second:
+                self._render_title()  # "3 min ago" moves on
         finally:
             if self.is_attached:
-                self.set_timer(BREATH if state.pending else TICK, self.tick)
+                busy = state.pending or state.match_model.scanning
+                self.set_timer(BREATH if busy else TICK, self.tick)
+
+    _title_second = -1
 
     def _render_title(self) -> None:
         s = self.state
+        self._title_second = int(when_.clock())
         if s.error:
             phase = Text(f"failed: {s.error}", style="bold red")
         elif not s.finished:
             phase = Text("cancelling…" if s.cancelling else "running", style="bold cyan")
+        elif s.cancelled:
+            phase = Text("cancelled", style="bold yellow")
         else:
             phase = Text("finished", style="bold green")
+        ended = s.ended if s.finished and s.ended else when_.clock()
+        took = fmt.duration_ms(int((ended - s.started) * 1000)) or "0s"
         self.query_one("#run-title", Static).update(
             Text.assemble(
                 (s.name, "bold"),
                 "  ",
                 phase,
+                ("  started ", "dim"),
+                when_.when(s.started),
+                ("  took " if s.finished else "  for ", "dim"),
+                took,
                 "\n",
-                ("action ", "dim"),
-                s.id,
-                ("  target ", "dim"),
+                ("looked for ", "dim"),
+                s.params,
+                "\n",
+                ("target ", "dim"),
                 s.target,
-                ("  module ", "dim"),
-                ", ".join(s.modules),
-            )
+                ("  signed by ", "dim"),
+                ", ".join(s.signers) or "-",
+                ("  action ", "dim"),
+                s.id,
+            ),
+            layout=False,
         )
 
     def _render_counters(self) -> None:
@@ -182,17 +220,26 @@ class WatchScreen(Screen[None]):
         if counters.plain != self._counters_text:
             self._counters_text = counters.plain
             self.query_one("#counters", Static).update(counters, layout=False)
-        label = f"matches: {s.match_count}"
-        if s.match_model.filter_text:
-            label += f" ({len(s.match_model)} shown by the filter)"
-        if label != self._label_text:
-            self._label_text = label
-            self.query_one("#matches-label", Label).update(Text(label, style="bold"), layout=False)
+        label = Text(f"matches: {s.match_count}", style="bold")
+        row_filter = s.match_model.row_filter
+        if row_filter.error:
+            label.append(f"  filter not applied: {row_filter.error}", style="bold red")
+        elif s.match_model.scanning:
+            progress = int(s.match_model.scan_progress * 100)
+            kept = f"  filtering… {len(s.match_model)} kept so far ({progress}%)"
+            label.append(kept, style="bold yellow")
+        elif s.match_model.filter_text:
+            label.append(f"  {len(s.match_model)} kept by the filter", style="bold yellow")
+            if row_filter.note:
+                label.append(f" ({row_filter.note})", style="dim")
+        if label.plain != self._label_text:
+            self._label_text = label.plain
+            self.query_one("#matches-label", Label).update(label, layout=False)
 
     # -- interaction -----------------------------------------------------------------------
     @on(Input.Changed, "#filter")
     def _filter(self, event: Input.Changed) -> None:
-        self.state.match_model.set_filter(event.value)
+        self.state.match_model.set_filter(event.value, now=False)
         table = self.query_one("#matches", VirtualTable)
         table.follow = not event.value
         table.cursor_row = 0
@@ -201,7 +248,7 @@ class WatchScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
-        self.query_one("#matches", VirtualTable).focus()
+        self.set_focus(self.query_one("#matches", VirtualTable))
 
     @on(VirtualTable.RowSelected, "#hosts")
     def _host_selected(self, event: VirtualTable.RowSelected) -> None:
@@ -212,6 +259,15 @@ class WatchScreen(Screen[None]):
         match = self.state.match_event(event.row)
         self.app.push_screen(HostDetailScreen(self.state, match.host, match=match))
 
+    def action_stack(self) -> None:
+        self.app.push_screen(StackScreen(self.state, self.session))
+
+    def action_edit_as_new(self) -> None:
+        self.post_message(RerunRequested(self.state.action, edit=True))
+
+    def action_rerun(self) -> None:
+        self.post_message(RerunRequested(self.state.action))
+
     def action_cancel_run(self) -> None:
         if self.state.finished:
             self.notify("this investigation has already finished")
@@ -219,17 +275,19 @@ class WatchScreen(Screen[None]):
         self.post_message(self.CancelRequested(self.state))
 
     def action_focus_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        if isinstance(self.focused, Input):
+            raise SkipAction()  # a / typed in the filter is part of the regex
+        self.set_focus(self.query_one("#filter", Input))
 
     def action_focus_hosts(self) -> None:
-        self.query_one("#hosts", VirtualTable).focus()
+        self.set_focus(self.query_one("#hosts", VirtualTable))
 
     def action_focus_matches(self) -> None:
-        self.query_one("#matches", VirtualTable).focus()
+        self.set_focus(self.query_one("#matches", VirtualTable))
 
     def action_back(self) -> None:
         if isinstance(self.focused, Input):
-            self.query_one("#matches", VirtualTable).focus()
+            self.set_focus(self.query_one("#matches", VirtualTable))
             return
         if len(self.app.screen_stack) > 2:  # never below compose
             self.app.pop_screen()

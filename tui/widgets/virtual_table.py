@@ -35,7 +35,7 @@ class VirtualTable(ScrollView, can_focus=True):
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last (follow)", show=False),
         Binding("enter", "select", "Open", id="table.open"),
-        Binding("s", "sort", "Sort", id="table.sort"),
+        Binding("s", "sort", "Sort", id="table.sort", show=False),  # in the help (f1)
     ]
     COMPONENT_CLASSES = {
         "virtual-table--header",
