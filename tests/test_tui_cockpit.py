@@ -22,7 +22,7 @@ from console.results.store import Store
 from tests.support.cli import spyglass
 from tui.app import SpyglassApp
 from tui.model.filter import parse_filter
-from tui.model.provenance import compact_params, signer_ids
+from tui.model.provenance import compact_operations, signer_ids
 from tui.model.session import Session
 from tui.model.when import humanize_epochs, relative
 from tui.screens.approvals import ApprovalsScreen
@@ -441,10 +441,8 @@ def test_times_and_params_read_as_text() -> None:
     assert relative(1000, now=1002) == "just now"
     detail = humanize_epochs("expired at 1764400300, agent time is 1764400500")
     assert not re.search(r"\d{10}", detail) and "expired at 20" in detail
-    assert compact_params({"paths": ["/a", "/b"], "xdev": True, "fast": False}) == (
-        "paths=/a,/b xdev no-fast"
-    )
-    assert compact_params({"name": ["\x1b[2J"]}) == "name=\\x1b[2J"
+    op = {"module": "file", "params": {"paths": ["/a", "/b"], "xdev": False, "name": ["\x1b[2J"]}}
+    assert compact_operations({"operations": [op]}) == "file paths=/a,/b name=\\x1b[2J no-xdev"
     assert signer_ids(["not armored", 3]) == ["?", "?"]
 
 

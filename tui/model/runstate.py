@@ -28,7 +28,7 @@ from tui.model import format as fmt
 from tui.model import when
 from tui.model.provenance import compact_operations, signer_ids
 from tui.model.rows import ColumnSpec, Entry, Row, RowModel
-from tui.model.when import humanize_epochs
+from tui.model.when import humanize_epochs, local_time
 
 HOST_COLUMNS = (
     ColumnSpec("host", "host", "text", 8, 40),
@@ -51,9 +51,11 @@ def reason_text(reason: str | None, detail: str) -> str:
 
 
 def replay_mark(result: HostResult) -> str:
-    """``replayed: `` for an answer the agent had given before (an action it already ran; the
-    field comes with the store's runs, read with getattr until then)."""
-    return "replayed: " if getattr(result, "replay", False) else ""
+    """``replayed (ran 14:02:11): `` for an answer the agent had given before: it had run this
+    very action already, and answered from what it stored then."""
+    if not result.replay:
+        return ""
+    return f"replayed (ran {local_time(result.ran_at)}): " if result.ran_at else "replayed: "
 
 
 def match_columns(modules: Iterable[str]) -> list[ColumnSpec]:
