@@ -400,6 +400,17 @@ def table(result: dict[str, Any]) -> list[str]:
             f"{row['wall'] / base['wall']:>8.2f}{base['client'] / row['client']:>10.2f}"
             f"{base['endpoint'] / row['endpoint']:>12.2f}"
         )
+    for search in SEARCHES:
+        honest = samples.get(("spyglass cold, 1 agent/process", search))
+        sshd_rows = samples.get(("parallel-ssh", search)) or samples.get(("ansible", search))
+        if honest:
+            one = medians(honest, result["hosts"]["agents-1"])["endpoint"]
+            line = f"{search} search, one agent per process: {one:.1f} ms of endpoint CPU per cold"
+            line += " action (goal: at most 20)"
+            if sshd_rows:
+                peer = medians(sshd_rows, result["hosts"]["agents"])["endpoint"]
+                line += f"; sshd and its sessions: {peer:.1f} ms ({one / peer:.2f}x)"
+            lines.append(line)
     lines.append(
         "wall x: the tool's wall over spyglass cold's (how many times faster spyglass is);"
         " client x, endpoint x: spyglass cold's CPU per host over the tool's (below 1: cheaper)"

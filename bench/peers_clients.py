@@ -38,7 +38,12 @@ def spyglass(spec: dict[str, Any]) -> None:
             print(json.dumps(answer), flush=True)
         await pool.close()
 
-    asyncio.run(phases())
+    try:
+        import uvloop  # as the spyglass command line runs when it is installed
+    except ImportError:
+        asyncio.run(phases())
+    else:
+        uvloop.run(phases())
 
 
 async def _search(
