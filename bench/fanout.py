@@ -38,7 +38,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from bench.measure import cpu_seconds  # noqa: E402
 from bench.netem import Relay, fraction, seconds  # noqa: E402
 from console.compose import compose  # noqa: E402
-from console.dispatch import Event, HostEvent  # noqa: E402
+from console.dispatch import DEFAULT_CONCURRENCY, Event, HostEvent  # noqa: E402
 from console.investigation import Investigation  # noqa: E402
 from console.lab import Lab, lab_down, lab_up, raise_fd_limit  # noqa: E402
 from console.lab import host_tags as lab_tags  # noqa: E402
@@ -403,7 +403,12 @@ async def bench_views(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="agents (default 1000)")
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"hosts in flight (default {DEFAULT_CONCURRENCY}, as the CLI)",
+    )
     parser.add_argument("--per-process", type=int, default=250)
     parser.add_argument(
         "--workers", type=int, default=1, help="also a cold run sharded over N console workers"
@@ -427,7 +432,7 @@ def main() -> None:
         "--loss", type=fraction, default=0.0, help="... and losing this share of segments"
     )
     args = parser.parse_args()
-    raise_fd_limit(args.n * 3 + 1024)  # per host: a connection, and its relay's two
+    raise_fd_limit(args.n + 1024)  # a connection per host (the relay has its own process)
     try:
         import uvloop
 

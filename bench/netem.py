@@ -210,10 +210,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="of the loss draws")
     parser.add_argument("--map", required=True, help="JSON: [[listen_host, host, port], ...]")
     args = parser.parse_args()
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two sockets per connection
     with open(args.map) as f:
         entries = [(str(a), str(h), int(p)) for a, h, p in json.load(f)]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    needed = 3 * len(entries) + 64  # a listener, and two sockets per connection
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        sys.exit(f"netem: {needed} open files are needed, the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         import uvloop
 

@@ -250,7 +250,7 @@ class Options:
 def run(opts: Options, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Every round of every tool on both searches; the rows (tool, search) -> samples, after
     checking that every tool found exactly what spyglass found."""
-    raise_fd_limit(opts.n * 3 + 1024)
+    raise_fd_limit(opts.n + 1024)  # inherited by the clients: a connection per host
     missing = missing_tools(opts.tools)
     for tool, why in missing.items():
         log(f"skipping {tool}: {why}")
