@@ -113,27 +113,31 @@ class Runner:
     def __init__(self, sides: Sides, work: Path) -> None:
         self.sides, self.work = sides, work
 
-    @contextmanager
-    def meter(self, endpoint: str) -> Iterator[Callable[[], tuple[float, float, float]]]:
-        """Yields a reading: (wall, client CPU, endpoint CPU) since entry."""
+    def _start(self, endpoint: str) -> Callable[[], tuple[float, float, float]]:
+        """Start metering; returns a reading: (wall, client CPU, endpoint CPU) since now."""
         client, side = self.sides.client, self.sides.endpoints[endpoint]
         t0, c0, e0 = time.monotonic(), client.cpu(), side.cpu()
         client.sample_peak()
+        return lambda: (time.monotonic() - t0, client.cpu() - c0, side.cpu() - e0)
+
+    @contextmanager
+    def meter(self, endpoint: str) -> Iterator[Callable[[], tuple[float, float, float]]]:
         try:
-            yield lambda: (time.monotonic() - t0, client.cpu() - c0, side.cpu() - e0)
+            yield self._start(endpoint)
         finally:
-            client.peak()
+            self.sides.client.peak()
 
     def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=(self.work / "client.log").open("a"),
-            text=True,
-            env=env,
-            preexec_fn=self.sides.client.enter,
-        )
+        with (self.work / "client.log").open("a") as log:
+            return subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=env,
+                preexec_fn=self.sides.client.enter,
+            )
 
     def spyglass(self, endpoint: str, spec: dict[str, Any]) -> list[Sample]:
         """Cold, then (if two envelopes) warm on the same pooled connections."""
@@ -155,14 +159,13 @@ class Runner:
     def _restart_meter(
         self, endpoint: str, proc: subprocess.Popen[str]
     ) -> Callable[[], tuple[float, float, float]]:
-        client, side = self.sides.client, self.sides.endpoints[endpoint]
-        client.peak()
-        t0, c0, e0 = time.monotonic(), client.cpu(), side.cpu()
-        client.sample_peak()
+        """Metering of the next phase, which starts when the client reads its line."""
+        self.sides.client.peak()
+        reading = self._start(endpoint)
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-        return lambda: (time.monotonic() - t0, client.cpu() - c0, side.cpu() - e0)
+        return reading
 
     def pssh(self, spec: dict[str, Any]) -> Sample:
         path = self._spec(spec)
@@ -442,7 +445,13 @@ def main() -> None:
         default=defaults.honest_n,
         help="hosts of the one-agent-per-process lab (0: none)",
     )
-    parser.add_argument("--forks", type=int, default=defaults.forks, help="Ansible's --forks")
+    parser.add_argument(
+        "--forks",
+        type=int,
+        default=defaults.forks,
+        help="Ansible's --forks (default 50: its configuration docs say many users set 50"
+        " for many hosts, 5 being 'very very conservative')",
+    )
     parser.add_argument(
         "--pssh-pool", type=int, default=defaults.pssh_pool, help="parallel-ssh's pool_size"
     )
