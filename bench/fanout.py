@@ -205,7 +205,7 @@ async def floor_run(
 
 
 async def bench(
-    lab: Lab, view: View, concurrency: int, workers: int, rounds: int
+    lab: Lab, view: View, concurrency: int, workers: int, rounds: int, warm_up: bool = True
 ) -> tuple[list[list[dict[str, float | str]]], int]:
     """Each round's rows (floor, cold, warm, [sharded cold]) on ``view``'s hosts, and the
     console's memory per open connection (bytes, from the first round)."""
@@ -223,8 +223,8 @@ async def bench(
         act = compose("file", {"paths": ["/srv"], "name": [r"\.php$"]}, "all")
         return signer.sign(Envelope(act))
 
-    # Warm the verification path and the agents' code once, outside the measurements.
-    await floor_run(inventory, connector, Meter(agents), concurrency)
+    if warm_up:  # the verification path and the agents' code, outside the measurements
+        await floor_run(inventory, connector, Meter(agents), concurrency)
     per_connection = 0
     all_rows = []
     for round_index in range(rounds):
@@ -375,8 +375,9 @@ async def bench_views(
     lab: Lab, args: argparse.Namespace
 ) -> tuple[list[list[dict[str, float | str]]], int, dict[str, int], int]:
     """Loopback rounds; with --compare K the same rounds on the first K hosts; with --rtt or
-    --loss the same rounds through the injector. Each round's rows side by side, and the number
-    of rows per view."""
+    --loss the same rounds through the injector. Views alternate within each round, so that a
+    busy machine weighs on each alike. Each round's rows side by side, and the number of rows
+    per view."""
     views = [View(lab.inventory)]
     if 0 < args.compare < args.n:
         views.append(View(lab.inventory, f" ({args.compare} hosts)", args.compare))
@@ -384,17 +385,19 @@ async def bench_views(
     if args.rtt or args.loss:
         relay, inventory = relayed(lab, args.rtt, args.loss)
         views.append(View(inventory, f" @{args.rtt * 1000:.0f}ms/{args.loss * 100:g}%"))
-    rounds: list[list[dict[str, float | str]]] = [[] for _ in range(args.rounds)]
+    rounds: list[list[dict[str, float | str]]] = []
     per_connection = 0
     try:
-        for index, view in enumerate(views):
-            view_rounds, per = await bench(lab, view, args.concurrency, args.workers, args.rounds)
-            per_connection = per_connection or per
-            rounds = [a + b for a, b in zip(rounds, view_rounds, strict=True)]
-            print(
-                f"{'+'.join(v.label or 'loopback' for v in views[: index + 1])} done",
-                file=sys.stderr,
-            )
+        for index in range(args.rounds):
+            rows: list[dict[str, float | str]] = []
+            for view in views:
+                (view_rows,), per = await bench(
+                    lab, view, args.concurrency, args.workers, 1, warm_up=index == 0
+                )
+                per_connection = per_connection or per
+                rows += view_rows
+            rounds.append(rows)
+            print(f"round {index + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         counts = relay.stop() if relay is not None else {}
     return rounds, per_connection, counts, len(rounds[0]) // len(views)
@@ -462,18 +465,26 @@ def main() -> None:
             f"{row['p95_ms']:>8.0f}{row['console_cpu_ms_per_host']:>17.2f}"
             f"{row['agent_cpu_ms_per_host']:>15.2f}{row['agent_rss_mib']:>15.0f}{ratio:>11.2f}"
         )
+    cpu = "console_cpu_ms_per_host"
     for label, index in (("cold", 1), ("warm", 2)):
-        for other in rows[index + per_view :: per_view]:
+        for at in range(index + per_view, len(rows), per_view):
+            other = rows[at]
             if "hosts)" in str(other["run"]):
-                linear = float(rows[index]["console_cpu_ms_per_host"]) / float(
-                    other["console_cpu_ms_per_host"]
-                )
+                linear = float(rows[index][cpu]) / float(other[cpu])
+                paired = " ".join(f"{float(r[index][cpu]) / float(r[at][cpu]):.2f}" for r in rounds)
                 print(
                     f"{label}: console CPU per host at {args.n} / at {args.compare}: {linear:.2f}"
+                    f" (medians; per round: {paired})"
                 )
             else:
                 extra = float(other["wall_s"]) - float(rows[index]["wall_s"])
-                print(f"{label}: {other['run']} took {extra:+.2f} s over loopback")
+                paired = " ".join(
+                    f"{float(r[at]['wall_s']) - float(r[index]['wall_s']):+.2f}" for r in rounds
+                )
+                print(
+                    f"{label}: {other['run']} took {extra:+.2f} s over loopback"
+                    f" (medians; per round: {paired} s)"
+                )
     if counts:
         print(
             f"injector: {counts['connections']} connections, {counts['chunks']} chunks,"
