@@ -47,6 +47,7 @@ from protocol.signing import Signer
 
 CLIENTS = Path(__file__).with_name("peers_clients.py")
 TOOLS = ("spyglass", "pssh", "ansible")
+NO_ANSWER = '{"found": [], "answered": 0, "failed": ["the client printed nothing: see client.log"]}'
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Sample:
     rss: int
     found: set[tuple[str, str]]
     answered: int
+    failed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -149,7 +151,7 @@ class Runner:
             for index in range(len(spec["envelopes"])):
                 if index:
                     reading = self._restart_meter(endpoint, proc)
-                answer = json.loads(proc.stdout.readline() or '{"found": [], "answered": 0}')
+                answer = json.loads(proc.stdout.readline() or NO_ANSWER)
                 samples.append(self._sample(reading, answer))
             proc.stdin.close()
             proc.wait()
@@ -172,7 +174,7 @@ class Runner:
         with self.meter("sshd") as reading:
             proc = self.spawn([sys.executable, str(CLIENTS), "pssh", str(path)])
             out, _ = proc.communicate()
-            sample = self._sample(reading, json.loads(out or '{"found": [], "answered": 0}'))
+            sample = self._sample(reading, json.loads(out or NO_ANSWER))
         self.sides.client.kill()
         return sample
 
@@ -207,6 +209,7 @@ class Runner:
             self.sides.client.peak(),
             {(h, p) for h, p in answer["found"]},
             answer["answered"],
+            answer.get("failed", []),
         )
 
     def _spec(self, spec: dict[str, Any]) -> Path:
@@ -347,8 +350,15 @@ def _rounds(
                 samples.setdefault(("ansible", search_name), []).append(sample)
         log(f"round {round_index + 1}/{opts.rounds} done")
     names = {lab: [h["name"] for h in lab_hosts] for lab, lab_hosts in hosts.items()}
-    check_answers(samples, names)
-    return {"samples": samples, "hosts": {lab: len(h) for lab, h in hosts.items()}}
+    result: dict[str, Any] = {
+        "samples": samples,
+        "hosts": {lab: len(h) for lab, h in hosts.items()},
+    }
+    try:
+        check_answers(samples, names)
+    except AnswerMismatch as err:  # the figures are still printed, the difference after them
+        result["mismatch"] = str(err)
+    return result
 
 
 class AnswerMismatch(AssertionError):
@@ -371,6 +381,7 @@ def check_answers(
             if sample.answered != len(names):
                 raise AnswerMismatch(
                     f"{tool}, {search} search: {sample.answered} of {len(names)} hosts answered"
+                    f" ({'; '.join(sample.failed[:3])})"
                 )
             expected = {(h, p) for h, p in reference.found if h in names}
             if sample.found != expected:
@@ -464,8 +475,11 @@ def main() -> None:
     )
     work = Path(tempfile.mkdtemp(prefix="sgp", dir="/tmp"))
     result = run(opts, work, lambda line: print(line, file=sys.stderr, flush=True))
-    print(f"median of {opts.rounds} rounds; every tool found the same hosts and paths")
+    same = "DIFFERENT ANSWERS (below)" if "mismatch" in result else "the same hosts and paths"
+    print(f"median of {opts.rounds} rounds; every tool found {same}")
     print("\n".join(table(result)))
+    if "mismatch" in result:
+        sys.exit(f"the tools' answers differ: {result['mismatch']}")
 
 
 if __name__ == "__main__":

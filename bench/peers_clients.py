@@ -54,6 +54,7 @@ async def _search(
     from protocol.envelope import parse_envelope
 
     found: list[list[str]] = []
+    failed: list[str] = []
     answered = 0
 
     def sink(event: Event) -> None:
@@ -61,10 +62,14 @@ async def _search(
         if isinstance(event, MatchEvent):
             found.append([event.host, event.data["path"]])
         elif isinstance(event, HostEvent):
-            answered += event.result.status in ANSWERED
+            result = event.result
+            if result.status in ANSWERED:
+                answered += 1
+            else:
+                failed.append(f"{result.host}: {result.status} ({result.detail})")
 
     await Investigation(parse_envelope(raw), hosts, pool, store, concurrency).run(sink)
-    return {"found": found, "answered": answered}
+    return {"found": found, "answered": answered, "failed": failed}
 
 
 def pssh(spec: dict[str, Any]) -> None:
@@ -85,13 +90,14 @@ def pssh(spec: dict[str, Any]) -> None:
         stop_on_errors=False,
     )
     client.join(output)
-    found, answered = [], 0
+    found, failed, answered = [], [], 0
     for host_out in output:
         if host_out.exception is not None:
+            failed.append(f"{host_out.alias}: {host_out.exception!r}")
             continue
         answered += 1
         found += [[host_out.alias, line] for line in host_out.stdout]
-    print(json.dumps({"found": found, "answered": answered}), flush=True)
+    print(json.dumps({"found": found, "answered": answered, "failed": failed}), flush=True)
 
 
 def ansible_command(inventory: Path, command: str, forks: int, tree: Path) -> list[str]:
@@ -133,14 +139,15 @@ def ansible_inventory(path: Path, hosts: list[dict[str, str]], spec: dict[str, A
 
 def ansible_answers(tree: Path) -> dict[str, Any]:
     """The per-host results ``--tree`` wrote, as the clients' answer line."""
-    found, answered = [], 0
+    found, failed, answered = [], [], 0
     for path in tree.iterdir():
         result = json.loads(path.read_text())
         if result.get("unreachable") or result.get("rc") != 0:
+            failed.append(f"{path.name}: {result.get('msg', 'failed')}")
             continue
         answered += 1
         found += [[path.name, line] for line in result.get("stdout_lines", [])]
-    return {"found": found, "answered": answered}
+    return {"found": found, "answered": answered, "failed": failed}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ def _skip_unless_runnable() -> list[str]:
 def test_every_tool_finds_the_same_hosts_and_paths() -> None:
     tools = _skip_unless_runnable()
     result = run(Options(n=5, rounds=1, tools=tools, honest_n=2), short_tmp("sgp"), print)
+    assert "mismatch" not in result, result["mismatch"]
     samples = result["samples"]
     for search in ("name", "content"):
         rows = {tool: runs[0] for (tool, s), runs in samples.items() if s == search}
