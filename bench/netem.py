@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -217,6 +218,8 @@ def main() -> None:
     if hard != resource.RLIM_INFINITY and hard < needed:
         sys.exit(f"netem: {needed} open files are needed, the hard limit is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with contextlib.suppress(PermissionError):  # the network's timing should not wait for CPU
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
     try:
         import uvloop
 
