@@ -99,6 +99,8 @@ class Sample:
     found: set[tuple[str, str]]
     answered: int
     failed: list[str] = field(default_factory=list)
+    start_wall: float = 0.0  # of which the client's start-up (interpreter, imports)
+    start_cpu: float = 0.0
 
 
 @dataclass
@@ -148,11 +150,12 @@ class Runner:
         with self.meter(endpoint) as reading:
             proc = self.spawn([sys.executable, str(CLIENTS), "spyglass", str(path)])
             assert proc.stdin is not None and proc.stdout is not None
+            start = self._started(proc, reading)
             for index in range(len(spec["envelopes"])):
                 if index:
-                    reading = self._restart_meter(endpoint, proc)
+                    reading, start = self._restart_meter(endpoint, proc), (0.0, 0.0)
                 answer = json.loads(proc.stdout.readline() or NO_ANSWER)
-                samples.append(self._sample(reading, answer))
+                samples.append(self._sample(reading, answer, start))
             proc.stdin.close()
             proc.wait()
         self.sides.client.kill()
@@ -173,8 +176,9 @@ class Runner:
         path = self._spec(spec)
         with self.meter("sshd") as reading:
             proc = self.spawn([sys.executable, str(CLIENTS), "pssh", str(path)])
+            start = self._started(proc, reading)
             out, _ = proc.communicate()
-            sample = self._sample(reading, json.loads(out or NO_ANSWER))
+            sample = self._sample(reading, json.loads(out or NO_ANSWER), start)
         self.sides.client.kill()
         return sample
 
@@ -198,8 +202,21 @@ class Runner:
         self.sides.client.kill()  # its ssh connection masters outlive it
         return sample
 
+    @staticmethod
+    def _started(
+        proc: subprocess.Popen[str], reading: Callable[[], tuple[float, float, float]]
+    ) -> tuple[float, float]:
+        """Wait for the client's ready line: its start-up's wall and client CPU."""
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        wall, client_cpu, _ = reading()
+        return wall, client_cpu
+
     def _sample(
-        self, reading: Callable[[], tuple[float, float, float]], answer: dict[str, Any]
+        self,
+        reading: Callable[[], tuple[float, float, float]],
+        answer: dict[str, Any],
+        start: tuple[float, float] = (0.0, 0.0),
     ) -> Sample:
         wall, client_cpu, endpoint_cpu = reading()
         return Sample(
@@ -210,6 +227,7 @@ class Runner:
             {(h, p) for h, p in answer["found"]},
             answer["answered"],
             answer.get("failed", []),
+            *start,
         )
 
     def _spec(self, spec: dict[str, Any]) -> Path:
@@ -400,7 +418,8 @@ def table(result: dict[str, Any]) -> list[str]:
     """Medians per (tool, search), and spyglass cold's ratio to each row."""
     samples: dict[tuple[str, str], list[Sample]] = result["samples"]
     lines = [
-        f"{'tool':<34}{'search':<9}{'hosts':>6}{'wall s':>8}{'client ms/host':>16}"
+        f"{'tool':<34}{'search':<9}{'hosts':>6}{'wall s':>8}{'start s':>8}{'client ms/host':>16}"
+        f"{'excl. start':>13}"
         f"{'endpoint ms/host':>18}{'client RSS MiB':>16}"
         f"{'wall x':>8}{'client x':>10}{'endpoint x':>12}"
     ]
@@ -409,7 +428,8 @@ def table(result: dict[str, Any]) -> list[str]:
         row = medians(runs, n)
         base = medians(samples.get(("spyglass cold", search), runs), result["hosts"]["agents"])
         lines.append(
-            f"{tool:<34}{search:<9}{n:>6}{row['wall']:>8.2f}{row['client']:>16.2f}"
+            f"{tool:<34}{search:<9}{n:>6}{row['wall']:>8.2f}{row['start_wall']:>8.2f}"
+            f"{row['client']:>16.2f}{row['client'] - row['start_cpu']:>13.2f}"
             f"{row['endpoint']:>18.2f}{row['rss']:>16.0f}"
             f"{row['wall'] / base['wall']:>8.2f}{base['client'] / row['client']:>10.2f}"
             f"{base['endpoint'] / row['endpoint']:>12.2f}"
@@ -426,6 +446,10 @@ def table(result: dict[str, Any]) -> list[str]:
                 line += f"; sshd and its sessions: {peer:.1f} ms ({one / peer:.2f}x)"
             lines.append(line)
     lines.append(
+        "start s: the client's start-up (interpreter, imports), part of its wall; excl. start:"
+        " client CPU per host without the start-up's (Ansible: not separable)"
+    )
+    lines.append(
         "wall x: the tool's wall over spyglass cold's (how many times faster spyglass is);"
         " client x, endpoint x: spyglass cold's CPU per host over the tool's (below 1: cheaper)"
     )
@@ -438,6 +462,8 @@ def medians(runs: list[Sample], hosts: int) -> dict[str, float]:
         "client": statistics.median(r.client_cpu for r in runs) * 1000 / hosts,
         "endpoint": statistics.median(r.endpoint_cpu for r in runs) * 1000 / hosts,
         "rss": statistics.median(r.rss for r in runs) / (1 << 20),
+        "start_wall": statistics.median(r.start_wall for r in runs),
+        "start_cpu": statistics.median(r.start_cpu for r in runs) * 1000 / hosts,
     }
 
 
