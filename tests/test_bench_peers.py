@@ -7,7 +7,8 @@ import pytest
 
 from bench import sshd
 from bench.cgroup import CgroupError, hierarchy
-from bench.peers import AnswerMismatch, Options, Sample, check_answers, missing_tools, run
+from bench.peers import AnswerMismatch, Options, check_answers, missing_tools, run
+from bench.peers_runner import Sample
 from tests.conftest import short_tmp
 
 
