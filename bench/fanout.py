@@ -184,20 +184,23 @@ async def floor_run(
     start = time.monotonic()
 
     async def one(host: Host) -> int:
-        async with (
-            gate,
-            asyncssh.connect(
-                host.address,
-                host.port,
-                options=options,
-                config=None,
-                known_hosts=(connector.pinned_keys(host), [], []),
-            ) as c,
-        ):
-            proc = await c.create_process(subsystem=SUBSYSTEM, encoding=None)
-            proc.stdin.write(hello)
-            ok = (await read_frame(proc.stdout)) is not None
-            proc.close()
+        try:
+            async with (
+                gate,
+                asyncssh.connect(
+                    host.address,
+                    host.port,
+                    options=options,
+                    config=None,
+                    known_hosts=(connector.pinned_keys(host), [], []),
+                ) as c,
+            ):
+                proc = await c.create_process(subsystem=SUBSYSTEM, encoding=None)
+                proc.stdin.write(hello)
+                ok = (await read_frame(proc.stdout)) is not None
+                proc.close()
+        except (OSError, asyncssh.Error):  # a timeout too: the host counts as not answered
+            return 0
         meter.latencies.append(time.monotonic() - start)
         return int(ok)
 
@@ -397,7 +400,13 @@ async def bench_views(
                 per_connection = per_connection or per
                 rows += view_rows
             rounds.append(rows)
-            print(f"round {index + 1}/{args.rounds} done", file=sys.stderr)
+            print(f"round {index + 1}/{args.rounds} done:", file=sys.stderr)
+            for row in rows:  # kept in the log should a later round fail
+                figures = (f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float))
+                print(
+                    f"  {row['run']}: answered {row['answered']}, {', '.join(figures)}",
+                    file=sys.stderr,
+                )
     finally:
         counts = relay.stop() if relay is not None else {}
     return rounds, per_connection, counts, len(rounds[0]) // len(views)
