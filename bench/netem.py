@@ -57,7 +57,9 @@ def fraction(text: str) -> float:
 
 
 @dataclass
-class Path:
+class Link:
+    """The emulated path: round-trip time, loss rate, the loss draws and what they hit."""
+
     rtt: float
     loss: float
     rng: random.Random
@@ -73,7 +75,7 @@ class Path:
 
 
 async def _pump(
-    path: Path,
+    link: Link,
     reader: asyncio.StreamReader,
     writer: Awaitable[asyncio.StreamWriter],
     not_before: float,
@@ -85,16 +87,14 @@ async def _pump(
 
     async def read() -> None:
         release = not_before
-        while True:
-            data = await reader.read(CHUNK)
-            release = max(release, loop.time() + path.rtt / 2)
-            if data:
-                path.counts["chunks"] += 1
-                if path.lost("lost"):
-                    release += path.rtt + MIN_RTO
-            await queue.put((release, data))
-            if not data:
-                return
+        with contextlib.suppress(OSError):  # a reset ends the stream like an end of file
+            while data := await reader.read(CHUNK):
+                release = max(release, loop.time() + link.rtt / 2)
+                link.counts["chunks"] += 1
+                if link.lost("lost"):
+                    release += link.rtt + MIN_RTO
+                await queue.put((release, data))
+        await queue.put((max(release, loop.time() + link.rtt / 2), b""))
 
     async def write() -> None:
         out = await writer
@@ -118,25 +118,25 @@ async def _pump(
 
 
 async def _relay(
-    path: Path, target: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    link: Link, target: tuple[str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     """One client connection: the upstream connected when the emulated handshake completes,
     the client's bytes read from the start (they were sent while the handshake ran)."""
     loop = asyncio.get_running_loop()
-    path.counts["connections"] += 1
-    established = loop.time() + 1.5 * path.rtt + (SYN_RTO if path.lost("syn_lost") else 0.0)
+    link.counts["connections"] += 1
+    established = loop.time() + 1.5 * link.rtt + (SYN_RTO if link.lost("syn_lost") else 0.0)
     upstream: asyncio.Future[asyncio.StreamWriter] = loop.create_future()
 
     async def to_target() -> None:
         await asyncio.sleep(established - loop.time())
         up_reader, up_writer = await asyncio.open_connection(*target)
         upstream.set_result(up_writer)
-        await _pump(path, up_reader, _ready(writer), 0.0)
+        await _pump(link, up_reader, _ready(writer), 0.0)
 
     try:
         async with asyncio.TaskGroup() as group:  # one direction failing ends the other
             group.create_task(to_target())
-            group.create_task(_pump(path, reader, upstream, established))
+            group.create_task(_pump(link, reader, upstream, established))
     except* OSError:
         pass
     finally:
@@ -149,19 +149,19 @@ async def _ready(writer: asyncio.StreamWriter) -> asyncio.StreamWriter:
     return writer
 
 
-async def serve(path: Path, entries: list[tuple[str, str, int]]) -> None:
+async def serve(link: Link, entries: list[tuple[str, str, int]]) -> None:
     servers = []
     for listen, host, port in entries:
 
         async def handle(
             r: asyncio.StreamReader, w: asyncio.StreamWriter, target: tuple[str, int] = (host, port)
         ) -> None:
-            await _relay(path, target, r, w)
+            await _relay(link, target, r, w)
 
         servers.append(await asyncio.start_server(handle, listen, 0, backlog=4096))
     print(json.dumps([s.sockets[0].getsockname()[1] for s in servers]), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    print(json.dumps(path.counts), flush=True)
+    print(json.dumps(link.counts), flush=True)
 
 
 class Relay:
@@ -226,7 +226,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(serve(Path(args.rtt, args.loss, random.Random(args.seed)), entries))
+    asyncio.run(serve(Link(args.rtt, args.loss, random.Random(args.seed)), entries))
 
 
 if __name__ == "__main__":
