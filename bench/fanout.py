@@ -10,6 +10,8 @@ with the per-round ratios below it: on a 2-core machine shared with 1,000 agents
 console CPU varies by about 10%.
 
     .venv/bin/python bench/fanout.py -n 1000 [--workers 2] [--rounds 3]
+    .venv/bin/python bench/fanout.py -n 10000 --compare 1000    # linearity in the fleet size
+    .venv/bin/python bench/fanout.py -n 1000 --rtt 100ms --loss 1%  # through bench/netem.py
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import resource
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -32,16 +36,19 @@ import psutil
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench.measure import cpu_seconds  # noqa: E402
+from bench.netem import Relay, fraction, seconds  # noqa: E402
 from console.actions.compose import compose  # noqa: E402
+from console.fanout import DEFAULT_CONCURRENCY  # noqa: E402
 from console.fanout.dispatch import Dispatcher, FanOut  # noqa: E402
 from console.fanout.investigation import Investigation  # noqa: E402
 from console.fanout.shard import ShardedDispatcher  # noqa: E402
 from console.fanout.ssh import Connector, Pool  # noqa: E402
 from console.fanout.ssh_transport import SshTransport  # noqa: E402
-from console.lab.local import Lab, lab_down, lab_up  # noqa: E402
+from console.lab.local import Lab, lab_down, lab_up, raise_fd_limit  # noqa: E402
+from console.lab.local import host_tags as lab_tags  # noqa: E402
 from console.results.records import Event, HostEvent  # noqa: E402
 from console.results.store import Store  # noqa: E402
-from inventory.loader import load_inventory  # noqa: E402
+from inventory.loader import dump_inventory, load_inventory  # noqa: E402
 from inventory.model import Host, Inventory  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402
 from protocol.frames import encode_frame, read_frame  # noqa: E402
@@ -183,20 +190,23 @@ async def floor_run(
     start = time.monotonic()
 
     async def one(host: Host) -> int:
-        async with (
-            gate,
-            asyncssh.connect(
-                host.address,
-                host.port,
-                options=options,
-                config=None,
-                known_hosts=(connector.pinned_keys(host), [], []),
-            ) as c,
-        ):
-            proc = await c.create_process(subsystem=SUBSYSTEM, encoding=None)
-            proc.stdin.write(hello)
-            ok = (await read_frame(proc.stdout)) is not None
-            proc.close()
+        try:
+            async with (
+                gate,
+                asyncssh.connect(
+                    host.address,
+                    host.port,
+                    options=options,
+                    config=None,
+                    known_hosts=(connector.pinned_keys(host), [], []),
+                ) as c,
+            ):
+                proc = await c.create_process(subsystem=SUBSYSTEM, encoding=None)
+                proc.stdin.write(hello)
+                ok = (await read_frame(proc.stdout)) is not None
+                proc.close()
+        except (OSError, asyncssh.Error):  # a timeout too: the host counts as not answered
+            return 0
         meter.latencies.append(time.monotonic() - start)
         return int(ok)
 
@@ -204,11 +214,14 @@ async def floor_run(
 
 
 async def bench(
-    lab: Lab, concurrency: int, workers: int, rounds: int
+    lab: Lab, view: View, concurrency: int, workers: int, rounds: int, warm_up: bool = True
 ) -> tuple[list[list[dict[str, float | str]]], int]:
-    """Each round's rows (floor, cold, warm, [sharded cold]), and the console's memory per open
-    connection (bytes, from the first round)."""
-    inventory = load_inventory(lab.inventory)
+    """Each round's rows (floor, cold, warm, [sharded cold]) on ``view``'s hosts, and the
+    console's memory per open connection (bytes, from the first round)."""
+    path = view.label
+    inventory = load_inventory(view.inventory)
+    if view.limit:
+        inventory = dataclasses.replace(inventory, hosts=inventory.hosts[: view.limit])
     agents = [psutil.Process(pid) for pid in lab.pids]
     n = len(inventory.hosts)
     signer = Signer(lab.gnupghome)
@@ -219,15 +232,15 @@ async def bench(
         act = compose("file", {"paths": ["/srv"], "name": [r"\.php$"]}, "all")
         return signer.sign(Envelope(act))
 
-    # Warm the verification path and the agents' code once, outside the measurements.
-    await floor_run(inventory, connector, Meter(agents), concurrency)
+    if warm_up:  # the verification path and the agents' code, outside the measurements
+        await floor_run(inventory, connector, Meter(agents), concurrency)
     per_connection = 0
     all_rows = []
     for round_index in range(rounds):
         rows = []
         with Meter(agents) as m:
             ok = await floor_run(inventory, connector, m, concurrency)
-        rows.append({**m.row("floor (raw asyncssh)", n), "answered": ok})
+        rows.append({**m.row(f"floor (raw asyncssh){path}", n), "answered": ok})
         pool = Pool(connector)
         envelope = action()
         rss0 = console_rss()
@@ -235,11 +248,11 @@ async def bench(
             ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
         if round_index == 0:  # the pool holds n open connections
             per_connection = max(0, console_rss() - rss0) // n
-        rows.append({**m.row("spyglass cold", n), "answered": ok})
+        rows.append({**m.row(f"spyglass cold{path}", n), "answered": ok})
         envelope = action()
         with Meter(agents) as m:
             ok = await spyglass_run(inventory, pool, envelope, store, m, concurrency)
-        rows.append({**m.row("spyglass warm (pooled)", n), "answered": ok})
+        rows.append({**m.row(f"spyglass warm (pooled){path}", n), "answered": ok})
         await pool.close()
         if workers > 1:
             envelope = action()
@@ -247,7 +260,7 @@ async def bench(
                 ok = await spyglass_run(
                     inventory, Pool(connector), envelope, store, m, concurrency, workers
                 )
-            rows.append({**m.row(f"spyglass cold, {workers} workers", n), "answered": ok})
+            rows.append({**m.row(f"spyglass cold, {workers} workers{path}", n), "answered": ok})
         all_rows.append(rows)
     return all_rows, per_connection
 
@@ -325,10 +338,97 @@ def projection(
     ]
 
 
+def relayed(lab: Lab, rtt: float, loss: float) -> tuple[Relay, Path]:
+    """The delay-and-loss injector in front of every agent, and an inventory (with its
+    known_hosts) that reaches the agents through it."""
+    inventory = load_inventory(lab.inventory)
+    hosts = list(inventory.hosts)
+    relay = Relay([(h.address, h.address, h.port) for h in hosts], rtt, loss, lab.dir, seed=1)
+    keys = {}
+    for line in (lab.dir / "known_hosts").read_text().splitlines():
+        endpoint, key = line.split(" ", 1)
+        keys[endpoint] = key
+    known = [
+        f"[{h.address}]:{port} {keys[f'[{h.address}]:{h.port}']}\n"
+        for h, port in zip(hosts, relay.ports, strict=True)
+    ]
+    (lab.dir / "known_hosts_relayed").write_text("".join(known))
+    path = lab.dir / "inventory-relayed.toml"
+    dump_inventory(
+        {
+            "defaults": {
+                "user": inventory.defaults.user,
+                "known_hosts": "known_hosts_relayed",
+                "client_keys": [str(k) for k in inventory.defaults.client_keys],
+                "connect_timeout": inventory.defaults.connect_timeout,
+            },
+            "hosts": [
+                {"name": h.name, "address": h.address, "port": port, "tags": lab_tags(i)}
+                for i, (h, port) in enumerate(zip(hosts, relay.ports, strict=True))
+            ],
+        },
+        path,
+    )
+    return relay, path
+
+
+@dataclass(frozen=True)
+class View:
+    """The hosts one set of rounds runs on: an inventory (direct or through the injector), its
+    first ``limit`` hosts if set, and the label suffix of its rows."""
+
+    inventory: Path
+    label: str = ""
+    limit: int = 0
+
+
+async def bench_views(
+    lab: Lab, args: argparse.Namespace
+) -> tuple[list[list[dict[str, float | str]]], int, dict[str, int], int]:
+    """Loopback rounds; with --compare K the same rounds on the first K hosts; with --rtt or
+    --loss the same rounds through the injector. Views alternate within each round, so that a
+    busy machine weighs on each alike. Each round's rows side by side, and the number of rows
+    per view."""
+    views = [View(lab.inventory)]
+    if 0 < args.compare < args.n:
+        views.append(View(lab.inventory, f" ({args.compare} hosts)", args.compare))
+    relay = None
+    if args.rtt or args.loss:
+        relay, inventory = relayed(lab, args.rtt, args.loss)
+        views.append(View(inventory, f" @{args.rtt * 1000:.0f}ms/{args.loss * 100:g}%"))
+    rounds: list[list[dict[str, float | str]]] = []
+    per_connection = 0
+    try:
+        for index in range(args.rounds):
+            rows: list[dict[str, float | str]] = []
+            for view in views:
+                (view_rows,), per = await bench(
+                    lab, view, args.concurrency, args.workers, 1, warm_up=index == 0
+                )
+                per_connection = per_connection or per
+                rows += view_rows
+            rounds.append(rows)
+            print(f"round {index + 1}/{args.rounds} done:", file=sys.stderr)
+            for row in rows:  # kept in the log should a later round fail
+                figures = (f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float))
+                print(
+                    f"  {row['run']}: answered {row['answered']}, {', '.join(figures)}",
+                    file=sys.stderr,
+                )
+    finally:
+        counts = relay.stop() if relay is not None else {}
+    return rounds, per_connection, counts, len(rounds[0]) // len(views)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=1000, help="agents (default 1000)")
-    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        help=f"hosts in flight (default {DEFAULT_CONCURRENCY}, as the CLI)",
+    )
     parser.add_argument("--per-process", type=int, default=250)
     parser.add_argument(
         "--workers", type=int, default=1, help="also a cold run sharded over N console workers"
@@ -339,7 +439,20 @@ def main() -> None:
         default=3,
         help="floor, cold and warm this many times; the table shows medians (default 3)",
     )
+    parser.add_argument(
+        "--compare",
+        type=int,
+        default=1000,
+        help="also the same rounds on the first K hosts (linearity; default 1000, 0: none)",
+    )
+    parser.add_argument(
+        "--rtt", type=seconds, default=0.0, help="also run through a relay adding this RTT"
+    )
+    parser.add_argument(
+        "--loss", type=fraction, default=0.0, help="... and losing this share of segments"
+    )
     args = parser.parse_args()
+    raise_fd_limit(args.n + 1024)  # a connection per host (the relay has its own process)
     try:
         import uvloop
 
@@ -352,24 +465,47 @@ def main() -> None:
     lab = lab_up(directory, args.n, per_process=args.per_process)
     print(f"lab of {args.n} agents up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
     try:
-        rounds, per_connection = asyncio.run(
-            bench(lab, args.concurrency, args.workers, args.rounds)
-        )
+        rounds, per_connection, counts, per_view = asyncio.run(bench_views(lab, args))
     finally:
         lab_down(directory)
     rows = medians(rounds)
-    floor = rows[0]
     print(f"median of {args.rounds} rounds (each: floor, cold, warm)")
     print(
-        f"{'run':<28}{'answered':>9}{'wall s':>8}{'p50 ms':>8}{'p95 ms':>8}"
+        f"{'run':<36}{'answered':>9}{'wall s':>8}{'p50 ms':>8}{'p95 ms':>8}"
         f"{'console ms/host':>17}{'agent ms/host':>15}{'agent RSS MiB':>15}{'cpu/floor':>11}"
     )
-    for row in rows:
+    for index, row in enumerate(rows):
+        floor = rows[index - index % per_view]
         ratio = float(row["console_cpu_ms_per_host"]) / float(floor["console_cpu_ms_per_host"])
         print(
-            f"{row['run']:<28}{row['answered']:>9}{row['wall_s']:>8.2f}{row['p50_ms']:>8.0f}"
+            f"{row['run']:<36}{row['answered']:>9}{row['wall_s']:>8.2f}{row['p50_ms']:>8.0f}"
             f"{row['p95_ms']:>8.0f}{row['console_cpu_ms_per_host']:>17.2f}"
             f"{row['agent_cpu_ms_per_host']:>15.2f}{row['agent_rss_mib']:>15.0f}{ratio:>11.2f}"
+        )
+    cpu = "console_cpu_ms_per_host"
+    for label, index in (("cold", 1), ("warm", 2)):
+        for at in range(index + per_view, len(rows), per_view):
+            other = rows[at]
+            if "hosts)" in str(other["run"]):
+                linear = float(rows[index][cpu]) / float(other[cpu])
+                paired = " ".join(f"{float(r[index][cpu]) / float(r[at][cpu]):.2f}" for r in rounds)
+                print(
+                    f"{label}: console CPU per host at {args.n} / at {args.compare}: {linear:.2f}"
+                    f" (medians; per round: {paired})"
+                )
+            else:
+                extra = float(other["wall_s"]) - float(rows[index]["wall_s"])
+                paired = " ".join(
+                    f"{float(r[at]['wall_s']) - float(r[index]['wall_s']):+.2f}" for r in rounds
+                )
+                print(
+                    f"{label}: {other['run']} took {extra:+.2f} s over loopback"
+                    f" (medians; per round: {paired} s)"
+                )
+    if counts:
+        print(
+            f"injector: {counts['connections']} connections, {counts['chunks']} chunks,"
+            f" {counts['lost']} lost, {counts['syn_lost']} SYNs lost"
         )
     for label, index in (("cold", 1), ("warm", 2)):
         ratios = [

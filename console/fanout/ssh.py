@@ -38,8 +38,13 @@ class ConnectWindow:
     A handshake that takes longer than ``target`` (a quarter of the connect timeout) means the
     CPU (ours or the agents') is saturated: the window shrinks by a quarter, at most once per
     ``target``. While handshakes complete in under half of ``target`` and others wait, it grows
-    by one per completion. On a fast network with CPU to spare it opens up to ``high``; with
-    long round trips (each handshake waits, costs little CPU) it stays open too.
+    by one per completion. On a fast network with CPU to spare it opens up to ``high``.
+
+    Over long round trips a handshake takes its round trips however idle the CPU is, so both
+    limits are also measured against the fastest handshake seen (the path's own latency, with no
+    queueing): it grows while a handshake takes under twice that, and shrinks only past three
+    times that (never past half the connect timeout). Latency is then paid once per doubling
+    wave, not once per ``start`` hosts.
     """
 
     def __init__(self, target: float, *, start: int = 64, low: int = 8, high: int = 512) -> None:
@@ -49,6 +54,7 @@ class ConnectWindow:
         self.active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._shrunk_at = 0.0
+        self._fastest = float("inf")
 
     async def __aenter__(self) -> None:
         while self.active >= self.size:
@@ -72,11 +78,17 @@ class ConnectWindow:
     def record(self, seconds: float) -> None:
         """One handshake (or a failed attempt) took ``seconds``."""
         now = time.monotonic()
-        if seconds > self.target:
+        self._fastest = min(self._fastest, seconds)
+        slow = max(self.target, min(3 * self._fastest, 2 * self.target))
+        if seconds > slow:
             if now - self._shrunk_at > self.target:
                 self._shrunk_at = now
                 self.size = max(self.low, self.size * 3 // 4)
-        elif seconds < self.target / 2 and self._waiters and self.size < self.high:
+        elif (
+            seconds < max(self.target / 2, 2 * self._fastest)
+            and self._waiters
+            and self.size < self.high
+        ):
             self.size += 1
             self._wake()
 
