@@ -27,11 +27,10 @@ import psutil
 if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from console.compose import compose
-
 from bench.cgroup import Cgroup
 from bench.fanout import Meter, floor_run, spyglass_run
 from bench.peers import adopt_lab
+from console.actions.compose import compose
 from console.fanout.ssh import Connector, Pool
 from console.lab.local import Lab, lab_down, lab_up
 from console.results.store import Store

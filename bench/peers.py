@@ -32,11 +32,10 @@ from typing import Any
 if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from console.compose import compose
-
 from bench import sshd
 from bench.cgroup import Cgroup
 from bench.peers_runner import Runner, Sample, Sides
+from console.actions.compose import compose
 from console.lab.local import Lab, lab_down, lab_up, raise_fd_limit
 from protocol.envelope import Envelope
 from protocol.signing import Signer
