@@ -1,0 +1,210 @@
+"""Watchers (issue 18 point 4): a real agent process, real inotify, real files, signed actions.
+
+A watcher needs two approvers by default, sees a planted web shell and streams its alert, keeps
+alerting after the agent restarts, stops at a signed cancel and at its expiry, and under a burst
+of 10,000 changed files loses none below its bound and counts what it dropped above it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol.action import Operation, make_action
+from protocol.envelope import Envelope
+from protocol.frames import read_frame
+from protocol.signing import Signer, generate_key
+from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.agents import (
+    AgentProc,
+    connect,
+    converse,
+    run_frames,
+    start_agent,
+    stop_agent,
+    write_agent,
+)
+
+#: A uid for the agent when this one has no inotify instance left (the per-user limit,
+#: fs.inotify.max_user_instances, is shared with every gpg-agent other test runs left behind).
+SPARE_UID = 4242
+WEBSHELL = b"<?php eval(base64_decode($_POST['x'])); ?>\n"
+#: How long the alert of a planted file may take to reach a following console.
+ALERT_DEADLINE = 1.0
+BURST = 10_000
+
+
+@pytest.fixture(scope="module")
+def signers() -> Iterator[tuple[Signer, Signer]]:
+    homes = [short_tmp("g"), short_tmp("g")]
+    for home, name in zip(homes, ("Alice", "Bob"), strict=True):
+        generate_key(home, name=name, email=f"{name.lower()}@spyglass.invalid")
+    yield Signer(homes[0]), Signer(homes[1])
+    for home in homes:
+        kill_gpg_agent(home)
+
+
+def _inotify_left() -> bool:
+    from inotify_simple import INotify
+
+    try:
+        INotify().close()
+    except OSError:
+        return False
+    return True
+
+
+def agent_prefix(directory: Path) -> tuple[str, ...]:
+    """Run the agent as this user, or as a spare one when this one has no inotify instance
+    left and may switch (root); else skip, saying why."""
+    if _inotify_left():
+        return ()
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("no inotify instance left for this user (fs.inotify.max_user_instances)")
+    for path in [directory, *directory.rglob("*")]:
+        os.chown(path, SPARE_UID, SPARE_UID, follow_symlinks=False)
+    # It keeps the right to read and traverse (the interpreter may live in root's home).
+    caps = ("--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search")
+    return ("setpriv", f"--reuid={SPARE_UID}", f"--regid={SPARE_UID}", "--clear-groups", *caps)
+
+
+def restart(agent: AgentProc) -> AgentProc:
+    stop_agent(agent)
+    return start_agent(agent.dir, prefix=agent_prefix(agent.dir))
+
+
+@pytest.fixture
+def agent(signers: tuple[Signer, Signer]) -> Iterator[AgentProc]:
+    directory = short_tmp("wa")
+    alice, bob = signers
+    write_agent(
+        directory,
+        investigators={"alice": alice.export_public(), "bob": bob.export_public()},
+        acl={
+            "default": {
+                "minimum_weight": 1,
+                "investigators": {alice.fingerprint: 1, bob.fingerprint: 1},
+            }
+        },
+        limits={"match_limit": 100_000},
+    )
+    for sub in ("www/uploads", "burst", "canary"):
+        (directory / "root" / "srv" / sub).mkdir(parents=True)
+    started = start_agent(directory, prefix=agent_prefix(directory))
+    yield started
+    stop_agent(started)
+
+
+def signed(by: list[Signer], module: str, params: dict[str, Any], expire: int = 300) -> Any:
+    envelope = Envelope(
+        make_action("watch", "all", [Operation(module, params)], expire_seconds=expire)
+    )
+    for signer in by:
+        envelope = signer.sign(envelope)
+    return envelope.to_dict()
+
+
+def rows(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [f["data"] for f in frames if f["type"] == "match"]
+
+
+async def arm(agent: AgentProc, by: list[Signer], params: dict[str, Any], expire: int = 300) -> Any:
+    env = signed(by, "fswatch", {"name": ["\\.php$"], **params}, expire)
+    frames = await converse(agent, run_frames(env))
+    assert frames[-1]["type"] == "finished", frames
+    [row] = rows(frames)
+    assert row["status"] == "armed" and row["watcher"] == env["action"]["id"]
+    return env
+
+
+async def watchers(agent: AgentProc, signer: Signer) -> dict[str, dict[str, Any]]:
+    frames = await converse(agent, run_frames(signed([signer], "fswatch_list", {})))
+    return {row["watcher"]: row for row in rows(frames)}
+
+
+async def alerts(agent: AgentProc, signer: Signer, watcher: str) -> list[dict[str, Any]]:
+    params = {"watcher": watcher}
+    return rows(await converse(agent, run_frames(signed([signer], "fswatch_alerts", params))))
+
+
+class Follower:
+    """A console following the alerts on its own channel."""
+
+    def __init__(self, agent: AgentProc, signer: Signer, since: int) -> None:
+        self.agent, self.signer, self.since = agent, signer, since
+
+    async def __aenter__(self) -> Follower:
+        self.conn = await connect(self.agent)
+        self.process = await self.conn.create_process(subsystem="spyglass", encoding=None)
+        env = signed([self.signer], "fswatch_alerts", {"follow": True, "since": self.since})
+        self.process.stdin.write(run_frames(env))
+        return self
+
+    async def next_alert(self) -> dict[str, Any]:
+        while (frame := await read_frame(self.process.stdout)) is not None:
+            if frame["type"] == "match":
+                return dict(frame["data"])
+        raise AssertionError("the channel ended without an alert")
+
+    async def __aexit__(self, *_: Any) -> None:
+        self.process.close()
+        self.conn.close()
+
+
+def plant(agent: AgentProc, shown: str, data: bytes = WEBSHELL) -> None:
+    (agent.dir / "root" / shown.lstrip("/")).write_bytes(data)
+
+
+async def test_one_approver_is_refused_two_arm_it(
+    agent: AgentProc, signers: tuple[Signer, Signer]
+) -> None:
+    alice, bob = signers
+    refused = await converse(agent, run_frames(signed([alice], "fswatch", {"paths": ["/srv"]})))
+    assert refused[-1]["type"] == "rejected" and refused[-1]["reason"] == "acl"
+    assert "'fswatch' needs weight 2, signers have 1" in refused[-1]["detail"]
+    env = await arm(agent, [alice, bob], {"paths": ["/srv/www"], "recursive": True})
+    listed = await watchers(agent, alice)
+    assert listed[env["action"]["id"]]["watches"] == 2  # /srv/www and its uploads folder
+    assert sorted(listed[env["action"]["id"]]["signers"]) == sorted(
+        [alice.fingerprint, bob.fingerprint]
+    )
+
+
+async def test_webshell_alert_streams_survives_restart_and_stops_at_cancel(
+    agent: AgentProc, signers: tuple[Signer, Signer]
+) -> None:
+    alice, bob = signers
+    env = await arm(agent, [alice, bob], {"paths": ["/srv/www"], "recursive": True})
+    watcher = env["action"]["id"]
+    async with Follower(agent, alice, since=0) as follower:
+        plant(agent, "/srv/www/uploads/shell.php")
+        async with asyncio.timeout(ALERT_DEADLINE):
+            alert = await follower.next_alert()
+    assert alert["path"] == "/srv/www/uploads/shell.php" and alert["matched"] == ["name"]
+    assert alert["watcher"] == watcher and alert["digest"] and alert["seq"] == 1
+
+    agent = restart(agent)
+    try:
+        assert (await watchers(agent, alice))[watcher]["status"] == "re-armed"
+        async with Follower(agent, alice, since=1) as follower:
+            plant(agent, "/srv/www/uploads/again.php")
+            async with asyncio.timeout(ALERT_DEADLINE):
+                alert = await follower.next_alert()
+        assert alert["path"] == "/srv/www/uploads/again.php" and alert["watcher"] == watcher
+
+        cancel = signed([alice], "fswatch_cancel", {"watcher": watcher})
+        assert [r["status"] for r in rows(await converse(agent, run_frames(cancel)))] == [
+            "cancelled"
+        ]
+        assert watcher not in await watchers(agent, alice)
+        plant(agent, "/srv/www/uploads/after-cancel.php")
+        stored = [a["path"] for a in await alerts(agent, alice, watcher)]
+        assert stored == ["/srv/www/uploads/shell.php", "/srv/www/uploads/again.php"]
+    finally:
+        stop_agent(agent)
