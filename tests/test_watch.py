@@ -208,3 +208,62 @@ async def test_webshell_alert_streams_survives_restart_and_stops_at_cancel(
         assert stored == ["/srv/www/uploads/shell.php", "/srv/www/uploads/again.php"]
     finally:
         stop_agent(agent)
+
+
+async def wait_for(
+    agent: AgentProc, signer: Signer, watcher: str, done: Any, deadline: float = 60
+) -> dict[str, Any] | None:
+    """Poll the watcher's row until ``done(row)`` (row None once it is gone)."""
+    async with asyncio.timeout(deadline):
+        while True:
+            row = (await watchers(agent, signer)).get(watcher)
+            if done(row):
+                return row
+            await asyncio.sleep(0.2)
+
+
+async def test_a_watcher_stops_at_its_expiry(
+    agent: AgentProc, signers: tuple[Signer, Signer]
+) -> None:
+    alice, bob = signers
+    short = await arm(agent, [alice, bob], {"paths": ["/srv/canary"]}, expire=2)
+    lasting = await arm(agent, [alice, bob], {"paths": ["/srv/www/uploads"]})
+    await wait_for(agent, alice, short["action"]["id"], lambda row: row is None)
+    plant(agent, "/srv/canary/late.php")
+    plant(agent, "/srv/www/uploads/live.php")
+    await wait_for(agent, alice, lasting["action"]["id"], lambda row: row["alerts"] == 1)
+    assert await alerts(agent, alice, short["action"]["id"]) == []
+    assert [a["path"] for a in await alerts(agent, alice, lasting["action"]["id"])] == [
+        "/srv/www/uploads/live.php"
+    ]
+
+
+def burst(directory: Path, count: int) -> None:
+    for i in range(count):
+        fd = os.open(directory / f"{i:05d}.php", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"<?php\n")
+        os.close(fd)
+
+
+@pytest.mark.parametrize(("max_pending", "lossless"), [(20_000, True), (100, False)])
+async def test_a_burst_of_changed_files_is_matched_or_counted_dropped(
+    agent: AgentProc, signers: tuple[Signer, Signer], max_pending: int, lossless: bool
+) -> None:
+    """10,000 new files: below the bound every one alerts; above it (100 waiting paths) the
+    watcher counts what it dropped, and alerts plus dropped account for every file."""
+    alice, bob = signers
+    env = await arm(agent, [alice, bob], {"paths": ["/srv/burst"], "max_pending": max_pending})
+    watcher = env["action"]["id"]
+    await asyncio.to_thread(burst, agent.dir / "root" / "srv" / "burst", BURST)
+    row = await wait_for(
+        agent, alice, watcher, lambda row: row["alerts"] + row["dropped"] >= BURST, deadline=120
+    )
+    assert row is not None and row["events"] == BURST
+    assert row["alerts"] + row["dropped"] == BURST
+    stored = await alerts(agent, alice, watcher)
+    assert len(stored) == row["alerts"]
+    assert len({a["path"] for a in stored}) == row["alerts"]  # each file once
+    if lossless:
+        assert row["dropped"] == 0
+    else:
+        assert row["dropped"] > 0
