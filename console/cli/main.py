@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from console.cli import fleet, results, run, runbook
+from console.cli import fleet, results, run, runbook, watch
 from protocol.errors import SpyglassError
 
 #: The commands after ``tui``, in the order ``spyglass --help`` lists them; each adds its parser
@@ -29,6 +29,8 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     fleet.add_keys,
     fleet.add_inventory,
     results.add_results,
+    watch.add_alerts,
+    watch.add_watchers,
     fleet.add_lab,
     fleet.add_demo,
 )
