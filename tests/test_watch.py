@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import read_frame
 from protocol.signing import Signer, generate_key
 from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support import cli
 from tests.support.agents import (
     AgentProc,
     connect,
@@ -41,13 +44,19 @@ BURST = 10_000
 
 
 @pytest.fixture(scope="module")
-def signers() -> Iterator[tuple[Signer, Signer]]:
-    homes = [short_tmp("g"), short_tmp("g")]
-    for home, name in zip(homes, ("Alice", "Bob"), strict=True):
+def homes() -> Iterator[tuple[Path, Path]]:
+    """Alice's and Bob's GNUPGHOMEs."""
+    alice, bob = short_tmp("g"), short_tmp("g")
+    for home, name in ((alice, "Alice"), (bob, "Bob")):
         generate_key(home, name=name, email=f"{name.lower()}@spyglass.invalid")
-    yield Signer(homes[0]), Signer(homes[1])
-    for home in homes:
+    yield alice, bob
+    for home in (alice, bob):
         kill_gpg_agent(home)
+
+
+@pytest.fixture(scope="module")
+def signers(homes: tuple[Path, Path]) -> tuple[Signer, Signer]:
+    return Signer(homes[0]), Signer(homes[1])
 
 
 def _inotify_left() -> bool:
@@ -267,3 +276,56 @@ async def test_a_burst_of_changed_files_is_matched_or_counted_dropped(
         assert row["dropped"] == 0
     else:
         assert row["dropped"] > 0
+
+
+def inventory(agent: AgentProc, where: Path) -> Path:
+    """An inventory of the one agent, its host key pinned."""
+    public = agent.host_key.export_public_key().decode().strip()
+    (where / "known_hosts").write_text(f"[{agent.host}]:{agent.port} {public}\n")
+    host = {"name": "web-1", "address": agent.host, "port": agent.port, "tags": {"role": "web"}}
+    defaults = {
+        "known_hosts": str(where / "known_hosts"),
+        "client_keys": [str(agent.dir / "console_key")],
+        "connect_timeout": 5,
+    }
+    path = where / "inventory.toml"
+    path.write_bytes(tomli_w.dumps({"defaults": defaults, "hosts": [host]}).encode())
+    return path
+
+
+async def test_the_command_line_arms_with_two_approvers_reads_lists_and_cancels(
+    agent: AgentProc, homes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`spyglass run fswatch --sign-only`, a second `action sign`, `action launch`, then
+    `spyglass alerts`, `watchers list` and `watchers cancel`, as the README shows them."""
+    env = {
+        **os.environ,
+        "SPYGLASS_INVENTORY": str(inventory(agent, tmp_path)),
+        "SPYGLASS_STORE": str(tmp_path / "results.db"),
+    }
+    alice, bob = ({**env, "GNUPGHOME": str(home)} for home in homes)
+
+    async def spyglass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(cli.spyglass, env, *args)
+
+    action = tmp_path / "watch.json"
+    arm = ["run", "fswatch", "--paths", "/srv/www", "--recursive", "--name", "\\.php$"]
+    done = await spyglass(alice, *arm, "--expire", "1h", "-t", "all", "--sign-only", str(action))
+    assert done.returncode == 0, done.stderr
+    assert (await spyglass(bob, "action", "sign", str(action))).returncode == 0
+    launched = await spyglass(alice, "action", "launch", str(action), "--json")
+    [armed] = [e["data"] for e in cli.events(launched.stdout) if e["event"] == "match"]
+    assert armed["status"] == "armed", launched.stderr
+    plant(agent, "/srv/www/uploads/cli.php")
+    followed = await spyglass(alice, "alerts", "--follow", "--expire", "5s", "--json")
+    [alert] = [e["data"] for e in cli.events(followed.stdout) if e["event"] == "match"]
+    assert alert["path"] == "/srv/www/uploads/cli.php" and alert["watcher"] == armed["watcher"]
+    listed = await spyglass(bob, "watchers", "list", "--json")
+    assert [e["data"]["watcher"] for e in cli.events(listed.stdout) if e["event"] == "match"] == [
+        armed["watcher"]
+    ]
+    cancelled = await spyglass(bob, "watchers", "cancel", armed["watcher"], "--json")
+    rows = [e["data"] for e in cli.events(cancelled.stdout) if e["event"] == "match"]
+    assert [r["status"] for r in rows] == ["cancelled"]
+    listed = await spyglass(bob, "watchers", "list", "--json")
+    assert listed.returncode == 1  # every host answered, none has a watcher
