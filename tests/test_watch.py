@@ -329,3 +329,21 @@ async def test_the_command_line_arms_with_two_approvers_reads_lists_and_cancels(
     assert [r["status"] for r in rows] == ["cancelled"]
     listed = await spyglass(bob, "watchers", "list", "--json")
     assert listed.returncode == 1  # every host answered, none has a watcher
+
+
+async def test_a_watcher_whose_signer_left_the_keyring_is_not_rearmed(
+    agent: AgentProc, signers: tuple[Signer, Signer]
+) -> None:
+    """At start a kept watcher is verified again, as a new request: with Bob's key gone from
+    ``investigators/``, Alice alone no longer weighs the two fswatch needs."""
+    alice, bob = signers
+    env = await arm(agent, [alice, bob], {"paths": ["/srv/www"]})
+    (agent.dir / "investigators" / "bob.asc").unlink()
+    agent = restart(agent)
+    try:
+        assert env["action"]["id"] not in await watchers(agent, alice)
+        [line] = [r for r in agent.audit if r["verdict"] == "watcher-not-rearmed"]
+        assert line["action_id"] == env["action"]["id"] and "needs weight 2" in line["detail"]
+        assert list((agent.dir / "state" / "watch" / "armed").glob("*.json")) == []
+    finally:
+        stop_agent(agent)
