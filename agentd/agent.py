@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from agentd.audit import AuditLog
 from agentd.execution import Execution, Log, Slot, follow
 from agentd.replay import ReplayCache, Seen
+from agentd.watch import Watchers, with_default_weights
 from modules.registry import all_modules, get_module
 from protocol import __version__
 from protocol.acl import Acl
@@ -131,6 +132,7 @@ class Agent:
         self.running = 0  # slots of max_concurrent taken (agentd.execution.Slot)
         self.executions: dict[str, Execution] = {}  # running actions, by digest
         self.modules = [m.name for m in all_modules()]
+        self.watchers = Watchers(self)
 
     def _apply(self, config: AgentConfig) -> None:
         """Adopt a configuration, deriving once what every action would otherwise recompute.
@@ -142,7 +144,8 @@ class Agent:
         for line in acl_strangers(config.acl, keyring.fingerprints):
             print(f"spyglass-agentd: {config.agent.name}: {line}", file=sys.stderr, flush=True)
         # Agents of one process that trust the same keys with the same ACL verify an envelope once.
-        scope = keyring.digest + repr(sorted(config.acl.rules.items()))
+        self.acl = with_default_weights(config.acl)  # fswatch wants two approvers unless set
+        scope = keyring.digest + repr(sorted(self.acl.rules.items()))
         self.keyring, self.verify_scope, self.config = keyring, scope, config
         self.root = str(config.root)
         self.policy = Policy(config.agent.skew, config.agent.max_lifetime)
@@ -203,7 +206,7 @@ class Agent:
         check_time(envelope.action, int(time.time()), self.policy)
         if (pending := _inflight.get(key)) is None:
             pending = asyncio.ensure_future(
-                asyncio.to_thread(_judge, envelope, self.keyring, self.config.acl)
+                asyncio.to_thread(_judge, envelope, self.keyring, self.acl)
             )
             _inflight[key] = pending
             pending.add_done_callback(lambda done: _settle(key, done))
@@ -224,6 +227,7 @@ class Agent:
         await Channel(self, write, peer, close).serve(reader, closed)
 
     def close(self) -> None:
+        self.watchers.close()
         self.replay.close()
         self.audit.close()
 
@@ -339,7 +343,7 @@ class Channel:
                 log, execution, slot = self._served_again(known, seen)
                 ran_at: int | None = seen.ran_at
             else:
-                execution = Execution(self._slot(), verified, params, known.digest)
+                execution = Execution(self._slot(), verified, params, known.digest, raw)
                 agent.replay.add(action.id, known.digest, action.expire_after, execution.ran_at)
                 self._audit(known, "accepted")
                 log, slot, ran_at = execution.log, execution.slot, None

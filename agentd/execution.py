@@ -125,12 +125,19 @@ class Execution:
     """One accepted action, running (or ended) in its own task, its frames going to a Log."""
 
     def __init__(
-        self, slot: Slot, verified: Verified, params: list[dict[str, Any]], digest: str
+        self,
+        slot: Slot,
+        verified: Verified,
+        params: list[dict[str, Any]],
+        digest: str,
+        envelope: Any = None,
     ) -> None:
         self.agent = agent = slot.agent
         self.slot = slot
         self.action = verified.action
+        self.signers = verified.signers
         self.digest = digest
+        self.envelope = envelope  # as received: what a watcher keeps to re-arm (agentd.watch)
         self.ran_at = int(time.time())
         try:
             self.log = Log(agent.replay.running(digest))
@@ -249,8 +256,12 @@ class Execution:
         budget: Budget,
         sink: Callable[[str, dict[str, Any]], None],
     ) -> OpOutcome:
+        # The watchers' operations are answered by the agent itself (agentd.watch).
+        local = self.agent.watchers.operations.get(module)
         self._op = asyncio.create_task(
-            run_operation(
+            local(self, params, timeout, budget, sink)
+            if local is not None
+            else run_operation(
                 module,
                 params,
                 root=self.agent.root,

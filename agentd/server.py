@@ -114,6 +114,8 @@ async def serve_forever(config_paths: Sequence[str | Path]) -> None:
         for host, port in await start_agent(agent):
             print(f"listening {agent.name} {host}:{port}", flush=True)
     Zygote.current()  # start it now, with the code on disk at start, not at the first action
+    for agent in agents:
+        await agent.watchers.rearm()  # watchers armed before a restart, still valid
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

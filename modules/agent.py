@@ -16,6 +16,7 @@ import time
 from typing import Any, ClassVar
 
 from modules.base import Column, Module, Needs, RunContext
+from modules.fswatch import LIMITS as WATCH_LIMITS  # the watchers' bounds, enforced by the agent
 from protocol import __version__
 
 _OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
@@ -85,6 +86,7 @@ def limits() -> list[str]:
         soft, _hard = resource.getrlimit(which)
         out.append(f"{name}={'unlimited' if soft == resource.RLIM_INFINITY else soft}")
     out.append(f"nice={os.getpriority(os.PRIO_PROCESS, 0)}")
+    out += [f"fswatch_{name}={value}" for name, value in WATCH_LIMITS.items()]
     return out
 
 
@@ -112,7 +114,11 @@ class AgentModule(Module):
         Column("addresses", "Interface addresses outside loopback: iface address/prefix", "list"),
         Column("agent_version", "spyglass version of the agent"),
         Column("modules", "Modules this agent can run", "list"),
-        Column("limits", "Resource limits applied to module runs (rlimits, nice)", "list"),
+        Column(
+            "limits",
+            "Resource limits applied to module runs (rlimits, nice) and watchers (fswatch_*)",
+            "list",
+        ),
         Column(
             "confinement",
             "Kernel confinement of module runs (e.g. landlock-v7 seccomp no-new-privs caps), "

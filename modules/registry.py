@@ -19,6 +19,10 @@ _MODULES = (
     "modules.netstat:NetstatModule",
     "modules.process:ProcessModule",
     "modules.yara:YaraModule",
+    "modules.fswatch:FswatchModule",
+    "modules.fswatch:FswatchCancelModule",
+    "modules.fswatch:FswatchListModule",
+    "modules.fswatch:FswatchAlertsModule",
 )
 
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from console.cli import fleet, modules, results, run, runbook
+from console.cli import fleet, modules, results, run, runbook, watch
 from console.cli.argv import give_back, take_repeated
 from console.cli.lean import leave_out_unused
 from protocol.errors import SpyglassError
@@ -30,6 +30,8 @@ COMMANDS: tuple[Callable[[Any], None], ...] = (
     fleet.add_keys,
     fleet.add_inventory,
     results.add_results,
+    watch.add_alerts,
+    watch.add_watchers,
     fleet.add_lab,
     fleet.add_demo,
 )

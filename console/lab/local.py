@@ -189,7 +189,12 @@ def _write_agent(
             "enforce_target": True,
         },
         "limits": {"module_timeout": 60, "max_concurrent": 8},
-        "acl": {"default": {"minimum_weight": 1, "investigators": {fingerprint: 1}}},
+        # The lab has one investigator: its watchers cannot have the two approvers that
+        # fswatch needs by default (docs/operations.md), so the lab says so explicitly.
+        "acl": {
+            rule: {"minimum_weight": 1, "investigators": {fingerprint: 1}}
+            for rule in ("default", "fswatch")
+        },
     }
     path = home / "agentd.toml"
     path.write_bytes(tomli_w.dumps(config).encode())

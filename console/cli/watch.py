@@ -1,0 +1,65 @@
+"""``spyglass alerts`` and ``spyglass watchers``: read what the agents' watchers raised, list and
+cancel the watchers. Each is a signed action of an ``fswatch_*`` module (``modules.fswatch``),
+launched like ``spyglass run``: reading alerts is reading findings, and the console's SSH key
+alone grants nothing (docs/security.md). Arming a watcher is ``spyglass run fswatch``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from console.actions.compose import compose
+from console.cli.common import launch, launch_flags, signer
+from protocol.envelope import Envelope
+
+
+def add_alerts(commands: Any) -> None:
+    alerts = commands.add_parser(
+        "alerts",
+        help="the alerts the agents' watchers raised (a signed fswatch_alerts action)",
+        description="Stored alerts above --since; with --follow, new ones as they are raised, "
+        "until the action expires (--expire) or the agent's module_timeout.",
+    )
+    alerts.add_argument("--follow", action="store_true", help="keep printing new alerts")
+    alerts.add_argument("--since", type=int, default=0, help="only alerts numbered above this")
+    alerts.add_argument("--watcher", help="only this watcher's alerts (its action id)")
+    _flags(alerts, "5m")
+    alerts.set_defaults(handler=cmd_alerts)
+
+
+def add_watchers(commands: Any) -> None:
+    watchers = commands.add_parser("watchers", help="list or cancel the agents' watchers")
+    sub = watchers.add_subparsers(dest="watchers_command", required=True)
+    listing = sub.add_parser("list", help="the armed watchers and their counters")
+    _flags(listing, "5m")
+    listing.set_defaults(handler=cmd_list)
+    cancel = sub.add_parser("cancel", help="stop a watcher before its expiry (a signed action)")
+    cancel.add_argument("id", help="the watcher's id: the id of the action that armed it")
+    _flags(cancel, "5m")
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def _flags(parser: argparse.ArgumentParser, expire: str) -> None:
+    launch_flags(parser, target_required=False)
+    parser.add_argument("--expire", default=expire, help=f"lifetime of the action ({expire})")
+
+
+def _launch(args: argparse.Namespace, module: str, params: dict[str, Any]) -> int:
+    target = args.target or "all"
+    action = compose(module, params, target, args.expire)
+    return launch(args, signer(args).sign(Envelope(action)), target)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"since": args.since, "follow": args.follow}
+    if args.watcher:
+        params["watcher"] = args.watcher
+    return _launch(args, "fswatch_alerts", params)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    return _launch(args, "fswatch_list", {})
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    return _launch(args, "fswatch_cancel", {"watcher": args.id})

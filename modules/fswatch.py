@@ -1,0 +1,151 @@
+"""Watchers (MIG's ``fswatch``): paths an agent keeps watching until the signed action expires.
+
+Four modules, so that each has its own ACL rule (``[acl.MODULE]``):
+
+- ``fswatch`` arms a watcher: the paths, whether to follow subdirectories, and the file module's
+  filters (name, path, size, age, mode, content, digests), which every changed file is compared
+  with. It is the powerful one: an unattended, lasting watch. Its recommended rule is two
+  approvers (``DEFAULT_WEIGHTS``; docs/operations.md).
+- ``fswatch_cancel`` stops a watcher before its expiry; ``fswatch_list`` lists the watchers;
+  ``fswatch_alerts`` reads (and with ``follow`` streams) the alerts. Reading alerts is reading
+  findings: a signed action like any other (docs/security.md).
+
+Where a watcher runs (decided here, carried out by ``agentd.watch``): in the agent process, its
+inotify descriptor read by the agent's event loop, because only that process lives as long as
+the watch. Nothing of an attacker's file is opened there: each batch of changed paths is matched
+by the ``file`` module in an operation child forked from the zygote (``agentd.runner``), under
+the same kernel confinement and rlimits as any ``file`` operation. The four modules themselves are
+answered by the agent from its own state (no file is read); their ``run`` in a child has no
+watcher to see.
+
+Resource bounds (agent-wide unless said, reported by the ``agent`` module's ``limits`` column):
+``LIMITS`` below. Changed paths wait in a set per watcher of at most ``max_pending`` (a parameter,
+capped by ``LIMITS``); a path arriving while it is full, or beyond ``events_per_second`` sustained,
+is counted as dropped, never silently lost; so are the kernel's own queue overflows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from modules.base import Column, Module, Needs, Param, RunContext
+from modules.file.declaration import COLUMNS as FILE_COLUMNS
+from modules.file.declaration import PARAMS as FILE_PARAMS
+
+#: Agent-wide bounds of the watchers (``agentd.watch`` enforces them).
+LIMITS: dict[str, int] = {
+    "watchers": 16,  # armed at once
+    "watches": 8192,  # inotify watch descriptors, all watchers together
+    "pending": 20000,  # changed paths waiting to be matched, per watcher
+    "events_per_second": 5000,  # sustained per watcher; bursts up to ``pending``
+    "alerts": 50000,  # kept on disk, in rotated segments; older ones are dropped and counted
+    "batch": 500,  # changed paths matched by one confined ``file`` child
+}
+
+#: The minimum weight a module needs when the agent's ACL has no rule of its own for it (instead
+#: of ``[acl.default]``'s): a lasting watch wants two approvers.
+DEFAULT_WEIGHTS: dict[str, int] = {"fswatch": 2}
+
+#: The file parameters a watcher does not take: it matches changed paths, it walks nothing.
+_WALK_ONLY = {"match_limit", "max_depth"}
+
+WATCHER_COLUMNS = (
+    Column("watcher", "The watcher's id: the id of the signed action that armed it"),
+    Column("digest", "SHA-256 of that action's canonical bytes"),
+    Column("status", "armed, re-armed, cancelled, expired, or running"),
+    Column("paths", "Watched paths, as seen from the agent's root", "list"),
+    Column("recursive", "Subdirectories are watched too", "bool"),
+    Column("expires", "When the watcher stops (the action's expiry)", "time"),
+    Column("watches", "inotify watches it holds", "int"),
+    Column("events", "Changed paths seen", "int"),
+    Column("alerts", "Alerts raised", "int"),
+    Column(
+        "dropped", "Changed paths dropped above the bounds (pending, rate, kernel queue)", "int"
+    ),
+    Column("signers", "Fingerprints of the investigators who signed it", "list"),
+)
+
+ALERT_COLUMNS = (
+    Column("seq", "Alert number on this agent (increasing; give it to --since)", "int"),
+    Column("time", "When the alert was raised", "time"),
+    Column("watcher", "Id of the signed action that armed the watcher"),
+    Column("digest", "SHA-256 of that action's canonical bytes"),
+    *(c for c in FILE_COLUMNS),
+)
+
+
+class _AgentState(Module):
+    """A module the agent answers from its watchers' state, not in a child: a child has no
+    watcher to report, so its ``run`` reports nothing."""
+
+    needs = Needs()
+
+    def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
+        return {"rows": 0}
+
+
+class FswatchModule(_AgentState):
+    """Arms a watcher (answered with its row); batches are matched by the ``file`` module."""
+
+    name = "fswatch"
+    summary = "Watch paths until the action expires; alert on changed files matching the filters"
+    params = (
+        *(p for p in FILE_PARAMS if p.name not in _WALK_ONLY),
+        Param("recursive", "bool", "Watch subdirectories too (and those created later)"),
+        Param(
+            "max_pending",
+            "int",
+            f"Changed paths waiting to be matched before more are dropped "
+            f"(at most {LIMITS['pending']})",
+            default=LIMITS["pending"],
+            minimum=1,
+        ),
+    )
+    columns = WATCHER_COLUMNS
+    example: ClassVar[dict[str, Any]] = {
+        "paths": ["/srv/www"],
+        "recursive": True,
+        "name": ["\\.php$"],
+        "content": ["eval\\(base64_decode"],
+    }
+
+    def check(self, params: dict[str, Any]) -> None:
+        from protocol.errors import ParamError
+
+        if params["max_pending"] > LIMITS["pending"]:
+            raise ParamError(f"max_pending: at most {LIMITS['pending']}")
+
+
+class FswatchCancelModule(_AgentState):
+    name = "fswatch_cancel"
+    summary = "Stop a watcher before its expiry"
+    params = (
+        Param("watcher", "string", "The watcher's id (the action id that armed it)", required=True),
+    )
+    columns = WATCHER_COLUMNS
+    example: ClassVar[dict[str, Any]] = {"watcher": "01JD3M8Q0000000000000000AA"}
+
+
+class FswatchListModule(_AgentState):
+    name = "fswatch_list"
+    summary = "The watchers armed on the agent, with their counters"
+    params = ()
+    columns = WATCHER_COLUMNS
+    example: ClassVar[dict[str, Any]] = {}
+
+
+class FswatchAlertsModule(_AgentState):
+    name = "fswatch_alerts"
+    summary = "The alerts the watchers raised (stored on the agent); follow streams new ones"
+    params = (
+        Param("since", "int", "Only alerts numbered above this", default=0, minimum=0),
+        Param("watcher", "string", "Only this watcher's alerts"),
+        Param("follow", "bool", "Keep streaming new alerts until the action expires"),
+    )
+    columns = (
+        *ALERT_COLUMNS,
+        Column(
+            "dropped", "Alerts rotated out of this agent's store so far (above its bound)", "int"
+        ),
+    )
+    example: ClassVar[dict[str, Any]] = {"since": 0}
