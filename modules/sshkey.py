@@ -235,7 +235,9 @@ class SshKeyModule(Module):
     """Finds authorized_keys entries and private, public and host keys below the given paths."""
 
     name = "sshkey"
-    summary = "SSH keys (authorized, private, public, host) with type, bits and fingerprint"
+    summary = (
+        "SSH keys (authorized, private, public, host): type, bits, fingerprint, comment, options"
+    )
     params = (
         replace(PATHS, default=("/root", "/home", "/etc/ssh")),
         replace(MAX_DEPTH, default=8),

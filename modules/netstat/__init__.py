@@ -101,7 +101,7 @@ class NetstatModule(Module):
     example = {"listening_port": [22], "connected_ip": ["203.0.113.0/24"]}
     columns = (
         Column("check", "Parameter that found the row"),
-        Column("value", "Its value that found the row"),
+        Column("value", "Its value that found the row (true for listening)"),
         Column(
             "proto",
             "tcp4, tcp6, udp4, udp6 for sockets; link, inet, inet6 for interface addresses; "
