@@ -328,7 +328,8 @@ def test_a_connected_udp_socket_is_not_listening() -> None:
         listening = run(listening=True).rows
         connected = run(connected_ip=["127.0.0.1"]).rows
     # matched by address, not owner: a confined run's forked child holds the socket too
-    assert ("127.0.0.1", port) not in {(r["local_addr"], r["local_port"]) for r in listening}
+    bound = {(r["proto"], r["local_addr"], r["local_port"]) for r in listening}
+    assert ("udp4", "127.0.0.1", port) not in bound
     assert ("udp4", port, 9) in {(r["proto"], r["local_port"], r["remote_port"]) for r in connected}
 
 
