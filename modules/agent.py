@@ -54,6 +54,24 @@ def uptime() -> int | None:
     return int(time.time() - psutil.boot_time())
 
 
+def with_prefix(address: str, netmask: str | None) -> str:
+    """``address/prefix`` from an address and its netmask as psutil gives them (IPv6 masks too,
+    ``ffff:ffff:ffff:ffff::`` -> 64); a link-local zone (``%eth0``) is left out, the row
+    naming the interface already."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    try:
+        mask = ipaddress.ip_address(netmask or "")
+    except ValueError:
+        return str(ip)
+    bits = int(mask)
+    prefix = bin(bits).count("1")
+    if mask.version != ip.version or bits != ((1 << prefix) - 1) << (ip.max_prefixlen - prefix):
+        return str(ip)  # not a prefix mask: no length to give
+    return f"{ip}/{prefix}"
+
+
 def addresses() -> list[str]:
     """``iface address/prefix`` for every IPv4 and IPv6 address outside loopback."""
     import ipaddress
@@ -65,17 +83,9 @@ def addresses() -> list[str]:
         for a in addrs:
             if a.family not in (socket.AF_INET, socket.AF_INET6):
                 continue
-            ip = ipaddress.ip_address(a.address.split("%", 1)[0])
-            if ip.is_loopback:
+            if ipaddress.ip_address(a.address.split("%", 1)[0]).is_loopback:
                 continue
-            prefix = ""
-            if a.netmask:
-                try:
-                    net = ipaddress.ip_network(f"{ip}/{a.netmask}", strict=False)
-                    prefix = f"/{net.prefixlen}"
-                except ValueError:
-                    pass
-            out.append(f"{iface} {a.address}{prefix}")
+            out.append(f"{iface} {with_prefix(a.address, a.netmask)}")
     return out
 
 

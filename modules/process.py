@@ -9,11 +9,14 @@ Memory is read through ``/proc/PID/maps`` and ``/proc/PID/mem`` (ptrace rights: 
 CAP_SYS_PTRACE), region by region, at most ``max_length`` bytes per process. The agent is never
 read: this process, its ancestors (the zygote, the agent) and its parent's other children
 (concurrent module runs, holding other actions' parameters) are skipped by the memory filters.
-Results carry the names of the filters that matched, never memory contents.
+Results carry the names of the filters that matched, never memory contents. The agent's own
+zygote and operation processes are not listed at all unless ``include_agent`` is set: they are
+the investigation, not the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -56,19 +59,29 @@ def parse_maps(text: str) -> list[Region]:
     return out
 
 
-def protected_pids() -> set[int]:
-    """Processes whose memory is never read: this one, its ancestors (but init) and the other
-    children of its parent."""
+def agent_pids() -> set[int]:
+    """The agent's own operation processes, as a module's child sees them: this one, its parent
+    (the zygote) and the parent's other children (concurrent operations, holding other
+    actions' parameters). Only this one when the parent is init (an orphan has no zygote)."""
     import psutil  # heavy import, kept out of module loading
 
-    pids = {os.getpid(), os.getppid()}
-    try:
-        me = psutil.Process()
-        pids.update(p.pid for p in me.parents() if p.pid != 1)
-        if me.ppid() != 1:
-            pids.update(c.pid for c in psutil.Process(me.ppid()).children())
-    except psutil.Error:
-        pass  # the parent is still protected
+    parent = os.getppid()
+    if parent == 1:
+        return {os.getpid()}
+    pids = {os.getpid(), parent}
+    with contextlib.suppress(psutil.Error):  # gone: the parent is still in
+        pids.update(c.pid for c in psutil.Process(parent).children())
+    return pids
+
+
+def protected_pids() -> set[int]:
+    """Processes whose memory is never read: the agent's own (``agent_pids``) and this one's
+    ancestors but init (the agent itself, holding keys and every action)."""
+    import psutil  # heavy import, kept out of module loading
+
+    pids = agent_pids()
+    with contextlib.suppress(psutil.Error):
+        pids.update(p.pid for p in psutil.Process().parents() if p.pid != 1)
     return pids
 
 
@@ -109,6 +122,11 @@ class ProcessModule(Module):
         Param(
             "match_any", "bool", "Report processes matching any filter (default: all must match)"
         ),
+        Param(
+            "include_agent",
+            "bool",
+            "Also list the agent's own zygote and operation processes (this run's included)",
+        ),
         MAX_ERRORS,
     )
     columns = (
@@ -147,6 +165,7 @@ class _Search:
         self.max_length: int = params["max_length"]
         self.active = [f for f in FILTERS if params[f]]
         self.protected = protected_pids()
+        self.hidden = set() if params["include_agent"] else agent_pids()
         self._digests: dict[tuple[int, int], str | None] = {}
         self.stats = dict.fromkeys(
             ("processes_scanned", "bytes_read", "matches", "errors", "skipped"), 0
@@ -161,6 +180,8 @@ class _Search:
         for proc in psutil.process_iter(attrs=attrs, ad_value=None):
             if self.ctx.cancelled():
                 return
+            if proc.info["pid"] in self.hidden:
+                continue
             self.stats["processes_scanned"] += 1
             try:
                 self._consider(proc.info)

@@ -19,9 +19,9 @@ import hashlib
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from modules.base import Column, LimitReached, Module, Param, RunContext
 from modules.fs.params import MAX_DEPTH, PATHS
@@ -113,8 +113,19 @@ def describe_blob(blob: bytes) -> KeyInfo:
     return key_type, bits, fingerprint(blob)
 
 
-def split_key_line(line: str) -> tuple[str, str, bytes] | None:
-    """``[options] type base64 [comment]`` -> (options, type, blob); None for anything else.
+class KeyLine(NamedTuple):
+    """One key line of an authorized_keys or ``.pub`` file."""
+
+    options: list[str]
+    """authorized_keys options as written (``from="10.0.0.1"``, ``no-pty``), in file order."""
+    type: str
+    blob: bytes
+    comment: str | None
+    """Everything after the key, as written (``deploy@ci``); None when there is nothing."""
+
+
+def split_key_line(line: str) -> KeyLine | None:
+    """``[options] type base64 [comment]`` as a KeyLine; None for anything else.
 
     Options may hold quoted spaces (``command="a b"``), so the key type is searched token by
     token rather than assumed at a fixed position.
@@ -122,40 +133,40 @@ def split_key_line(line: str) -> tuple[str, str, bytes] | None:
     line = line.strip()
     if not line or line.startswith("#"):
         return None
-    tokens = _tokens(line)
-    for i, token in enumerate(tokens[:-1]):
+    tokens = _split(line, str.isspace)
+    for i, (token, _) in enumerate(tokens[:-1]):
         if token in _KEY_TYPES or token.endswith(_CERT_SUFFIX):
+            encoded, end = tokens[i + 1]
             try:
-                blob = base64.b64decode(tokens[i + 1], validate=True)
+                blob = base64.b64decode(encoded, validate=True)
             except binascii.Error:
                 return None
-            return " ".join(tokens[:i]), token, blob
+            options = [o for text, _ in tokens[:i] for o, _ in _split(text, ",".__eq__)]
+            return KeyLine(options, token, blob, line[end:].strip() or None)
     return None
 
 
-def _tokens(line: str) -> list[str]:
-    """Whitespace-separated tokens, double quotes (with backslash escapes) keeping spaces."""
-    out: list[str] = []
+def _split(text: str, is_separator: Callable[[str], bool]) -> list[tuple[str, int]]:
+    """Non-empty pieces of ``text`` between separators, with the index just past each piece;
+    double quotes (with backslash escapes) keep separators inside a piece."""
+    out: list[tuple[str, int]] = []
     cur: list[str] = []
     quoted = escaped = False
-    for ch in line:
+    for i, ch in enumerate(text):
         if escaped:
-            cur.append(ch)
             escaped = False
         elif ch == "\\" and quoted:
-            cur.append(ch)
             escaped = True
         elif ch == '"':
-            cur.append(ch)
             quoted = not quoted
-        elif ch.isspace() and not quoted:
+        elif is_separator(ch) and not quoted:
             if cur:
-                out.append("".join(cur))
+                out.append(("".join(cur), i))
                 cur = []
-        else:
-            cur.append(ch)
+            continue
+        cur.append(ch)
     if cur:
-        out.append("".join(cur))
+        out.append(("".join(cur), len(text)))
     return out
 
 
@@ -224,7 +235,9 @@ class SshKeyModule(Module):
     """Finds authorized_keys entries and private, public and host keys below the given paths."""
 
     name = "sshkey"
-    summary = "SSH keys (authorized, private, public, host) with type, bits and fingerprint"
+    summary = (
+        "SSH keys (authorized, private, public, host): type, bits, fingerprint, comment, options"
+    )
     params = (
         replace(PATHS, default=("/root", "/home", "/etc/ssh")),
         replace(MAX_DEPTH, default=8),
@@ -244,6 +257,16 @@ class SshKeyModule(Module):
         Column("bits", "Key size in bits", "int"),
         Column("fingerprint_sha256", "SHA256:... as ssh-keygen -l prints it"),
         Column("encrypted", "Private keys: protected by a passphrase", "bool"),
+        Column(
+            "comment",
+            "authorized_keys entries and public keys: the text after the key, as written "
+            "(often user@host)",
+        ),
+        Column(
+            "options",
+            "authorized_keys entries: their options as written (from=, command=, no-pty, ...)",
+            "list",
+        ),
     )
 
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
@@ -331,8 +354,9 @@ class _Search:
                 if kind == "authorized" and line.strip() and not line.lstrip().startswith("#"):
                     self._error(f"{shown}:{number}", ValueError("not a key line"))
                 continue
+            options = parts.options if kind == "authorized" else None
             try:
-                self._emit(shown, kind, describe_blob(parts[2]), None)
+                self._emit(shown, kind, describe_blob(parts.blob), None, parts.comment, options)
             except ValueError as err:
                 self._error(f"{shown}:{number}", err)
 
@@ -341,11 +365,19 @@ class _Search:
         try:
             data = self.root.read(shown + ".pub", MAX_KEY_FILE)
             parts = split_key_line(data.decode("utf-8", "replace"))
-            return None if parts is None else describe_blob(parts[2])
+            return None if parts is None else describe_blob(parts.blob)
         except (OSError, ValueError):
             return None
 
-    def _emit(self, shown: str, kind: str, info: KeyInfo, encrypted: bool | None) -> None:
+    def _emit(
+        self,
+        shown: str,
+        kind: str,
+        info: KeyInfo,
+        encrypted: bool | None,
+        comment: str | None = None,
+        options: list[str] | None = None,
+    ) -> None:
         self.stats["keys_found"] += 1
         key_type, bits, fp = info
         if self.wanted and fp not in self.wanted:
@@ -358,6 +390,8 @@ class _Search:
                 "bits": bits,
                 "fingerprint_sha256": fp,
                 "encrypted": encrypted,
+                "comment": comment,
+                "options": options,
             }
         )
         self.stats["matches"] += 1

@@ -388,9 +388,6 @@ async def test_netstat_names_socket_owners_confined(fresh_zygote: None, tmp_path
 NOT_CONFINABLE = {
     "tests/test_mod_pkg.py::test_rpm_is_asked_with_root":
         "its fake rpm is a shell script (not the declared rpm) that writes its argv to a file",
-    "tests/test_mod_netstat.py::test_neighbour_table_of_this_host":
-        "netstat runs without Landlock, so it may not exec `ip`: /proc/net/arp answers, with a "
-        "soft error",
 }  # fmt: skip
 
 

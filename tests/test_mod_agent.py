@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.agent import AgentModule
+from modules.agent import AgentModule, with_prefix
 from modules.base import CollectingContext
 from modules.registry import all_modules
 from protocol.errors import ParamError
@@ -46,6 +48,34 @@ def test_addresses_leave_out_loopback() -> None:
     assert isinstance(addresses, list)
     assert all(" " in a for a in addresses)  # "iface address/prefix"
     assert not any(a.split()[1].startswith(("127.", "::1")) for a in addresses)
+
+
+@pytest.mark.skipif(shutil.which("ip") is None, reason="no iproute2 to compare with")
+def test_addresses_carry_their_prefix_as_ip_addr_shows_it() -> None:
+    """IPv4 and IPv6 alike (``fd00::2/64``, ``fe80::.../64``): what ``ip addr`` lists."""
+    shown = json.loads(
+        subprocess.run(
+            ["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    want = {
+        f"{link['ifname']} {a['local']}/{a['prefixlen']}"
+        for link in shown
+        for a in link.get("addr_info", [])
+        if a.get("family") in ("inet", "inet6") and not ipaddress.ip_address(a["local"]).is_loopback
+    }
+    assert set(run_agent()["addresses"]) == want  # type: ignore[arg-type]
+
+
+def test_prefix_from_any_netmask() -> None:
+    assert with_prefix("fe80::1%eth0", "ffff:ffff:ffff:ffff::") == "fe80::1/64"
+    assert (
+        with_prefix("2001:db8::7", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") == "2001:db8::7/128"
+    )
+    assert with_prefix("10.1.2.3", "255.255.0.0") == "10.1.2.3/16"
+    assert with_prefix("10.1.2.3", "255.0.255.0") == "10.1.2.3"  # no prefix is that mask
+    assert with_prefix("10.1.2.3", None) == "10.1.2.3"
+    assert with_prefix("10.1.2.3", "ffff::") == "10.1.2.3"  # a mask of the other family
 
 
 def test_no_params_accepted() -> None:

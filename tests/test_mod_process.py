@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from agentd.runner import Budget, Zygote, run_operation
 from modules.base import CollectingContext
-from modules.process import ProcessModule, parse_maps, protected_pids
+from modules.process import ProcessModule, agent_pids, parse_maps, protected_pids
+from protocol.agent_config import LimitsSection
 from protocol.errors import ParamError
 from tests.support.mod_child import CHILD, running_child
 
@@ -64,7 +66,7 @@ def test_cmdline_row(child: dict[str, Any]) -> None:
 
 
 def test_no_filters_lists_every_process(child: dict[str, Any]) -> None:
-    listed = pids()
+    listed = pids(include_agent=True)
     assert child["pid"] in listed and os.getpid() in listed and len(listed) > 2
 
 
@@ -130,13 +132,73 @@ def test_match_any(child: dict[str, Any]) -> None:
 
 
 def test_own_memory_is_never_read(child: dict[str, Any]) -> None:
-    """This process holds MARKER too (and so does the search itself): only the child is found."""
-    ctx = run(content=[MARKER])
+    """This process holds MARKER too (and so does the search itself): only the child is found,
+    even with the agent's own processes listed."""
+    ctx = run(content=[MARKER], include_agent=True)
     found = {r["pid"] for r in ctx.rows}
     assert child["pid"] in found
     assert os.getpid() not in found and os.getppid() not in found
     assert {os.getpid(), os.getppid()} <= protected_pids()
     assert ctx.stats["skipped"] >= 2  # type: ignore[attr-defined]
+
+
+async def test_the_agents_own_processes_are_left_out_unless_asked(
+    fresh_zygote: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Through the real runner: the zygote and the operation child running the module match
+    a search for the zygote's command line only with ``include_agent``."""
+    launched: list[int] = []
+    launch = Zygote.launch
+
+    async def recording(self: Zygote, request: Any, result_fd: int) -> Any:
+        pid, exited = await launch(self, request, result_fd)
+        launched.append(pid)
+        return pid, exited
+
+    monkeypatch.setattr(Zygote, "launch", recording)
+    scope = {"cmdline": [r" -m agentd\.zygote "]}
+    left_out = await operation(scope, tmp_path)
+    listed = await operation({**scope, "include_agent": True}, tmp_path)
+    zygote = Zygote.current().process.pid
+    assert len(launched) == 2
+    assert not {zygote, *launched} & left_out
+    assert {zygote, launched[1]} <= listed
+
+
+@pytest.fixture
+def fresh_zygote() -> Iterator[None]:
+    """A zygote of this test's own event loop, closed after."""
+    if Zygote._current is not None:
+        Zygote._current.close()
+    yield
+    if Zygote._current is not None:
+        Zygote._current.close()
+
+
+async def operation(params: dict[str, Any], root: Path) -> set[int]:
+    """The pids of the rows of a process operation run as the agent runs it."""
+    rows: list[dict[str, Any]] = []
+    outcome = await run_operation(
+        "process",
+        MOD.validate(params),
+        root=str(root),
+        limits=LimitsSection(),
+        timeout=60,
+        budget=Budget(10000, 16 << 20),
+        sink=lambda kind, payload: rows.append(payload) if kind == "match" else None,
+    )
+    assert outcome.status == "ok", outcome
+    return {r["pid"] for r in rows}
+
+
+def test_agent_pids_are_this_process_its_parent_and_siblings() -> None:
+    import psutil
+
+    family = agent_pids()
+    parent = os.getppid()
+    assert {os.getpid(), parent} | {c.pid for c in psutil.Process(parent).children()} >= family
+    assert {os.getpid(), parent} <= family
+    assert family <= protected_pids()
 
 
 def test_parse_maps() -> None:

@@ -6,6 +6,7 @@ and PKCS#8 keys from cryptography; fingerprints are checked against ``ssh-keygen
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,12 +14,15 @@ from typing import Any
 
 import pytest
 
+from console.lab.seed import has_rogue_key, seed_root
 from modules.base import CollectingContext
+from modules.bounds import MAX_ITEMS, MAX_TEXT, ROW_BUDGET
 from modules.sshkey import SshKeyModule, fingerprint, split_key_line
 from protocol.errors import ParamError
 
 MOD = SshKeyModule()
 COLUMNS = [c.name for c in MOD.columns]
+REPO = Path(__file__).resolve().parent.parent
 
 needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="no ssh-keygen")
 
@@ -139,6 +143,8 @@ def test_pem_and_pkcs8_keys(root: tuple[Path, dict[str, Any]]) -> None:
             "bits": 2048,
             "fingerprint_sha256": fps["rsa"],
             "encrypted": False,
+            "comment": None,
+            "options": None,
         }
     ]
     if shutil.which("ssh-keygen"):  # the same fingerprint as OpenSSH computes
@@ -187,12 +193,15 @@ def test_openssh_keys_encrypted_and_not(root: tuple[Path, dict[str, Any]]) -> No
         "bits": 256,
         "fingerprint_sha256": fps["ed"],
         "encrypted": False,
+        "comment": None,
+        "options": None,
     }
     [locked] = rows["/home/alice/.ssh/id_locked"]
     # the openssh-key-v1 format keeps the public key in clear: fingerprint without passphrase
     assert (locked["encrypted"], locked["fingerprint_sha256"]) == (True, fps["ed_locked"])
     [pub] = rows["/home/alice/.ssh/id_ed25519.pub"]
     assert (pub["kind"], pub["fingerprint_sha256"]) == ("public", fps["ed"])
+    assert (pub["comment"], pub["options"]) == ("test", None)  # ssh-keygen -C test
 
 
 @needs_ssh_keygen
@@ -207,6 +216,8 @@ def test_host_keys_and_default_paths(root: tuple[Path, dict[str, Any]]) -> None:
         "bits": 256,
         "fingerprint_sha256": fps["host"],
         "encrypted": False,
+        "comment": None,
+        "options": None,
     }
     [host_pub] = rows["/etc/ssh/ssh_host_ecdsa_key.pub"]
     assert (host_pub["kind"], host_pub["fingerprint_sha256"]) == ("host", fps["host"])
@@ -221,8 +232,44 @@ def test_authorized_keys_with_options(root: tuple[Path, dict[str, Any]]) -> None
         ("authorized", "ssh-ed25519", fps["ed"]),
         ("authorized", "ssh-rsa", fps["locked"]),
     ]
+    assert [(r["comment"], r["options"]) for r in ctx.rows] == [
+        ("test", ['command="/usr/bin/rsync --server -e.Lsfx . /srv"', "no-pty", 'from="10.0.0.1"']),
+        ("locked", []),
+    ]
     assert fps["authorized"] == fps["ed"]  # ssh-keygen -l reads the first entry the same way
     assert ctx.errors == ["/root/.ssh/authorized_keys:5: not a key line"]
+
+
+def test_lab_rogue_key_shows_its_comment(tmp_path: Path) -> None:
+    """The README's ``deploy@ci``: on a lab host that has it, next to Alice's own key, with the
+    fingerprint the README hunts for."""
+    assert has_rogue_key(1) and not has_rogue_key(2)
+    for index in (1, 2):
+        seed_root(tmp_path / str(index), index, f"web-{index}")
+    rogue, plain = (run(tmp_path / str(i), paths=["/home"]).rows for i in (1, 2))
+    readme = (REPO / "README.md").read_text()
+    assert [(r["path"], r["kind"], r["comment"], r["options"]) for r in rogue] == [
+        ("/home/alice/.ssh/authorized_keys", "authorized", "alice@laptop", []),
+        ("/home/alice/.ssh/authorized_keys", "authorized", "deploy@ci", []),
+    ]
+    assert f"--fingerprint {rogue[1]['fingerprint_sha256']} " in readme
+    assert [r["comment"] for r in plain] == ["alice@laptop"]
+
+
+def test_comment_and_options_are_bounded(tmp_path: Path) -> None:
+    """A hostile authorized_keys line cannot make a row too big for a frame: its comment and
+    its list of options are cut with markers giving their true size."""
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIESPO9y9Ac8bLglICyIy+PWpsE1wIA50fhYyOXP8iXQF"
+    ssh = tmp_path / "root/.ssh"
+    ssh.mkdir(parents=True)
+    options = ",".join(f'environment="V{i}=1"' for i in range(MAX_ITEMS + 10))
+    (ssh / "authorized_keys").write_text(f"{options} {key} {'c' * 3 * MAX_TEXT}\n")
+    [row] = run(tmp_path, paths=["/root"]).rows
+    assert row["comment"].endswith(f"...[{3 * MAX_TEXT} chars]")
+    assert len(row["comment"]) < 2 * MAX_TEXT
+    assert row["options"][0] == 'environment="V0=1"'
+    assert row["options"][-1] == f"...[{MAX_ITEMS + 10} items]"
+    assert len(json.dumps(row)) <= ROW_BUDGET
 
 
 @needs_ssh_keygen
@@ -271,8 +318,13 @@ def test_bad_fingerprint_is_rejected() -> None:
 
 
 def test_split_key_line_quoted_options() -> None:
-    line = 'command="echo \\"a b\\"",no-pty ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 c d'
-    options, key_type, blob = split_key_line(line)  # type: ignore[misc]
-    assert options == 'command="echo \\"a b\\"",no-pty'
-    assert key_type == "ssh-ed25519"
-    assert blob.startswith(b"\x00\x00\x00\x0bssh-ed25519")
+    options = 'command="echo \\"a, b\\"",no-pty,from="10.0.0.1,::1"'
+    line = f"{options}  ssh-ed25519 AAAAC3NzaC1lZDI1NTE5  c  d"
+    parts = split_key_line(line)
+    assert parts is not None
+    assert parts.options == ['command="echo \\"a, b\\""', "no-pty", 'from="10.0.0.1,::1"']
+    assert parts.type == "ssh-ed25519"
+    assert parts.blob.startswith(b"\x00\x00\x00\x0bssh-ed25519")
+    assert parts.comment == "c  d"  # as written
+    bare = split_key_line("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5")
+    assert bare is not None and (bare.options, bare.comment) == ([], None)

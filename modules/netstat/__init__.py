@@ -23,7 +23,15 @@ from protocol.errors import ParamError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-CHECKS = ("local_mac", "neighbor_mac", "local_ip", "neighbor_ip", "connected_ip", "listening_port")
+CHECKS = (
+    "local_mac",
+    "neighbor_mac",
+    "local_ip",
+    "neighbor_ip",
+    "connected_ip",
+    "listening_port",
+    "listening",
+)
 
 
 def _network(value: str) -> IPNetwork:
@@ -84,11 +92,16 @@ class NetstatModule(Module):
             "TCP port in LISTEN or UDP port bound, IPv4 or IPv6",
             repeatable=True,
         ),
+        Param(
+            "listening",
+            "bool",
+            "Every listening socket: TCP in LISTEN and UDP bound without a peer, IPv4 and IPv6",
+        ),
     )
     example = {"listening_port": [22], "connected_ip": ["203.0.113.0/24"]}
     columns = (
         Column("check", "Parameter that found the row"),
-        Column("value", "Its value that found the row"),
+        Column("value", "Its value that found the row (true for listening)"),
         Column(
             "proto",
             "tcp4, tcp6, udp4, udp6 for sockets; link, inet, inet6 for interface addresses; "
@@ -135,7 +148,7 @@ class _Search:
             self._interfaces()
         if self.p["neighbor_mac"] or self.p["neighbor_ip"]:
             self._neighbours()
-        if self.p["connected_ip"] or self.p["listening_port"]:
+        if self.p["connected_ip"] or self.p["listening_port"] or self.p["listening"]:
             self._sockets()
 
     def _row(self, check: str, value: Any, **fields: Any) -> None:
@@ -210,8 +223,11 @@ class _Search:
             hits: list[tuple[str, Any]] = []
             if c.raddr:
                 hits += [("connected_ip", v) for v in _in(_ip(c.raddr.ip), nets)]
-            elif c.laddr and c.laddr.port in ports and (not tcp or c.status == psutil.CONN_LISTEN):
-                hits.append(("listening_port", c.laddr.port))
+            elif c.laddr and c.laddr.port and (not tcp or c.status == psutil.CONN_LISTEN):
+                if c.laddr.port in ports:
+                    hits.append(("listening_port", c.laddr.port))
+                if self.p["listening"]:
+                    hits.append(("listening", "true"))
             for check, value in hits:
                 self._row(
                     check,

@@ -1,20 +1,43 @@
-"""Linux neighbour table (ARP for IPv4, NDP for IPv6).
+"""Linux neighbour table (ARP for IPv4, NDP for IPv6), read over rtnetlink.
 
-``ip -j neigh`` gives both families with their state; ``/proc/net/arp`` is the fallback when
-iproute2 is missing (IPv4 only). Entries without a link-layer address (INCOMPLETE, FAILED) are
-dropped: they say a host was looked for, not that it was seen.
+One ``RTM_GETNEIGH`` dump on an ``AF_NETLINK`` socket gives both families with their state, as
+``ip neigh`` shows them, without running a tool: the module's child may execute nothing. Entries
+without a link-layer address (INCOMPLETE, FAILED) are dropped: they say a host was looked for,
+not that it was seen. The message layouts are the kernel's (``linux/netlink.h``,
+``linux/neighbour.h``); a library for them (pyroute2) would be a large dependency for one dump.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-PROC_ARP = "/proc/net/arp"
-_ATF_COM = 0x2  # /proc/net/arp flag: entry complete
-_IP_TIMEOUT = 10
+_NETLINK_ROUTE = 0
+_RTM_NEWNEIGH, _RTM_GETNEIGH = 28, 30
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLMSG = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_NDMSG = struct.Struct("=BxxxiHBB")  # family, ifindex, state, flags, type
+_RTATTR = struct.Struct("=HH")  # length, type
+_NDA_DST, _NDA_LLADDR = 1, 2
+#: ``ndm_state`` bits, named as ``ip neigh`` names them.
+_STATES = (
+    (0x01, "INCOMPLETE"),
+    (0x02, "REACHABLE"),
+    (0x04, "STALE"),
+    (0x08, "DELAY"),
+    (0x10, "PROBE"),
+    (0x20, "FAILED"),
+    (0x40, "NOARP"),
+    (0x80, "PERMANENT"),
+)
+_RECEIVE = 1 << 16
+#: Dump messages read at most, whatever the kernel sends (a table is far smaller).
+_MAX_MESSAGES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -25,60 +48,95 @@ class Neighbour:
     state: str | None
 
 
-def parse_proc_arp(text: str) -> list[Neighbour]:
-    """Rows of /proc/net/arp that are complete."""
-    out = []
-    for line in text.splitlines()[1:]:
-        f = line.split()
-        if len(f) < 6:
-            continue
-        try:
-            flags = int(f[2], 16)
-        except ValueError:
-            continue
-        if flags & _ATF_COM and f[3] != "00:00:00:00:00:00":
-            out.append(Neighbour(f[0], f[3].lower(), f[5], None))
-    return out
+def _align(n: int) -> int:
+    return (n + 3) & ~3
 
 
-def parse_ip_neigh_json(text: str) -> list[Neighbour]:
-    """Entries of ``ip -j neigh show`` that carry a link-layer address."""
-    out = []
-    for entry in json.loads(text or "[]"):
-        if not isinstance(entry, dict) or not entry.get("lladdr") or not entry.get("dst"):
+def _attributes(data: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of each routing attribute from ``offset`` to the end of ``data``."""
+    while offset + _RTATTR.size <= len(data):
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size or offset + length > len(data):
+            return
+        yield kind, data[offset + _RTATTR.size : offset + length]
+        offset += _align(length)
+
+
+def state_name(state: int) -> str | None:
+    """``ndm_state`` as ``ip neigh`` prints it (``STALE``, ``REACHABLE PERMANENT``)."""
+    return " ".join(name for bit, name in _STATES if state & bit) or None
+
+
+def parse_neighbour(payload: bytes, names: dict[int, str]) -> Neighbour | None:
+    """One ``RTM_NEWNEIGH`` payload (an ``ndmsg`` and its attributes), or None when it carries
+    no IP address or no link-layer address."""
+    if len(payload) < _NDMSG.size:
+        return None
+    family, index, state, _flags, _type = _NDMSG.unpack_from(payload)
+    attrs = dict(_attributes(payload, _NDMSG.size))
+    dst, lladdr = attrs.get(_NDA_DST), attrs.get(_NDA_LLADDR)
+    if family not in (socket.AF_INET, socket.AF_INET6) or not dst or not lladdr:
+        return None
+    try:
+        ip = ipaddress.ip_address(dst)
+    except ValueError:
+        return None
+    return Neighbour(str(ip), lladdr.hex(":"), names.get(index, str(index)), state_name(state))
+
+
+def parse_dump(data: bytes, sequence: int, names: dict[int, str]) -> tuple[list[Neighbour], bool]:
+    """The neighbours in one datagram of the dump answering ``sequence``, and whether it ended
+    the dump; OSError when the kernel answered with an error."""
+    out: list[Neighbour] = []
+    offset = 0
+    while offset + _NLMSG.size <= len(data):
+        length, kind, _flags, seq, _port = _NLMSG.unpack_from(data, offset)
+        if length < _NLMSG.size or offset + length > len(data):
+            raise OSError("truncated netlink message")
+        payload = data[offset + _NLMSG.size : offset + length]
+        offset += _align(length)
+        if seq != sequence:
             continue
-        state = entry.get("state")
-        out.append(
-            Neighbour(
-                str(entry["dst"]),
-                str(entry["lladdr"]).lower(),
-                str(entry.get("dev", "")),
-                " ".join(state) if isinstance(state, list) and state else None,
-            )
-        )
-    return out
+        if kind == _NLMSG_DONE:
+            return out, True
+        if kind == _NLMSG_ERROR:
+            (code,) = struct.unpack_from("=i", payload) if len(payload) >= 4 else (-1,)
+            if code:
+                raise OSError(-code, os.strerror(-code))
+            continue
+        if kind == _RTM_NEWNEIGH:
+            entry = parse_neighbour(payload, names)
+            if entry is not None:
+                out.append(entry)
+    return out, False
 
 
 def neighbours() -> tuple[list[Neighbour], list[str]]:
     """The neighbour table and soft errors met reading it."""
-    errors: list[str] = []
-    ip = shutil.which("ip")
-    if ip is not None:
-        try:
-            done = subprocess.run(
-                [ip, "-j", "neigh", "show"],
-                capture_output=True,
-                text=True,
-                timeout=_IP_TIMEOUT,
-                check=True,
-                stdin=subprocess.DEVNULL,
-            )
-            return parse_ip_neigh_json(done.stdout), errors
-        except (OSError, subprocess.SubprocessError, ValueError) as err:
-            errors.append(f"ip neigh: {err}")
     try:
-        with open(PROC_ARP, encoding="ascii", errors="replace") as f:
-            return parse_proc_arp(f.read()), errors
+        names = dict(socket.if_nameindex())
+    except OSError:
+        names = {}  # interfaces are then shown by their index
+    try:
+        return _dump(names), []
     except OSError as err:
-        errors.append(f"{PROC_ARP}: {err.strerror or err}")
-        return [], errors
+        return [], [f"neighbour table (rtnetlink): {err.strerror or err}"]
+
+
+def _dump(names: dict[int, str]) -> list[Neighbour]:
+    sequence = 1
+    request = _NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+    header = _NLMSG.pack(
+        _NLMSG.size + len(request), _RTM_GETNEIGH, _NLM_F_REQUEST | _NLM_F_DUMP, sequence, 0
+    )
+    out: list[Neighbour] = []
+    with socket.socket(
+        socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, _NETLINK_ROUTE
+    ) as s:
+        s.sendto(header + request, (0, 0))
+        for _ in range(_MAX_MESSAGES):
+            found, done = parse_dump(s.recv(_RECEIVE), sequence, names)
+            out += found
+            if done:
+                return out
+    raise OSError("netlink dump did not end")
