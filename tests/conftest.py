@@ -1,35 +1,17 @@
-"""Session-wide fixtures: one real lab (real agents, real gpg key) per test worker.
-
-Paths are short (``/tmp/sgXXXX``) because gpg-agent's socket path is length-limited.
-"""
+"""Session-wide fixtures: one real lab (real agents, real gpg key) per test worker."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from console.lab.local import Lab, lab_down, lab_up
-
-#: Hosts (0-based lab indexes) whose root holds the planted file of the end-to-end tests.
-PLANTED = (1, 3)
-PLANTED_NAME = "planted-ioc.bin"
-LAB_SIZE = 6
-
-
-def short_tmp(prefix: str = "sg") -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-
-
-def kill_gpg_agent(home: Path) -> None:
-    subprocess.run(
-        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False
-    )
+from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
+from tests.support.paths import kill_gpg_agent, short_tmp
 
 
 @pytest.fixture(scope="session")

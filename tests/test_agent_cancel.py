@@ -9,7 +9,7 @@ from pathlib import Path
 from console.lab.local import Lab
 from tests.support.agents import AgentProc
 from tests.support.cli import console_env
-from tests.test_faults_console import (
+from tests.support.faults import (
     SLOW_OP,
     VICTIM,
     action_id,

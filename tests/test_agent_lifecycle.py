@@ -23,7 +23,6 @@ from protocol.envelope import Envelope
 from protocol.errors import FrameError
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import (
     AgentProc,
     connect,
@@ -33,6 +32,7 @@ from tests.support.agents import (
     stop_agent,
     write_agent,
 )
+from tests.support.paths import kill_gpg_agent, short_tmp
 
 SLOW_FILES = 24
 SLOW_CONTENT = b"needle\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,6 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import (
     AgentProc,
     connect,
@@ -22,6 +22,8 @@ from tests.support.agents import (
     stop_agent,
     write_agent,
 )
+from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.waiting import until
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +92,17 @@ async def test_channels_per_connection_are_bounded(agent: AgentProc) -> None:
         assert extra.exit_status == 1  # the fourth is refused while three stay open
         processes[0].close()
         await processes[0].wait_closed()
-        await asyncio.sleep(0.2)
-        again = await conn.create_process(subsystem="spyglass", encoding=None)
-        again.stdin.write(hello)
-        assert (await read_frame(again.stdout))["type"] == "hello"  # a slot was freed
+        opened: list[Any] = []
+
+        async def let_in() -> bool:
+            """Refused channels end at once, before any frame; one let in answers hello."""
+            process = await conn.create_process(subsystem="spyglass", encoding=None)
+            process.stdin.write(hello)
+            opened[:] = [process, await read_frame(process.stdout)]
+            return opened[1] is not None
+
+        await until(let_in, what="a channel let in once one closed")
+        again, frame = opened
+        assert frame["type"] == "hello"  # a slot was freed
         for process in (*processes[1:], again):
             process.close()

@@ -17,7 +17,6 @@ import pytest
 from protocol.action import Action, Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import (
     SPIN_YARA,
     AgentProc,
@@ -28,6 +27,8 @@ from tests.support.agents import (
     stop_agent,
     write_agent,
 )
+from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.waiting import until
 
 SLOW_LINE = b"a" * 40 + b"!\n"  # `(a+)+$` backtracks for ages on this line
 
@@ -208,8 +209,14 @@ async def test_timeout_kills_the_operation_and_agent_lives(agent: AgentProc, key
 
 
 async def test_busy_beyond_max_concurrent(agent: AgentProc, keys: Keys) -> None:
-    slow = asyncio.create_task(converse(agent, run_frames(signed(spin(), keys.alice))))
-    await asyncio.sleep(1.0)
+    spinning = spin()
+    slow = asyncio.create_task(converse(agent, run_frames(signed(spinning, keys.alice))))
+    await until(  # it holds the one slot
+        lambda: any(
+            r["action_id"] == spinning.id and r["verdict"] == "accepted" for r in agent.audit
+        ),
+        what="the slow action accepted",
+    )
     frame = await rejection(agent, signed(action(), keys.alice))
     assert frame["reason"] == "busy"
     await slow

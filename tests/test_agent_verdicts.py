@@ -12,7 +12,6 @@ import pytest
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import (
     AgentProc,
     converse,
@@ -21,6 +20,7 @@ from tests.support.agents import (
     stop_agent,
     write_agent,
 )
+from tests.support.paths import kill_gpg_agent, short_tmp
 
 
 @pytest.fixture(scope="module")

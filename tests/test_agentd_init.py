@@ -10,8 +10,8 @@ import asyncssh
 import tomli_w
 
 from protocol.agent_config import AgentSection, LimitsSection, load_config
-from tests.conftest import short_tmp
 from tests.support.agents import start_agent, stop_agent
+from tests.support.paths import short_tmp
 
 
 def init(directory: str, *extra: str) -> subprocess.CompletedProcess[str]:

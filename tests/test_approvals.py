@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +15,10 @@ import pytest
 import tomli_w
 
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support import cli
 from tests.support.agents import AgentProc, start_agent, stop_agent, write_agent
+from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.waiting import wait_for_text
 
 
 class People:
@@ -186,7 +186,7 @@ def test_sighup_adds_an_investigator_without_restart(people: People, tmp_path: P
         document["acl"]["default"]["investigators"][people.fpr("carol")] = 1
         config.write_bytes(tomli_w.dumps(document).encode())
         os.kill(agent.proc.pid, signal.SIGHUP)
-        _wait_for(agent.dir / "agentd.log", f"reloaded {agent.dir.name}")
+        wait_for_text(agent.dir / "agentd.log", f"reloaded {agent.dir.name}")
 
         after = spyglass(env, people.homes["carol"], *run)
         assert after.returncode == 0, after.stdout + after.stderr
@@ -196,10 +196,3 @@ def test_sighup_adds_an_investigator_without_restart(people: People, tmp_path: P
         assert accepted[-1]["signers"] == [people.fpr("carol")]
     finally:
         stop_agent(agent)
-
-
-def _wait_for(log: Path, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        assert time.monotonic() < deadline, f"{text!r} never appeared in {log}"
-        time.sleep(0.05)

@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import read_frame
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import (
     AgentProc,
     connect,
@@ -34,6 +32,8 @@ from tests.support.agents import (
     write_agent,
 )
 from tests.support.cli import SPYGLASS
+from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.waiting import wait_for_text
 
 SLOW_OP = Operation("file", {"paths": ["/srv/slow"], "content": ["(a+)+$|needle"]})
 HELLO_OP = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
@@ -51,13 +51,6 @@ def homes() -> Iterator[dict[str, Path]]:
 
 def signed(home: Path, op: Operation) -> dict[str, Any]:
     return Signer(home).sign(Envelope(make_action("k", "all", [op]))).to_dict()
-
-
-def wait_for(log: Path, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        assert time.monotonic() < deadline, f"{text!r} never appeared in {log}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -101,7 +94,7 @@ async def test_a_key_deleted_from_the_folder_signs_nothing_after_sighup_or_resta
         assert (await read_frame(running.stdout))["type"] == "accepted"
         (agent.dir / "investigators" / "alice.asc").unlink()
         os.kill(agent.proc.pid, signal.SIGHUP)
-        wait_for(agent.dir / "agentd.log", f"reloaded {agent.dir.name}")
+        wait_for_text(agent.dir / "agentd.log", f"reloaded {agent.dir.name}")
         assert await outcome(agent, homes["alice"]) == "unknown-signer"
         assert await outcome(agent, homes["bob"]) == "finished"  # no gap for the others
         frames = []

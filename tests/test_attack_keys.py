@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from console.lab.local import Lab
-from tests.conftest import short_tmp
 from tests.support.agents import write_agent
 from tests.support.cli import console_env, lab_inventory, save_inventory, spyglass
+from tests.support.paths import short_tmp
 
 
 def mode(path: Path) -> int:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bench.netem import MIN_RTO, Relay, fraction, seconds
-from tests.conftest import short_tmp
+from tests.support.paths import short_tmp
 
 RTT = 0.05
 MESSAGES = 20

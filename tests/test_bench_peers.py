@@ -9,7 +9,7 @@ from bench import sshd
 from bench.cgroup import CgroupError, hierarchy
 from bench.peers import AnswerMismatch, Options, check_answers, missing_tools, run
 from bench.peers_runner import Sample
-from tests.conftest import short_tmp
+from tests.support.paths import short_tmp
 
 
 def _skip_unless_runnable() -> list[str]:

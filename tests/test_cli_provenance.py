@@ -15,8 +15,8 @@ from console.results.text import is_formula
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.conftest import PLANTED_NAME
 from tests.support.cli import events, spyglass
+from tests.support.lab import PLANTED_NAME
 
 # -- CSV: formulas neutralised, data kept -------------------------------------------------------
 DATA = [

@@ -18,8 +18,8 @@ from modules.registry import all_modules
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 from tests.support.cli import SPYGLASS, console_env, events, lab_inventory, save_inventory, spyglass
+from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
 
 FIND_PLANTED = ("run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$", "-t", "all")
 PLANTED_HOSTS = {f"lab-{i + 1:03d}" for i in PLANTED}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from console.lab.local import lab_down
 from console.lab.seed import has_webshell
-from tests.conftest import short_tmp
 from tests.support.cli import SPYGLASS
+from tests.support.paths import short_tmp
 
 AGENTS = 8
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from console.lab.local import Lab
-from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 from tests.support.cli import (
     events,
     gone_host,
@@ -16,6 +15,7 @@ from tests.support.cli import (
     save_inventory,
     spyglass,
 )
+from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
 
 #: `spyglass run` arguments that find the planted file (add -t TARGET and output flags).
 FIND_PLANTED = ("run", "file", "--paths", "/srv", "--name", f"^{PLANTED_NAME}$")

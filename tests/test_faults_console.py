@@ -11,79 +11,37 @@ import os
 import shutil
 import signal
 import subprocess
-import time
-import tomllib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import tomli_w
 
 from console.lab.local import Lab
-from protocol.action import Operation, make_action
-from protocol.envelope import Envelope
-from protocol.signing import Signer
-from tests.support.agents import SPIN_YARA, AgentProc, start_agent, stop_agent
-from tests.support.cli import SPYGLASS, console_env, events, spyglass
-from tests.test_hostile_agent import hostile_agent_dir
+from tests.support.agents import AgentProc, start_agent, stop_agent
+from tests.support.cli import console_env, events, spyglass
+from tests.support.faults import (
+    EVERY_FILE_OP,
+    HELLO_OP,
+    SLOW_OP,
+    VICTIM,
+    action_id,
+    envelope_file,
+    fleet_inventory,
+    launching,
+    victim,
+    victim_dir,
+    wait_for_verdict,
+)
 
-VICTIM = "victim"
-SLOW_OP = Operation("yara", SPIN_YARA)
-EVERY_FILE_OP = Operation("file", {"paths": ["/srv"], "name": ["."]})
-HELLO_OP = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
+__all__ = ["victim"]  # a fixture: used by its name
+
 #: 150 ms each way on lo (300 ms round trips), and 5% of packets lost.
 NETEM = ("tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "150ms", "loss", "5%")
 
 
-# -- a dedicated agent joined to the lab's inventory ------------------------------------------
-def victim_dir(lab: Lab, **limits: Any) -> Path:
-    """An agent folder that trusts the lab's console SSH key and investigator key."""
-    directory = hostile_agent_dir(lab, **limits)
-    shutil.copy(lab.dir / "console_ed25519.pub", directory / "authorized_keys")
-    return directory
-
-
-def fleet_inventory(lab: Lab, where: Path, extra: dict[str, AgentProc]) -> Path:
-    """The lab's inventory plus ``extra`` agents (name -> agent), host keys pinned."""
-    inventory = tomllib.loads(lab.inventory.read_text())
-    inventory["defaults"]["known_hosts"] = str(where / "known_hosts")
-    inventory["defaults"]["client_keys"] = [str(lab.dir / "console_ed25519")]
-    known = (lab.dir / "known_hosts").read_text()
-    for name, agent in extra.items():
-        inventory["hosts"].append(
-            {"name": name, "address": agent.host, "port": agent.port, "tags": {"role": "test"}}
-        )
-        public = agent.host_key.export_public_key().decode().strip()
-        known += f"[{agent.host}]:{agent.port} {public}\n"
-    (where / "known_hosts").write_text(known)
-    path = where / "inventory.toml"
-    path.write_bytes(tomli_w.dumps(inventory).encode())
-    return path
-
-
-def envelope_file(lab: Lab, where: Path, *ops: Operation, expire: int = 300) -> Path:
-    action = make_action("faults", "all", list(ops), expire_seconds=expire)
-    path = where / f"{action.id}.json"
-    Signer(lab.gnupghome).sign(Envelope(action)).save(path)
-    return path
-
-
-def action_id(path: Path) -> str:
-    return str(json.loads(path.read_text())["action"]["id"])
-
-
 def host_statuses(out: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {e["host"]: e for e in out if e["event"] == "host"}
-
-
-def wait_for_verdict(agent: AgentProc, action: str, verdict: str = "accepted") -> None:
-    deadline = time.monotonic() + 60
-    while not any(r["action_id"] == action and r["verdict"] == verdict for r in agent.audit):
-        assert time.monotonic() < deadline, f"{action} never {verdict}"
-        time.sleep(0.05)
 
 
 def kill_hard(agent: AgentProc) -> None:
@@ -94,37 +52,6 @@ def kill_hard(agent: AgentProc) -> None:
     for child in children:
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-
-
-@contextmanager
-def launching(
-    env: dict[str, str], envelope: Path, target: str, *, stderr: int = subprocess.PIPE
-) -> Iterator[subprocess.Popen[str]]:
-    """`spyglass action launch ENVELOPE --json -t TARGET` in the background, killed at the end of
-    the block if it still runs."""
-    console = subprocess.Popen(
-        [*SPYGLASS, "action", "launch", str(envelope), "--json", "-t", target],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-    )
-    try:
-        yield console
-    finally:
-        if console.poll() is None:
-            console.kill()
-            console.wait()
-
-
-@pytest.fixture
-def victim(lab: Lab) -> Iterator[AgentProc]:
-    started = start_agent(victim_dir(lab))
-    holder = [started]
-    yield started
-    for agent in holder:
-        if agent.proc.poll() is None:
-            stop_agent(agent)
 
 
 # -- tests -------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from pathlib import Path
 import asyncssh
 
 from console.lab.local import Lab
-from tests.conftest import LAB_SIZE
 from tests.support.cli import (
     SPYGLASS,
     gone_host,
@@ -17,6 +16,7 @@ from tests.support.cli import (
     save_inventory,
     spyglass,
 )
+from tests.support.lab import LAB_SIZE
 
 
 def host_key_fingerprint(lab: Lab, name: str) -> str:

@@ -12,22 +12,18 @@ import asyncio
 import contextlib
 import socket
 import struct
-import tomllib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncssh
 import psutil
 import pytest
-import tomli_w
 
 from console.lab.local import Lab
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer
-from tests.conftest import short_tmp
 from tests.support.agents import (
     SPIN_YARA,
     AgentProc,
@@ -36,34 +32,17 @@ from tests.support.agents import (
     run_frames,
     start_agent,
     stop_agent,
-    write_agent,
+)
+from tests.support.solo_agent import (
+    IDLE,
+    MAX_CONCURRENT,
+    assert_alive,
+    assert_still_serves,
+    hostile_agent_dir,
+    signed,
 )
 
-IDLE = 2
-MAX_CONCURRENT = 2
-SLOW_LINE = b"a" * 40 + b"!\n"  # `(a+)+$` backtracks for ages on this line
 RSS_GROWTH_LIMIT = 64 << 20  # what the agent may grow by while under attack
-
-
-def hostile_agent_dir(lab: Lab, **limits: Any) -> Path:
-    """An agent folder trusting the lab investigator, with short idle and login timeouts."""
-    directory = short_tmp("ha")
-    signer = Signer(lab.gnupghome)
-    write_agent(
-        directory,
-        investigators={"lab": signer.export_public()},
-        acl={"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}},
-        limits={"module_timeout": 60, "max_concurrent": MAX_CONCURRENT, **limits},
-    )
-    config_path = directory / "agentd.toml"
-    config = tomllib.loads(config_path.read_text())
-    config["agent"].update(idle_timeout=IDLE, login_timeout=IDLE)
-    config_path.write_bytes(tomli_w.dumps(config).encode())
-    srv = directory / "root" / "srv"
-    srv.mkdir(parents=True)
-    (srv / "hello.txt").write_text("hello\n")
-    (srv / "slow.txt").write_bytes(SLOW_LINE)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +62,6 @@ def rss(agent: AgentProc) -> int:
     return int(psutil.Process(agent.proc.pid).memory_info().rss)
 
 
-def signed(signer: Signer, **params: Any) -> dict[str, Any]:
-    action = make_action("hostile", "all", [Operation("file", {"paths": ["/srv"], **params})])
-    return signer.sign(Envelope(action)).to_dict()
-
-
 async def read_all(process: Any, timeout: float = 30) -> list[dict[str, Any]]:
     """Every frame until the agent closes the channel (bounded by ``timeout``)."""
     frames = []
@@ -95,16 +69,6 @@ async def read_all(process: Any, timeout: float = 30) -> list[dict[str, Any]]:
         while (frame := await read_frame(process.stdout)) is not None:
             frames.append(frame)
     return frames
-
-
-async def assert_still_serves(agent: AgentProc, signer: Signer) -> None:
-    frames = await converse(agent, run_frames(signed(signer, name=["^hello"])))
-    assert [f["type"] for f in frames] == ["accepted", "match", "done", "finished"], frames
-    assert frames[1]["data"]["path"] == "/srv/hello.txt"
-
-
-def assert_alive(agent: AgentProc) -> None:
-    assert agent.proc.poll() is None, (agent.dir / "agentd.log").read_text()[-2000:]
 
 
 async def test_slowloris_channels_are_closed_after_idle_timeout_while_others_are_served(

@@ -24,10 +24,10 @@ from console.results.output import JsonLines, TextOutput
 from console.results.records import HostEvent, HostResult, MatchEvent, Summary
 from console.results.store import Store
 from console.results.text import is_formula, printable
-from tests.conftest import short_tmp
 from tests.support.agents import start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env
-from tests.test_faults_console import VICTIM, fleet_inventory, victim_dir
+from tests.support.faults import VICTIM, fleet_inventory, victim_dir
+from tests.support.paths import short_tmp
 
 EVIL_NAMES = [
     "\x1b]0;pwned\x07",  # sets the terminal title

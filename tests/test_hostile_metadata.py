@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from console.results.text import cell, json_line
@@ -57,11 +56,12 @@ def test_process_name_with_escapes_and_markup() -> None:
     code = (
         "import ctypes, sys, time\n"
         "ctypes.CDLL(None).prctl(15, sys.argv[1].encode()[:15], 0, 0, 0)\n"
+        "print('named', flush=True)\n"
         "time.sleep(30)\n"
     )
-    child = subprocess.Popen([sys.executable, "-c", code, HOSTILE])
+    child = subprocess.Popen([sys.executable, "-c", code, HOSTILE], stdout=subprocess.PIPE)
     try:
-        time.sleep(0.5)
+        assert child.stdout is not None and child.stdout.readline() == b"named\n"
         module = get_module("process")
         assert module is not None
         params = module.validate({"cmdline": ["pwned"]})

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import SPYGLASS
-from tests.test_hostile_console import Fleet, Liar, lying_fleet
+from tests.support.liar import Fleet, Liar, lying_fleet
 
 BAD_VALUES = {
     "int-2^64": str(2**64),

@@ -3,6 +3,7 @@ asyncssh (the same layers are checked statically by import-linter in `make lint`
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import subprocess
@@ -120,3 +121,37 @@ def test_import_contracts_hold() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
+
+
+def imported_names(source: Path) -> set[str]:
+    """The modules a file imports, and ``module.name`` for each ``from module import name``
+    (relative ones as written: ``.x``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source.read_text(), str(source))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            names.update([module, *(f"{module}.{alias.name}" for alias in node.names)])
+    return names
+
+
+def is_test_module(name: str) -> bool:
+    """``tests.test_x``, ``tests.conftest``, or the same relative (``.test_x``) or bare."""
+    parts = name.lstrip(".").split(".")
+    if parts[0] == "tests":
+        parts = parts[1:]
+    return bool(parts) and (parts[0].startswith("test_") or parts[0] == "conftest")
+
+
+def test_tests_import_shared_helpers_from_support_only() -> None:
+    """Shared helpers live in tests/support/ and shared fixtures in conftest.py or there: a test
+    module (or conftest) imported by another file drags its tests along and hides its helpers."""
+    tests = Path(__file__).resolve().parent
+    found = sorted(
+        f"{source.relative_to(tests)}: {name}"
+        for source in tests.rglob("*.py")
+        for name in imported_names(source)
+        if is_test_module(name)
+    )
+    assert not found, found

@@ -23,8 +23,8 @@ from inventory.model import Host
 from protocol.agent_config import load_config
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.agents import write_agent
+from tests.support.paths import kill_gpg_agent, short_tmp
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from modules.base import CollectingContext, LimitReached
 from modules.yara import YaraModule
 from protocol.errors import ParamError
 from tests.support.mod_child import running_child
-from tests.test_modules_registry import fits
+from tests.support.module_runs import fits
 
 MOD = YaraModule()
 MARKER = "yara-marker-" + secrets.token_hex(8)

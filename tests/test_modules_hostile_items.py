@@ -12,50 +12,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from console.lab.local import Lab
-from modules.base import CollectingContext
 from modules.bounds import ROW_BUDGET, bound_row
-from modules.registry import get_module
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
 from tests.support.agents import converse, run_frames, start_agent, stop_agent
-from tests.test_hostile_agent import hostile_agent_dir
+from tests.support.module_runs import run_module
+from tests.support.solo_agent import hostile_agent_dir
 
-#: Far longer than any of these runs takes when it does not stall (a stall never ends).
-DEADLINE = 60.0
 #: Eleven arguments of 120 KiB (one argument may hold at most 128 KiB): 1.3 MiB in all.
 HUGE_ARGS = ["x" * (120 * 1024)] * 11
-
-
-def run_module(module_name: str, root: Path | str, /, **params: Any) -> CollectingContext:
-    """Run a module on a worker thread; fail (rather than hang) should it not end in time."""
-    module = get_module(module_name)
-    assert module is not None
-    ctx = CollectingContext(root=str(root), columns=[c.name for c in module.columns])
-    outcome: list[Any] = []
-
-    def work() -> None:
-        try:
-            outcome.append(module.run(module.validate(params), ctx))
-        except BaseException as err:  # handed to the test thread
-            outcome.append(err)
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    worker.join(DEADLINE)
-    assert not worker.is_alive(), f"{module_name} stalled"
-    if isinstance(outcome[0], BaseException):
-        raise outcome[0]
-    ctx.last_progress = outcome[0]
-    return ctx
 
 
 @pytest.fixture

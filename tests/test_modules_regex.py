@@ -17,7 +17,7 @@ import pytest
 
 from modules.registry import all_modules, get_module
 from protocol.errors import ParamError
-from tests.test_modules_hostile_items import run_module
+from tests.support.module_runs import run_module
 
 #: Patterns that backtrack exponentially (or worse) in Python's ``re`` on a run of a's that
 #: ends in something else.

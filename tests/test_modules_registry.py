@@ -7,12 +7,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from modules.base import NAME_RE, CollectingContext, LimitReached, Module
 from modules.registry import all_modules, get_module
+from tests.support.module_runs import fits
 
 MODULES = all_modules()
 
@@ -50,19 +50,6 @@ def test_flags_build_a_parser(module: Module) -> None:
 
 
 DATA_ROOT = Path(__file__).parent / "data" / "modules" / "root"
-
-
-def fits(kind: str, value: Any) -> bool:
-    """Does a row value have the shape its column kind promises front ends?"""
-    if value is None or kind == "json":
-        return True
-    if kind in ("int", "time"):
-        return type(value) is int
-    if kind == "bool":
-        return type(value) is bool
-    if kind == "list":  # nested objects are for "json" columns
-        return type(value) is list and all(type(v) is str for v in value)
-    return type(value) is str
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.name)

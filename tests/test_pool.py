@@ -26,7 +26,8 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.messages import Accepted, AgentHello, Done, ErrorMsg, Finished, Progress
-from tests.conftest import short_tmp
+from tests.support.paths import short_tmp
+from tests.support.waiting import until
 
 AGENT = {"name": "scripted", "version": "0", "platform": "linux", "modules": ["file"]}
 
@@ -157,10 +158,13 @@ async def test_a_failed_action_leaves_no_channel_behind() -> None:
 
 async def test_a_channel_that_spoke_out_of_turn_is_not_reused() -> None:
     script = Script(stray={0})
-    async with scripted_host(script) as (_, dispatcher):
+    async with scripted_host(script) as (pool, dispatcher):
         first = await act(dispatcher)
         await script.strayed.wait()
-        await asyncio.sleep(0.3)  # delivered over loopback while the channel is parked
+        await until(  # delivered over loopback while the channel is parked: it closes
+            lambda: all(channel.is_closing() for channel, _, _ in pool._parked.values()),
+            what="the parked channel closed",
+        )
         second = await act(dispatcher)
     assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
     assert script.channels == 2
@@ -171,7 +175,9 @@ async def test_a_dead_connection_is_replaced_for_the_next_action() -> None:
     async with scripted_host(script) as (pool, dispatcher):
         first = await act(dispatcher)
         script.connections[0].abort()  # the agent's end drops the TCP connection
-        await asyncio.sleep(0.2)
+        await until(
+            lambda: not pool.is_warm(pool.connector.inventory.hosts[0]), what="the drop seen"
+        )
         second = await act(dispatcher)
         assert pool.is_warm(pool.connector.inventory.hosts[0])
     assert (first.status, second.status) == ("nomatch", "nomatch"), second.detail
@@ -183,7 +189,10 @@ async def test_an_unused_connection_is_closed_after_the_idle_timeout() -> None:
     async with scripted_host(script, idle_timeout=0.3) as (pool, dispatcher):
         host = pool.connector.inventory.hosts[0]
         first = await act(dispatcher)
-        await asyncio.sleep(1.0)
+        await until(
+            lambda: not pool.is_warm(host) and script.connections[0].is_closed(),
+            what="the idle connection closed at both ends",
+        )
         assert not pool.is_warm(host) and script.connections[0].is_closed()
         second = await act(dispatcher)
     assert (first.status, second.status) == ("nomatch", "nomatch")

@@ -13,8 +13,8 @@ from console.lab.local import Lab
 from console.lab.seed import BACKDOOR
 from console.results.store import Store
 from modules.registry import get_module
-from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 from tests.support.cli import gone_host, lab_inventory, save_inventory, spyglass
+from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
 
 CONTRIB = Path(__file__).resolve().parent.parent / "contrib" / "runbooks"
 BACKDOORED = "lab-005"  # console.seed.has_backdoor(4): xz 5.6.0 and liblzma.so.5.6.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from agentd.runner import Budget, OpOutcome, Zygote, run_operation
 from modules.registry import get_module
 from protocol.agent_config import LimitsSection
 from tests.support.agents import SPIN_YARA
+from tests.support.waiting import until
 
 SPIN = {"module": "yara", **SPIN_YARA, "name": ["^spin$"]}
 
@@ -68,13 +68,6 @@ def operation_children() -> list[psutil.Process]:
     return psutil.Process(zygote.process.pid).children()
 
 
-async def wait_for(predicate: Any, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
-
-
 async def gone(pids: list[int]) -> bool:
     """True once none of ``pids`` is running (zombies count as gone)."""
     for _ in range(250):
@@ -119,7 +112,7 @@ async def test_a_request_larger_than_a_pipe_buffer_reaches_the_child(root: Path)
 
 async def test_timeout_kills_the_child(root: Path) -> None:
     task = asyncio.create_task(run(root, SPIN, timeout=1))
-    await wait_for(lambda: bool(operation_children()))
+    await until(lambda: bool(operation_children()))
     pids = [p.pid for p in operation_children()]
     outcome = await task
     assert outcome.status == "timeout"
@@ -140,7 +133,7 @@ async def test_match_cap_stops_the_child(root: Path) -> None:
 
 async def test_cancel_kills_the_child(root: Path) -> None:
     task = asyncio.create_task(run(root, SPIN))
-    await wait_for(lambda: bool(operation_children()))
+    await until(lambda: bool(operation_children()))
     pids = [p.pid for p in operation_children()]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -150,7 +143,7 @@ async def test_cancel_kills_the_child(root: Path) -> None:
 
 async def test_dead_zygote_fails_its_operations_clearly_and_is_replaced(root: Path) -> None:
     task = asyncio.create_task(run(root, SPIN))
-    await wait_for(lambda: bool(operation_children()))
+    await until(lambda: bool(operation_children()))
     zygote = Zygote.current()
     pids = [p.pid for p in operation_children()]
     os.kill(zygote.process.pid, signal.SIGKILL)
@@ -158,7 +151,7 @@ async def test_dead_zygote_fails_its_operations_clearly_and_is_replaced(root: Pa
     assert outcome.status == "error"
     assert "zygote" in outcome.errors[0]
     assert await gone(pids), "children die with their zygote"
-    await wait_for(lambda: zygote.dead)
+    await until(lambda: zygote.dead)
     outcome = await run(root, {"paths": ["/srv"], "name": ["f01"]})
     assert outcome.status == "ok"
     assert Zygote.current() is not zygote

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from console.lab.local import Lab
-from tests.conftest import LAB_SIZE
 from tests.support.agents import AgentProc, start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env, events, spyglass
-from tests.test_faults_console import (
+from tests.support.faults import (
     EVERY_FILE_OP,
     SLOW_OP,
     VICTIM,
@@ -24,6 +23,7 @@ from tests.test_faults_console import (
     fleet_inventory,
     victim_dir,
 )
+from tests.support.lab import LAB_SIZE
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from console.results.store import Store
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.conftest import LAB_SIZE, PLANTED, PLANTED_NAME
 from tests.support.cli import events, spyglass
+from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
 
 PLANTED_HOSTS = {f"lab-{i + 1:03d}" for i in PLANTED}
 

@@ -16,10 +16,9 @@ import pytest
 import tomli_w
 
 from console.lab.local import Lab
-from tests.conftest import LAB_SIZE
 from tests.support.agents import AgentProc, start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env, events, spyglass
-from tests.test_faults_console import (
+from tests.support.faults import (
     EVERY_FILE_OP,
     SLOW_OP,
     VICTIM,
@@ -29,6 +28,7 @@ from tests.test_faults_console import (
     victim_dir,
     wait_for_verdict,
 )
+from tests.support.lab import LAB_SIZE
 
 LAB_HOSTS = [f"lab-{i:03d}" for i in range(1, LAB_SIZE + 1)]
 

@@ -29,7 +29,6 @@ from protocol import messages as msg
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError
 from protocol.signing import Signer
-from tests.conftest import LAB_SIZE
 from tests.support.agents import AgentProc, start_agent, start_agents, stop_agent
 from tests.support.cli import (
     SPYGLASS,
@@ -41,7 +40,8 @@ from tests.support.cli import (
     save_inventory,
     spyglass,
 )
-from tests.test_faults_console import HELLO_OP, action_id, envelope_file, victim_dir
+from tests.support.faults import HELLO_OP, action_id, envelope_file, victim_dir
+from tests.support.lab import LAB_SIZE
 
 LATE = ("late-1", "late-2", "late-3")
 

@@ -24,7 +24,7 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
 from tests.support.agents import AgentProc, converse, run_frames, start_agent, stop_agent
-from tests.test_hostile_agent import assert_alive, assert_still_serves, hostile_agent_dir, signed
+from tests.support.solo_agent import assert_alive, assert_still_serves, hostile_agent_dir, signed
 
 MEMORY_MB = 256
 MATCH_CAP = 100

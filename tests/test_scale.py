@@ -28,8 +28,9 @@ from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.cli import console_env, events, spyglass
+from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.xdist_group("scale")
 
@@ -109,7 +110,7 @@ async def test_connect_window_bounds_concurrent_handshakes_and_survives_cancella
             await release.wait()
 
     tasks = [asyncio.create_task(handshake()) for _ in range(20)]
-    await asyncio.sleep(0.01)
+    await until(lambda: window.active + len(window._waiters) == 20, what="all 20 at the window")
     assert window.active == 4 and peak == 4
     for task in tasks[4:10]:  # cancel some that wait for their turn
         task.cancel()
@@ -140,7 +141,7 @@ async def test_connect_window_shrinks_on_slow_handshakes_and_grows_back_when_fas
             await gate.wait()
 
     tasks = [asyncio.create_task(hold()) for _ in range(12)]
-    await asyncio.sleep(0.01)
+    await until(lambda: window.active + len(window._waiters) == 12, what="all 12 at the window")
     assert window.active == 8
     for _ in range(4):
         window.record(0.1)  # fast while four wait: each completion opens one more slot

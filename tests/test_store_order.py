@@ -13,7 +13,7 @@ import pytest
 
 from console.fanout.investigation import MatchCaps
 from console.results.records import Event, HostEvent, MatchEvent
-from tests.test_hostile_console import Liar, investigate, lying_fleet
+from tests.support.liar import Liar, investigate, lying_fleet
 
 
 async def test_every_event_is_committed_before_the_sink_sees_it() -> None:

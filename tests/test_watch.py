@@ -22,7 +22,6 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import read_frame
 from protocol.signing import Signer, generate_key
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support import cli
 from tests.support.agents import (
     AgentProc,
@@ -33,6 +32,7 @@ from tests.support.agents import (
     stop_agent,
     write_agent,
 )
+from tests.support.paths import kill_gpg_agent, short_tmp
 
 #: A uid for the agent when this one has no inotify instance left (the per-user limit,
 #: fs.inotify.max_user_instances, is shared with every gpg-agent other test runs left behind).
