@@ -133,9 +133,11 @@ def _yara(value: str, _name: str) -> None:
     import yara  # heavy optional import, only needed when a yara parameter is checked
 
     try:
-        yara.compile(source=value, includes=False)
+        rules = yara.compile(source=value, includes=False)
     except yara.Error as err:
         raise ValueError(f"invalid yara rules: {err}") from None
+    if next(iter(rules), None) is None:  # an empty file, or only comments: it would match nothing
+        raise ValueError("the rule set holds no rule")
 
 
 def _size(value: str, _name: str) -> None:

@@ -140,8 +140,8 @@ def test_resume_of_a_complete_run_sends_nothing(
     again = spyglass(lab_env, "results", "resume", action_id(envelope), "--json")
     assert again.returncode == 0, again.stderr
     out = events(again.stdout)
-    assert [e["event"] for e in out] == ["summary"]
-    assert out[0]["hosts"] == LAB_SIZE and out[0]["matched"] == LAB_SIZE
+    assert [e["event"] for e in out] == ["action", "summary"]  # as `run --json`: the action first
+    assert out[-1]["hosts"] == LAB_SIZE and out[-1]["matched"] == LAB_SIZE
     assert "no host to send the action to again" in again.stderr
     for host in LAB_HOSTS:
         assert accepted(lab, host, action_id(envelope)) == 1

@@ -21,7 +21,7 @@ from console.results.output import (
     match_line,
 )
 from console.results.provenance import clock
-from console.results.records import Summary, is_final
+from console.results.records import is_final
 from console.results.stack import PREVIOUS_RUNS
 from console.results.store import Store
 from console.results.text import json_line, plural, printable
@@ -268,7 +268,6 @@ def cmd_follow(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
     if run is None:
         raise UsageError(f"run {run_id} was deleted while followed")
-    results = {r.host: r for r in store.host_results(run_id)}
-    summary = Summary(run["action_id"], results, run["elapsed_ms"], run_id)
+    summary = history.run_summary(store, run_id)
     output.summary(summary)
     return summary.exit_status()

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from console.results.output import columns_of
 from console.results.provenance import Provenance, clock, provenance
-from console.results.records import MatchEvent
+from console.results.records import MatchEvent, Summary
 from console.results.store import Store
 from console.results.text import csv_text, json_line
 from protocol.errors import UsageError
@@ -25,20 +25,12 @@ def run_provenance(store: Store, run_id: str) -> Provenance:
     return provenance(json.loads(run["envelope"]) if run is not None else {})
 
 
-def run_summary(store: Store, run_id: str) -> dict[str, Any]:
-    """The run's ``summary`` event, as ``run --json`` printed it at the end of the run."""
+def run_summary(store: Store, run_id: str) -> Summary:
+    """The run's summary, as ``run --json`` printed it at the end of the run."""
     run = store.run(run_id)
     assert run is not None
-    finished = run["finished"]
-    return {
-        "event": "summary",
-        "action_id": json.loads(run["envelope"]).get("action", {}).get("id", run["id"]),
-        "hosts": run["hosts"],
-        "matched": run["matched"],
-        "nomatch": run["nomatch"],
-        "failed": run["failed"],
-        "elapsed_ms": int((finished - run["started"]) * 1000) if finished else None,
-    }
+    results = {r.host: r for r in store.host_results(run_id)}
+    return Summary(run["action_id"], results, run["elapsed_ms"], run["id"])
 
 
 def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
@@ -49,7 +41,7 @@ def jsonl_records(store: Store, run_id: str) -> Iterator[dict[str, Any]]:
         yield match.to_event()
     for host in store.host_results(run_id):
         yield host.to_event()
-    yield run_summary(store, run_id)
+    yield run_summary(store, run_id).to_event()
 
 
 def write_jsonl(store: Store, run_id: str, out: TextIO) -> int:

@@ -18,7 +18,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from modules.regex import Buffer, BytesRegex
+from modules.regex import BytesRegex
+
+#: What the reader holds: file bytes (the regexes also take memoryview slices of it).
+Buffer = bytes | bytearray
 
 CHUNK = 1 << 20
 #: A "line" longer than this (binary files) is searched in pieces rather than buffered whole.
