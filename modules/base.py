@@ -94,9 +94,9 @@ class Param:
         """Check one parameter's JSON value and return it; ParamError names the parameter (and the
         index within an array), e.g. ``name[0]: invalid regex: ...``."""
         if not self.repeatable:
-            self._check_one(value, self.name)
             if self.required and value == "":
                 raise ParamError(f"{self.name}: must not be empty")
+            self._check_one(value, self.name)
             return value
         if not isinstance(value, list):
             raise ParamError(f"{self.name}: expected an array, got {_json_type_name(value)}")
