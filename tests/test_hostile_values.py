@@ -124,3 +124,48 @@ async def test_a_hostile_value_costs_only_its_row_and_its_host(kind: str, gnupgh
         stored = [strict_json(line) for line in shown.splitlines()]
         assert [e for e in stored if e["event"] == "match"] == matches
         assert all(when is not None for when in finished(fleet))
+
+
+@pytest.mark.parametrize("kind", ["int-2^64", "nested-960"])
+async def test_a_hostile_value_costs_the_tui_only_its_row_and_its_host(
+    kind: str, gnupghome: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same fleet through the TUI: the run ends, the hostile host shows ``error`` with the
+    reason, every honest host's rows are in the matches table and the hostile one is not. (Under
+    the TUI's deeper call stack the 960-deep frame may already fail to decode: the frame is then
+    refused as a whole, which ends that host's channel, and the host's later rows with it.)"""
+    from tui.app import SpyglassApp
+    from tui.model.session import Session
+    from tui.screens.compose import ComposeScreen
+    from tui.screens.confirm import ConfirmLaunch
+
+    monkeypatch.setenv("GNUPGHOME", str(gnupghome))
+    liars = {"honest-1": Liar(rows=3), "hostile": Hostile(rows=2, value=BAD_VALUES[kind])}
+    liars["honest-2"] = Liar(rows=4)
+    async with lying_fleet(liars, over_ssh=True) as fleet:
+        app = SpyglassApp(Session(str(fleet.inventory), fleet.store))
+        async with app.run_test(size=(160, 48)) as pilot:
+            await until(lambda: isinstance(app.screen, ComposeScreen), pilot)
+            await pilot.press(*"/", "tab", *".")
+            await pilot.press("ctrl+l")
+            await until(lambda: isinstance(app.screen, ConfirmLaunch), pilot)
+            await pilot.press("y")
+            await until(lambda: app.current is not None and app.current.finished, pilot)
+            await until(lambda: not app.current.pending, pilot)
+            hosts = {r.cells[0]: r.cells for r in app.current.host_model.rows}
+            assert hosts["hostile"][1] == "error"
+            reason = " ".join(map(str, hosts["hostile"]))
+            assert REASONS[kind] in reason or "frame is not UTF-8 JSON" in reason
+            assert [hosts[h][1] for h in ("honest-1", "honest-2")] == ["matched"] * 2
+            rows = sorted(e[0][0] for e in app.current.match_model.entries)
+            assert rows.count("honest-1") == 3 and rows.count("honest-2") == 4
+            assert 1 <= rows.count("hostile") <= 2
+            assert "/hostile" not in app.export_screenshot()
+
+
+async def until(done: Any, pilot: Any, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not done():
+        assert loop.time() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)
