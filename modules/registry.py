@@ -19,6 +19,7 @@ _MODULES = (
     "modules.netstat:NetstatModule",
     "modules.process:ProcessModule",
     "modules.yara:YaraModule",
+    "modules.ping:PingModule",
 )
 
 
