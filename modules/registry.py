@@ -20,6 +20,7 @@ _MODULES = (
     "modules.process:ProcessModule",
     "modules.yara:YaraModule",
     "modules.ping:PingModule",
+    "modules.timedrift:TimeDriftModule",
 )
 
 
