@@ -21,6 +21,7 @@ _MODULES = (
     "modules.yara:YaraModule",
     "modules.ping:PingModule",
     "modules.timedrift:TimeDriftModule",
+    "modules.check:CheckModule",
 )
 
 
