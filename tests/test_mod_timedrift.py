@@ -3,6 +3,7 @@ signed send time and a local SNTP responder on 127.0.0.1."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import threading
@@ -14,9 +15,12 @@ from typing import Any
 import pytest
 
 from agentd import confine
+from console.lab.local import Lab, lab_down, lab_up
 from modules.base import CollectingContext
 from modules.timedrift import CLOCK_OFFSET_ENV, TimeDriftModule, now_ms, parse_drift
 from protocol.errors import ParamError
+from tests.conftest import kill_gpg_agent, short_tmp
+from tests.support.cli import console_env, events, spyglass
 from tests.test_confinement import operation
 
 MOD = TimeDriftModule()
@@ -141,3 +145,36 @@ async def test_sntp_runs_confined_through_the_agents_child(ntp_server: int, tmp_
     outcome, rows = await operation("timedrift", params, tmp_path)
     assert outcome.status == "ok", outcome
     assert [r["status"] for r in rows] == ["ok"]
+
+
+@pytest.fixture
+def skewed_lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    """Two lab agents whose clocks run ``OFF_MS`` ahead (the console's does not)."""
+    directory = short_tmp()
+    monkeypatch.setenv(CLOCK_OFFSET_ENV, str(OFF_MS))
+    started = lab_up(directory / "lab", 2)
+    monkeypatch.delenv(CLOCK_OFFSET_ENV)
+    try:
+        yield started
+    finally:
+        lab_down(started.dir)
+        kill_gpg_agent(started.gnupghome)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_inventory_check_and_timedrift_agree(skewed_lab: Lab, tmp_path: Path) -> None:
+    env = console_env(skewed_lab, skewed_lab.inventory, tmp_path / "results.db")
+    check = spyglass(env, "inventory", "check", "--hello-only", "--json")
+    assert check.returncode == 0, check.stderr
+    skews = {h["host"]: h["skew_ms"] for h in events(check.stdout)}
+    run = spyglass(env, "run", "timedrift", "--drift", "5s", "-t", "all", "--json")
+    assert run.returncode == 0, run.stderr
+    matches = [e for e in events(run.stdout) if e["event"] == "match"]
+    drift = {e["host"]: e["data"]["offset_ms"] for e in matches}
+    assert sorted(drift) == sorted(skews) == ["lab-001", "lab-002"]
+    for host, skew in skews.items():
+        # The hello measures the skew with a round trip; timedrift's offset adds the action's
+        # transit (signing included): both see the agent's clock, never the console's.
+        assert OFF_MS - 1000 < skew < OFF_MS + 1000
+        assert skew - 1000 < drift[host]
+        assert all(e["data"]["drifted"] for e in matches)
