@@ -550,8 +550,12 @@ def apply(module: Module, root: str, ports: tuple[int, ...] = ()) -> list[str]:
 
 def missing(module: Module) -> list[str]:
     """Why a layer that should confine ``module`` is not in force (empty when all are)."""
-    layers = ("seccomp",) if plan_for(module).needs.processes else ("seccomp", "landlock")
-    return [line for line in support().missing if line.startswith(layers)]
+    plan, abi = plan_for(module), support().landlock
+    layers = ("seccomp",) if plan.needs.processes else ("seccomp", "landlock")
+    lacking = [line for line in support().missing if line.startswith(layers)]
+    if "tcp" in plan.needs.network and 0 < abi < 4:
+        lacking.append(f"landlock: ABI {abi} cannot restrict TCP connect to the signed ports")
+    return lacking
 
 
 def in_force() -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 from agentd import confine
 from modules.base import CollectingContext
 from modules.ping import PingModule
+from modules.timedrift import TimeDriftModule
 from protocol.errors import ParamError
 from tests.test_confinement import operation
 
@@ -154,6 +155,7 @@ _CONFINED_ATTEMPTS = """
 import json, socket, sys
 from agentd import confine
 from modules.ping import PingModule
+from modules.timedrift import TimeDriftModule
 from modules.agent import AgentModule
 signed, other = int(sys.argv[1]), int(sys.argv[2])
 module = AgentModule() if sys.argv[3] == "agent" else PingModule()
@@ -207,3 +209,17 @@ def test_confined_ping_connects_only_to_the_signed_port(tmp_path: Path) -> None:
             "udp": "EPERM",
             "raw": "EPERM",
         }
+
+
+def test_an_old_landlock_cannot_restrict_the_port_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ABI 1-3 has no network rules: the ping child's TCP ports are then unrestricted, which the
+    agent reports (and ``require_confinement`` refuses) like a missing layer."""
+    monkeypatch.setattr(confine, "_support", confine.Support(3, True, ()))
+    assert confine.missing(MOD) == [
+        "landlock: ABI 3 cannot restrict TCP connect to the signed ports"
+    ]
+    assert confine.missing(TimeDriftModule()) == []  # UDP only: no Landlock ABI covers it
+    monkeypatch.setattr(confine, "_support", confine.Support(4, True, ()))
+    assert confine.missing(MOD) == []
