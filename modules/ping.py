@@ -126,7 +126,7 @@ class PingModule(Module):
     params = (
         Param("address", "ip", "IP address to reach (no names: no DNS)", required=True),
         Param("port", "port", "Port to reach (TCP, UDP); several: each", repeatable=True),
-        Param("protocol", "filter", "How to reach it", default="tcp", choices=PROTOCOLS),
+        Param("protocol", "string", "How to reach it", default="tcp", choices=PROTOCOLS),
         Param("count", "int", f"Attempts per port (at most {MAX_COUNT})", default=3, minimum=1),
         Param(
             "timeout_ms",
@@ -141,7 +141,11 @@ class PingModule(Module):
         Column("address", "Destination address", "addr"),
         Column("port", "Destination port (0 for ICMP)", "int"),
         Column("protocol", "tcp, udp or icmp"),
-        Column("status", "open, closed (refused: host up), timeout, no-reply (UDP) or an errno"),
+        Column(
+            "status",
+            "The last answer: open, closed (refused: the host is up); without any, the last "
+            "failure: timeout, no-reply (UDP) or an errno name",
+        ),
         Column("reachable", "The host answered at least once (open or closed)", "bool"),
         Column("sent", "Attempts made", "int"),
         Column("answered", "Attempts that got an answer", "int"),
@@ -198,9 +202,10 @@ class PingModule(Module):
         stats: dict[str, int],
         attempt: Attempt,
     ) -> None:
-        """``count`` attempts at one destination, one row: the last status, every RTT."""
+        """``count`` attempts at one destination, one row: the last answer (else the last
+        failure) and every RTT."""
         rtts: list[str] = []
-        status, sent = "timeout", 0
+        status, answer, sent = "timeout", None, 0
         for seq in range(params["count"]):
             if ctx.cancelled():
                 break
@@ -208,6 +213,7 @@ class PingModule(Module):
             sent += 1
             stats["attempts"] += 1
             if rtt is not None:
+                answer = status
                 rtts.append(rtt)
                 stats["answered"] += 1
             ctx.progress(stats)
@@ -216,7 +222,7 @@ class PingModule(Module):
                 "address": params["address"],
                 "port": port,
                 "protocol": params["protocol"],
-                "status": status,
+                "status": answer or status,
                 "reachable": bool(rtts),
                 "sent": sent,
                 "answered": len(rtts),
