@@ -8,7 +8,7 @@ Each test is one string, ``ID [not] KIND ARGS``:
 - ``pkg-below NAME VERSION``: package NAME is installed with a version below VERSION (dpkg order);
 - ``mode PATH OCTAL``: the file's permission bits are exactly OCTAL (``0600``);
 - ``sysctl NAME VALUE``: the live kernel's ``/proc/sys`` value (``net.ipv4.ip_forward``) is VALUE;
-- ``listening PORT``: a TCP socket listens on PORT (live host).
+- ``listening [ADDRESS:]PORT``: a TCP socket listens on PORT (on ADDRESS, if given; live host).
 
 ``not`` inverts the verdict (MIG's ``mismatch``): ``xz not pkg xz-utils ^5\\.6\\.[01]`` passes
 where no backdoored xz is installed. Files and packages are read with the file and pkg modules'
@@ -17,6 +17,7 @@ code (``modules.fs``, ``modules.pkg``), so a disk image or a container's root wo
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -64,11 +65,24 @@ def parse_test(text: str) -> Test:
         check_regex(args[1])
     if kind == "mode" and not re.fullmatch(r"0?[0-7]{3,4}", args[1]):
         raise ValueError(f"{words[0]}: mode must be octal, e.g. 0600: {args[1]!r}")
-    if kind == "listening" and not (args[0].isdigit() and 0 < int(args[0]) < 65536):
-        raise ValueError(f"{words[0]}: not a port: {args[0]!r}")
+    if kind == "listening":
+        try:
+            listen_address(args[0])
+        except ValueError:
+            raise ValueError(f"{words[0]}: not [ADDRESS:]PORT: {args[0]!r}") from None
     if kind == "sysctl" and not re.fullmatch(r"[a-z0-9_]+(\.[a-z0-9_-]+)+", args[0]):
         raise ValueError(f"{words[0]}: not a sysctl name: {args[0]!r}")
     return Test(words[0], kind, args, invert)
+
+
+def listen_address(text: str) -> tuple[str | None, int]:
+    """``22`` -> (None, 22), ``127.0.0.1:22`` and ``[::1]:22`` -> (address, 22)."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(text)
+    if not host:
+        return None, int(port)
+    return str(ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))), int(port)
 
 
 def _order(c: str) -> int:
@@ -223,7 +237,7 @@ class CheckModule(Module):
             if test.kind == "sysctl":
                 value = _sysctl(first)
                 return value.split() == test.args[1].split(), value
-            return _listening(int(first))
+            return _listening(*listen_address(first))
         except FileNotFoundError:
             return False, "no such file"
         except OSError as err:
@@ -256,11 +270,14 @@ def _sysctl(name: str) -> str:
         return f.read(4096).strip()
 
 
-def _listening(port: int) -> tuple[bool, str | None]:
-    """A TCP socket in LISTEN on ``port`` (any address), from the live host's socket tables."""
+def _listening(address: str | None, port: int) -> tuple[bool, str | None]:
+    """A TCP socket in LISTEN on ``port`` (on ``address`` or any), from the live host's socket
+    tables."""
     import psutil  # heavy import, only when a test needs it
 
     for c in psutil.net_connections(kind="tcp"):
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+        if c.status != psutil.CONN_LISTEN or not c.laddr or c.laddr.port != port:
+            continue
+        if address is None or ipaddress.ip_address(c.laddr.ip) == ipaddress.ip_address(address):
             return True, f"{c.laddr.ip}:{c.laddr.port}"
     return False, None

@@ -101,10 +101,16 @@ def test_listening_port_present_and_absent(tmp_path: Path) -> None:
     with socket.socket() as server, socket.socket() as idle:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        idle.bind(("127.0.0.1", 0))  # bound, not listening
+        idle.bind(("127.0.0.1", 0))  # held, not listening: nobody else can listen there
         port, other = server.getsockname()[1], idle.getsockname()[1]
-        ctx = run(tmp_path, f"up listening {port}", f"down not listening {other}")
-    assert verdicts(ctx) == {"up": True, "down": True}
+        ctx = run(
+            tmp_path,
+            f"up listening {port}",
+            f"up-here listening 127.0.0.1:{port}",
+            f"down not listening 127.0.0.1:{other}",
+            f"down-there listening [::1]:{port}",
+        )
+    assert verdicts(ctx) == {"up": True, "up-here": True, "down": True, "down-there": False}
     assert ctx.rows[0]["evidence"] == f"127.0.0.1:{port}"
 
 
@@ -121,7 +127,8 @@ def test_failed_reports_only_failures(tmp_path: Path) -> None:
         ("x content etc/passwd a", "path must be absolute"),
         ("x content /etc/passwd (", "invalid regex|missing"),
         ("x mode /etc/passwd rw", "mode must be octal"),
-        ("x listening 70000", "not a port"),
+        ("x listening 70000", "not \\[ADDRESS:\\]PORT"),
+        ("x listening localhost:22", "not \\[ADDRESS:\\]PORT"),
         ("x pkg openssl", "takes 2 argument"),
     ],
 )
@@ -132,7 +139,7 @@ def test_invalid_tests(test: str, problem: str) -> None:
 
 def test_duplicate_ids_are_refused() -> None:
     with pytest.raises(ParamError, match="duplicate ID 'a'"):
-        MOD.validate({"test": ["a listening 22", "a listening 23"]})
+        MOD.validate({"test": ["a listening 22", "a listening [::1]:23"]})
 
 
 @pytest.mark.parametrize(

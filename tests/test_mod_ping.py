@@ -32,11 +32,21 @@ def listening() -> Iterator[int]:
 
 
 @pytest.fixture
-def closed() -> int:
-    """A port nothing listens on: bound (so the kernel picked a free one), then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def closed() -> Iterator[int]:
+    """A TCP port held bound but not listening: a connect is refused, and no other process can
+    take it during the test."""
+    with socket.socket() as tcp:
+        tcp.bind(("127.0.0.1", 0))
+        yield tcp.getsockname()[1]
+
+
+@pytest.fixture
+def closed_udp() -> int:
+    """A UDP port nothing is bound to (a bound one would queue the datagram, not refuse it):
+    picked by the kernel, then released."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        return int(udp.getsockname()[1])
 
 
 @pytest.fixture
@@ -82,11 +92,11 @@ def test_tcp_open_and_closed_ports(listening: int, closed: int) -> None:
     assert ctx.stats == {"attempts": 4, "answered": 4, "matches": 2, "errors": 0}  # type: ignore[attr-defined]
 
 
-def test_udp_reply_and_port_unreachable(udp_echo: int, closed: int) -> None:
-    ctx = run(address="127.0.0.1", protocol="udp", port=[udp_echo, closed], count=1)
+def test_udp_reply_and_port_unreachable(udp_echo: int, closed_udp: int) -> None:
+    ctx = run(address="127.0.0.1", protocol="udp", port=[udp_echo, closed_udp], count=1)
     assert [(r["port"], r["status"], r["reachable"]) for r in ctx.rows] == [
         (udp_echo, "open", True),
-        (closed, "closed", True),
+        (closed_udp, "closed", True),
     ]
 
 
