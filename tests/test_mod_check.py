@@ -15,7 +15,7 @@ from console.lab.seed import allows_passwords, has_backdoor, seed_root
 from modules.base import CollectingContext
 from modules.check import CheckModule, compare_versions
 from protocol.errors import ParamError
-from tests.test_confinement import operation
+from tests.support.confined_run import operation
 
 MOD = CheckModule()
 REPO = Path(__file__).resolve().parent.parent

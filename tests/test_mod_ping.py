@@ -18,7 +18,7 @@ from modules.base import CollectingContext
 from modules.ping import PingModule
 from modules.timedrift import TimeDriftModule
 from protocol.errors import ParamError
-from tests.test_confinement import operation
+from tests.support.confined_run import operation
 
 MOD = PingModule()
 

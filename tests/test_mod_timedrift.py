@@ -19,9 +19,9 @@ from console.lab.local import Lab, lab_down, lab_up
 from modules.base import CollectingContext
 from modules.timedrift import CLOCK_OFFSET_ENV, TimeDriftModule, now_ms, parse_drift
 from protocol.errors import ParamError
-from tests.conftest import kill_gpg_agent, short_tmp
 from tests.support.cli import console_env, events, spyglass
-from tests.test_confinement import operation
+from tests.support.confined_run import operation
+from tests.support.paths import kill_gpg_agent, short_tmp
 
 MOD = TimeDriftModule()
 OFF_MS = 7_000  # the endpoint's clock, seven seconds ahead
