@@ -57,9 +57,7 @@ def _child(module: Module, run: Any, params: dict[str, Any], ctx: RunContext, fd
     try:
         confine.apply(module, ctx.root, module.connect_ports(params))
         assert "seccomp" in confine.in_force(), confine.in_force()
-        inner = CollectingContext(
-            root=ctx.root, privacy=ctx.privacy, max_rows=getattr(ctx, "_max_rows", None)
-        )
+        inner = CollectingContext(root=ctx.root, max_rows=getattr(ctx, "_max_rows", None))
         if ctx.cancelled():
             inner.cancel()
         try:
