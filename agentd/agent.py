@@ -27,6 +27,7 @@ from agentd.execution import Execution, Log, Slot, follow
 from agentd.replay import ReplayCache, Seen
 from agentd.watch import Watchers, with_default_weights
 from modules.registry import all_modules, get_module
+from modules.timedrift import now_ms
 from protocol import __version__
 from protocol.acl import Acl
 from protocol.action import Action
@@ -183,7 +184,7 @@ class Agent:
             "version": __version__,
             "platform": f"{os.uname().sysname.lower()}-{os.uname().machine}",
             "modules": self.modules,
-            "time_ms": int(time.time() * 1000),  # lets `inventory check` measure clock skew
+            "time_ms": now_ms(),  # `inventory check`'s skew: the clock `timedrift` reads
         }
         return AgentHello(version=1, agent=info)
 

@@ -96,7 +96,8 @@ def _confine(module: Module, request: dict[str, Any], ctx: PipeContext) -> str |
     """Confine this child for ``module``; the reason to refuse the operation, if any: the kernel
     refused a layer it offers, or one it lacks is required (``require_confinement``)."""
     try:
-        layers = confine.apply(module, request["root"])
+        ports = module.connect_ports(request["params"])  # the signed ones, validated
+        layers = confine.apply(module, request["root"], ports)
     except OSError as err:
         return f"refused: cannot confine the module's process: {err}"
     lacking = confine.missing(module)

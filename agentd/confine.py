@@ -6,7 +6,8 @@ nothing else. The layers, as ``spyglass run agent`` names them:
 
 - ``landlock-vN``: read-only beneath the root, the declared paths and the interpreter's own
   code; execute only the declared tools; no write, create, remove, rename or truncate anywhere
-  (truncate from ABI 3), no TCP bind or connect (ABI 4+), no abstract unix sockets or signals
+  (truncate from ABI 3), no TCP bind or connect (ABI 4+) but connect to the ports a module
+  declaring ``tcp`` names in its signed params, no abstract unix sockets or signals
   out of the child (ABI 6+). Modules that inspect other processes (``Needs.processes``) go
   without: Landlock's ptrace scoping would hide every process outside the child's domain;
 - ``seccomp``: two stacked filters, the zygote's (inherited) and the module's, denying with an
@@ -14,7 +15,8 @@ nothing else. The layers, as ``spyglass run agent`` names them:
   mount and namespace calls, bpf, keys, module loading, kexec, io_uring (whose operations would
   bypass the filter), uid/gid/capability changes, raising rlimits, every change to the file
   system (create, remove, rename, link, truncate, chmod, chown, xattrs, times), signals where
-  Landlock does not scope them, and sockets other than the declared AF_UNIX/AF_NETLINK. Where
+  Landlock does not scope them, and sockets other than the declared AF_UNIX/AF_NETLINK (and, for
+  a module declaring ``network``, AF_INET/AF_INET6 stream or datagram sockets, never raw). Where
   Landlock is not in force, opening a file for writing is denied here too;
 - ``no-new-privs``: no exec can gain privileges (setuid binaries, file capabilities);
 - ``caps``: every capability dropped, bounding set included, but CAP_DAC_READ_SEARCH (read any
@@ -72,7 +74,7 @@ _CAPABILITY_VERSION_3 = 0x20080522
 # Landlock (linux/landlock.h); the system call numbers are the same on every architecture.
 _SYS_CREATE_RULESET, _SYS_ADD_RULE, _SYS_RESTRICT_SELF = 444, 445, 446
 _CREATE_RULESET_VERSION = 1
-_RULE_PATH_BENEATH = 1
+_RULE_PATH_BENEATH, _RULE_NET_PORT = 1, 2
 _EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 #: Every filesystem right of each ABI: 13 in v1, REFER in v2, TRUNCATE in v3, IOCTL_DEV in v5.
 _FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
@@ -96,6 +98,10 @@ class _RulesetAttr(ctypes.Structure):
 class _PathBeneath(ctypes.Structure):
     _pack_ = 1
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+class _NetPort(ctypes.Structure):
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("port", ctypes.c_uint64)]
 
 
 class _CapHeader(ctypes.Structure):
@@ -188,7 +194,7 @@ _AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_BIT = 0x40000000
 _RET_ALLOW = 0x7FFF0000
 _RET_ERRNO = 0x00050000
-_LD_ABS, _JEQ, _JGE, _JSET, _RET = 0x20, 0x15, 0x35, 0x45, 0x06
+_LD_ABS, _JEQ, _JGE, _JSET, _RET, _AND = 0x20, 0x15, 0x35, 0x45, 0x06, 0x54
 _NR, _ARCH = 0, 4
 
 #: x86_64 numbers of the denied system calls (asm/unistd_64.h).
@@ -246,6 +252,11 @@ _SIGNALS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo", "
 #: open flags that could change a file: O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND.
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _FAMILIES = {"unix": 1, "netlink": 16}
+_AF_INET, _AF_INET6 = 2, 10
+#: Socket types of each network need (SOCK_STREAM, SOCK_DGRAM); the low bits of socket()'s type,
+#: the rest being SOCK_NONBLOCK and SOCK_CLOEXEC.
+_SOCK_TYPES = {"tcp": 1, "udp": 2}
+_SOCK_TYPE_MASK = 0xF
 
 
 def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
@@ -319,12 +330,25 @@ def child_program(
                 [_insn(_LD_ABS, _arg(flags)), _insn(_JSET, _WRITE_FLAGS, 0, 1), eacces, _ALLOW],
             )
         prog += _deny("openat2", errno.ENOSYS)  # its flags hide behind a pointer: callers fall back
-    families = [_FAMILIES[s] for s in needs.sockets]
     for name in ("socket", "socketpair"):
-        checks = [_insn(_LD_ABS, _arg(0))]
-        checks += [_insn(_JEQ, f, len(families) - i, 0) for i, f in enumerate(families)]
-        prog += _guarded(name, [*checks, _EPERM, _ALLOW])
+        prog += _guarded(name, _socket_checks(needs))
     return b"".join([*prog, _ALLOW])
+
+
+def _socket_checks(needs: Needs) -> list[bytes]:
+    """socket(family, type, protocol): the declared local families; AF_INET/AF_INET6 only for a
+    module declaring ``network``, and then only of the declared types (never SOCK_RAW)."""
+    local = [_FAMILIES[s] for s in needs.sockets]
+    inet = [_AF_INET, _AF_INET6] if needs.network else []
+    types = sorted({_SOCK_TYPES[n] for n in needs.network})
+    n = len(local) + len(inet)
+    by_type = [_insn(_LD_ABS, _arg(1)), _insn(_AND, _SOCK_TYPE_MASK)]
+    by_type += [_insn(_JEQ, t, len(types) - j, 0) for j, t in enumerate(types)]
+    by_type = [*by_type, _EPERM] if inet else []
+    checks = [_insn(_LD_ABS, _arg(0))]
+    checks += [_insn(_JEQ, f, n - i + len(by_type), 0) for i, f in enumerate(local)]
+    checks += [_insn(_JEQ, f, len(inet) - i, 0) for i, f in enumerate(inet)]
+    return [*checks, _EPERM, *by_type, _ALLOW]
 
 
 # --- Plans: what a module's child applies, prepared before fork ----------------------------
@@ -493,13 +517,18 @@ def _rights(fd: int, rights: int) -> int:
 # --- In the child ---------------------------------------------------------------------------
 
 
-def apply(module: Module, root: str) -> list[str]:
-    """Confine this process (a fresh operation child) for ``module`` reading below ``root``;
+def apply(module: Module, root: str, ports: tuple[int, ...] = ()) -> list[str]:
+    """Confine this process (a fresh operation child) for ``module`` reading below ``root``
+    (and, for a module declaring ``tcp``, connecting to ``ports``: its signed params');
     returns the layers in force, e.g. ``["landlock-v7", "seccomp", "no-new-privs", "caps"]``.
     A layer the kernel lacks is skipped (``missing`` says why); a layer the kernel offers but
     refuses raises OSError, and the operation must not run."""
     plan = plan_for(module)  # built before the fork when the zygote prepared it
     ruleset = ruleset_for(module, root)  # likewise
+    own: list[int] = []  # a ruleset of this operation's own, closed with the shared ones
+    if ruleset is not None and ports and "tcp" in plan.needs.network:
+        ruleset = _ruleset(plan, root, support().landlock, ports)  # per operation: not cached
+        own.append(ruleset)
     if not _zygote_layers:  # not forked from a prepared zygote (a test, the bench's baseline)
         _confine_zygote()
     if _libc.capset(ctypes.byref(plan.caps[0]), plan.caps[1]) < 0:
@@ -508,7 +537,7 @@ def apply(module: Module, root: str) -> list[str]:
     if ruleset is not None:
         _check(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, 0), "landlock")
         layers.append(f"landlock-v{support().landlock}")
-    for fd in (*_rulesets.values(), *_static_fds.values()):
+    for fd in (*_rulesets.values(), *_static_fds.values(), *own):
         os.close(fd)  # shared with the zygote: a ruleset must not be changed from here
     _rulesets.clear()
     _static_fds.clear()
@@ -521,8 +550,12 @@ def apply(module: Module, root: str) -> list[str]:
 
 def missing(module: Module) -> list[str]:
     """Why a layer that should confine ``module`` is not in force (empty when all are)."""
-    layers = ("seccomp",) if plan_for(module).needs.processes else ("seccomp", "landlock")
-    return [line for line in support().missing if line.startswith(layers)]
+    plan, abi = plan_for(module), support().landlock
+    layers = ("seccomp",) if plan.needs.processes else ("seccomp", "landlock")
+    lacking = [line for line in support().missing if line.startswith(layers)]
+    if "tcp" in plan.needs.network and 0 < abi < 4:
+        lacking.append(f"landlock: ABI {abi} cannot restrict TCP connect to the signed ports")
+    return lacking
 
 
 def in_force() -> list[str]:
@@ -575,9 +608,9 @@ def _last_cap() -> int:
     return _LAST_CAP[0]
 
 
-def _ruleset(plan: Plan, root: str, abi: int) -> int:
-    """A Landlock ruleset: read below ``root`` and the plan's paths, the rest of what the ABI
-    knows denied."""
+def _ruleset(plan: Plan, root: str, abi: int, ports: tuple[int, ...] = ()) -> int:
+    """A Landlock ruleset: read below ``root`` and the plan's paths, TCP connect to ``ports``
+    (ABI 4+), the rest of what the ABI knows denied."""
     fs = _FS_RIGHTS[max(v for v in _FS_RIGHTS if v <= abi)]
     attr = _RulesetAttr(fs, _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0, 0)
     if abi >= 6:
@@ -597,6 +630,12 @@ def _ruleset(plan: Plan, root: str, abi: int) -> int:
             _check(
                 _libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0),
                 "landlock rule",
+            )
+        for port in ports if abi >= 4 else ():
+            net = _NetPort(_NET_CONNECT_TCP, port)
+            _check(
+                _libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_NET_PORT, ctypes.byref(net), 0),
+                "landlock port rule",
             )
     except OSError:
         os.close(ruleset)

@@ -169,7 +169,13 @@ class Needs:
     """Tools the module runs (names looked up in PATH, or absolute paths): only those may be
     executed, and they inherit the child's confinement."""
     sockets: tuple[Literal["unix", "netlink"], ...] = ()
-    """Socket families beyond none (AF_UNIX, AF_NETLINK); TCP and UDP are always denied."""
+    """Socket families beyond none (AF_UNIX, AF_NETLINK); TCP and UDP are denied unless
+    ``network`` declares them."""
+    network: tuple[Literal["tcp", "udp"], ...] = ()
+    """Outbound IPv4/IPv6 sockets the module opens itself (``ping``, ``timedrift``'s NTP):
+    stream sockets for ``tcp``, datagram sockets (UDP, unprivileged ICMP) for ``udp``, never
+    raw ones. TCP may connect only to the ports ``Module.connect_ports`` names (Landlock ABI
+    4+); no layer can filter by address (docs/security.md)."""
     processes: bool = False
     """Inspects other processes (``/proc/PID/fd``, ``exe``, ``mem``): keeps CAP_SYS_PTRACE and
     runs without Landlock, whose ptrace scoping would hide every process outside the child."""
@@ -260,6 +266,16 @@ class Module(ABC):
                 out[p.name] = p.default_value()
         self.check(out)
         return out
+
+    def connect_ports(self, params: dict[str, Any]) -> tuple[int, ...]:
+        """The TCP ports an operation with these (validated, signed) params may connect to:
+        its child's Landlock ruleset allows those and no other (a module declaring ``tcp``)."""
+        return ()
+
+    def stamp(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The params with what the console fills in itself when it composes the action (so it
+        is signed with the rest), e.g. ``timedrift``'s send time; the user's values win."""
+        return params
 
     def check(self, params: dict[str, Any]) -> None:
         """Rules spanning several parameters, or beyond the kind; raise ParamError("PARAM: ...").

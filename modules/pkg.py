@@ -114,7 +114,7 @@ class PkgModule(Module):
         stats = {"databases": 0, "packages_scanned": 0, "matches": 0, "errors": 0}
         errors = SoftErrors(ctx, stats, params["max_errors"])
         try:
-            for source, packages in self._sources(ctx, stats, errors):
+            for source, packages in self.sources(ctx, stats, errors):
                 for name, version, arch in packages:
                     stats["packages_scanned"] += 1
                     if names and not any(found(name) for found in names):
@@ -131,7 +131,7 @@ class PkgModule(Module):
             ctx.error("no package database found (dpkg, rpm, apk)")
         return stats
 
-    def _sources(
+    def sources(
         self, ctx: RunContext, stats: dict[str, int], errors: SoftErrors
     ) -> Iterator[tuple[str, Iterator[Package]]]:
         root = Root(ctx.root)

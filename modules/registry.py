@@ -23,6 +23,9 @@ _MODULES = (
     "modules.fswatch:FswatchCancelModule",
     "modules.fswatch:FswatchListModule",
     "modules.fswatch:FswatchAlertsModule",
+    "modules.ping:PingModule",
+    "modules.timedrift:TimeDriftModule",
+    "modules.check:CheckModule",
 )
 
 

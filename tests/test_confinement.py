@@ -340,7 +340,7 @@ def test_spyglass_run_agent_shows_why_it_refused(
 
 
 #: Modules whose rows describe the live host, which changes between two runs.
-LIVE = {"agent", "netstat", "process"}
+LIVE = {"agent", "netstat", "process", "ping", "timedrift"}
 
 
 @pytest.mark.parametrize("module", all_modules(), ids=lambda m: m.name)
@@ -440,4 +440,7 @@ def test_each_module_declares_only_known_needs(module: Any) -> None:
     needs = module.needs
     assert all(os.path.isabs(p) for p in needs.read)
     assert set(needs.sockets) <= {"unix", "netlink"}
+    assert set(needs.network) <= {"tcp", "udp"}
+    if needs.network:  # outbound network is the need of these two only
+        assert module.name in {"ping", "timedrift"}
     assert not (needs.execute and needs.processes), "exec is allowed only under Landlock"

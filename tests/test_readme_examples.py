@@ -25,7 +25,14 @@ def examples() -> list[str]:
     text = README.read_text()
     usage = text[text.index("## Using it") : text.index("## Security model")]
     blocks = re.findall(r"```sh\n(.*?)```", usage, re.S)
-    return [line for block in blocks for line in block.splitlines() if line.startswith("spyglass ")]
+    lines = [line for block in blocks for line in block.splitlines()]
+    # Not run here: a --follow runs until stopped, and a <PLACEHOLDER> wants a value of the
+    # reader's own (the lines before it say where it comes from).
+    return [
+        line
+        for line in lines
+        if line.startswith("spyglass ") and "--follow" not in line and "<" not in line
+    ]
 
 
 def test_the_readme_has_the_examples_it_promises() -> None:

@@ -25,6 +25,7 @@ def validated_operation(module_name: str, params: dict[str, Any]) -> Operation:
     module = get_module(module_name)
     if module is None:
         raise UsageError(f"unknown module {module_name!r}; see `spyglass modules list`")
+    params = module.stamp(params)  # what the console fills in (timedrift's send time), signed
     module.validate(params)  # raises ParamError with the parameter named
     return Operation(module_name, params)
 

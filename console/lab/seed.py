@@ -47,7 +47,7 @@ def seed_root(root: Path, index: int, name: str) -> None:
         "etc/hostname": f"{name}\n".encode(),
         "etc/os-release": b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n',
         "etc/passwd": _passwd(index),
-        "etc/ssh/sshd_config": b"PermitRootLogin no\nPasswordAuthentication no\n",
+        "etc/ssh/sshd_config": _sshd_config(index),
         "home/alice/.bashrc": b"export PS1='\\u@\\h:\\w$ '\n",
         "home/alice/notes.txt": b"rotate the backup keys on friday\n",
         "home/alice/.ssh/authorized_keys": _authorized_keys(index),
@@ -64,6 +64,16 @@ def seed_root(root: Path, index: int, name: str) -> None:
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+
+
+def allows_passwords(index: int) -> bool:
+    """An sshd that still takes passwords: the check baseline's failing hosts."""
+    return index % 4 == 2
+
+
+def _sshd_config(index: int) -> bytes:
+    passwords = "yes" if allows_passwords(index) else "no"
+    return f"PermitRootLogin no\nPasswordAuthentication {passwords}\n".encode()
 
 
 def _authorized_keys(index: int) -> bytes:

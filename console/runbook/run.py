@@ -8,6 +8,7 @@ import sys
 import time
 from typing import TextIO
 
+from console.actions.compose import validated_operation
 from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
 from console.fanout.investigation import Investigation
 from console.fanout.retry import until_expiry
@@ -19,7 +20,7 @@ from console.results.text import plural, printable
 from console.runbook.parse import Runbook, Step
 from console.runbook.report import RunbookReport, StepReport
 from inventory.model import Host, Inventory
-from protocol.action import MAX_NAME, Operation, make_action
+from protocol.action import MAX_NAME, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
 
@@ -94,7 +95,7 @@ class RunbookRunner:
         action = make_action(
             f"{self.runbook.name}: {step.name}"[:MAX_NAME],
             step.target,
-            [Operation(step.module, step.params)],
+            [validated_operation(step.module, step.params)],  # stamped when sent
             expire_seconds=step.expire,
             description=description,
         )

@@ -55,7 +55,7 @@ def _confined_run(
 def _child(module: Module, run: Any, params: dict[str, Any], ctx: RunContext, fd: int) -> None:
     code = 0
     try:
-        confine.apply(module, ctx.root)
+        confine.apply(module, ctx.root, module.connect_ports(params))
         assert "seccomp" in confine.in_force(), confine.in_force()
         inner = CollectingContext(root=ctx.root, max_rows=getattr(ctx, "_max_rows", None))
         if ctx.cancelled():
