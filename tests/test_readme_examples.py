@@ -25,7 +25,7 @@ def examples() -> list[str]:
     text = README.read_text()
     usage = text[text.index("## Using it") : text.index("## Security model")]
     blocks = re.findall(r"```sh\n(.*?)```", usage, re.S)
-    lines = [line for block in blocks for line in block.splitlines()]
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()]
     # Not run here: a --follow runs until stopped, and a <PLACEHOLDER> wants a value of the
     # reader's own (the lines before it say where it comes from).
     return [
