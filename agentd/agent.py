@@ -145,7 +145,7 @@ class Agent:
         for line in acl_strangers(config.acl, keyring.fingerprints):
             print(f"spyglass-agentd: {config.agent.name}: {line}", file=sys.stderr, flush=True)
         # Agents of one process that trust the same keys with the same ACL verify an envelope once.
-        self.acl = with_default_weights(config.acl)  # fswatch wants two approvers unless set
+        self.acl = with_default_weights(config.acl)  # fswatch and ping want two approvers
         scope = keyring.digest + repr(sorted(self.acl.rules.items()))
         self.keyring, self.verify_scope, self.config = keyring, scope, config
         self.root = str(config.root)

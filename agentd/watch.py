@@ -26,8 +26,8 @@ from inotify_simple import INotify, flags
 
 from agentd.runner import Budget, OpOutcome, Sink, run_operation
 from agentd.watch_alerts import AlertStore
-from modules.fswatch import DEFAULT_WEIGHTS, LIMITS
-from modules.registry import get_module
+from modules.fswatch import LIMITS
+from modules.registry import all_modules, get_module
 from protocol.acl import Acl, AclRule
 from protocol.errors import ParamError, Rejected
 
@@ -43,15 +43,15 @@ WATCH_FLAGS = flags.DONT_FOLLOW | flags.EXCL_UNLINK
 
 
 def with_default_weights(acl: Acl) -> Acl:
-    """The ACL with ``DEFAULT_WEIGHTS`` applied to modules it has no rule of its own for: they
-    take ``[acl.default]``'s investigators, with at least that minimum weight."""
+    """The ACL with each module's ``default_weight`` applied where it has no rule of its own:
+    such a module takes ``[acl.default]``'s investigators, with at least that minimum weight."""
     default = acl.rules.get("default")
     if default is None:
         return acl
     extra = {
         module: AclRule(max(weight, default.minimum_weight), default.investigators)
-        for module, weight in DEFAULT_WEIGHTS.items()
-        if module not in acl.rules
+        for module, weight in ((m.name, m.default_weight) for m in all_modules())
+        if weight > 1 and module not in acl.rules
     }
     return Acl({**acl.rules, **extra}) if extra else acl
 

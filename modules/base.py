@@ -214,6 +214,9 @@ class Module(ABC):
     columns: ClassVar[tuple[Column, ...]] = ()
     needs: ClassVar[Needs] = Needs()
     """What the module's child may touch beyond reading below the root (see ``Needs``)."""
+    default_weight: ClassVar[int] = 1
+    """The minimum weight an agent asks for this module when its ACL has no rule of its own for
+    it (instead of ``[acl.default]``'s): 2 for the powerful ones, two approvers."""
     example: ClassVar[dict[str, Any]] = {}
     """Params of a typical run: shown by ``describe`` and run by the generic module tests
     (against ``tests/data/modules/root``), so it must validate."""

@@ -5,7 +5,7 @@ Four modules, so that each has its own ACL rule (``[acl.MODULE]``):
 - ``fswatch`` arms a watcher: the paths, whether to follow subdirectories, and the file module's
   filters (name, path, size, age, mode, content, digests), which every changed file is compared
   with. It is the powerful one: an unattended, lasting watch. Its recommended rule is two
-  approvers (``DEFAULT_WEIGHTS``; docs/operations.md).
+  approvers (``default_weight``; docs/operations.md).
 - ``fswatch_cancel`` stops a watcher before its expiry; ``fswatch_list`` lists the watchers;
   ``fswatch_alerts`` reads (and with ``follow`` streams) the alerts. Reading alerts is reading
   findings: a signed action like any other (docs/security.md).
@@ -42,9 +42,6 @@ LIMITS: dict[str, int] = {
     "batch": 500,  # changed paths matched by one confined ``file`` child
 }
 
-#: The minimum weight a module needs when the agent's ACL has no rule of its own for it (instead
-#: of ``[acl.default]``'s): a lasting watch wants two approvers.
-DEFAULT_WEIGHTS: dict[str, int] = {"fswatch": 2}
 
 #: The file parameters a watcher does not take: it matches changed paths, it walks nothing.
 _WALK_ONLY = {"match_limit", "max_depth"}
@@ -88,6 +85,7 @@ class FswatchModule(_AgentState):
     """Arms a watcher (answered with its row); batches are matched by the ``file`` module."""
 
     name = "fswatch"
+    default_weight = 2  # an unattended, lasting watch: two approvers
     summary = "Watch paths until the action expires; alert on changed files matching the filters"
     params = (
         *(p for p in FILE_PARAMS if p.name not in _WALK_ONLY),

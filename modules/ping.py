@@ -122,6 +122,7 @@ class PingModule(Module):
 
     name = "ping"
     needs = Needs(network=("tcp", "udp"))
+    default_weight = 2  # connections from inside the network: two approvers
     summary = "Reachability and round-trip times of an address (TCP, UDP or ICMP) from the host"
     params = (
         Param("address", "ip", "IP address to reach (no names: no DNS)", required=True),

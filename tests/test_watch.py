@@ -347,3 +347,17 @@ async def test_a_watcher_whose_signer_left_the_keyring_is_not_rearmed(
         assert list((agent.dir / "state" / "watch" / "armed").glob("*.json")) == []
     finally:
         stop_agent(agent)
+
+
+async def test_ping_wants_two_approvers_without_a_rule_of_its_own(
+    agent: AgentProc, signers: tuple[Signer, Signer]
+) -> None:
+    """ping (outbound connections) has ``default_weight`` 2 like fswatch: with only
+    ``[acl.default]``, one signer is refused and two are accepted."""
+    alice, bob = signers
+    params = {"address": "127.0.0.1", "port": [9], "count": 1}
+    refused = await converse(agent, run_frames(signed([alice], "ping", params)))
+    assert refused[-1]["type"] == "rejected" and refused[-1]["reason"] == "acl"
+    assert "'ping' needs weight 2, signers have 1" in refused[-1]["detail"]
+    accepted = await converse(agent, run_frames(signed([alice, bob], "ping", params)))
+    assert accepted[0]["type"] == "accepted" and accepted[-1]["type"] == "finished"

@@ -24,6 +24,7 @@ import tomli_w
 
 from console.lab.seed import seed_root
 from inventory.loader import dump_inventory
+from modules.registry import all_modules
 from protocol.errors import ConfigError
 from protocol.keyfile import write_private
 from protocol.signing import Signer, generate_key
@@ -189,11 +190,11 @@ def _write_agent(
             "enforce_target": True,
         },
         "limits": {"module_timeout": 60, "max_concurrent": 8},
-        # The lab has one investigator: its watchers cannot have the two approvers that
-        # fswatch needs by default (docs/operations.md), so the lab says so explicitly.
+        # The lab has one investigator: it cannot give the two approvers that modules such as
+        # fswatch and ping want by default (docs/operations.md), so the lab says so explicitly.
         "acl": {
             rule: {"minimum_weight": 1, "investigators": {fingerprint: 1}}
-            for rule in ("default", "fswatch")
+            for rule in ("default", *(m.name for m in all_modules() if m.default_weight > 1))
         },
     }
     path = home / "agentd.toml"
