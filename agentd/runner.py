@@ -25,6 +25,7 @@ from typing import Any
 from protocol.agent_config import LimitsSection
 from protocol.errors import FrameError, SpyglassError
 from protocol.frames import read_frame
+from protocol.messages import DoneStatus
 
 #: How long a killed child may take to be reported dead before the runner stops waiting.
 REAP_TIMEOUT = 5.0
@@ -50,7 +51,7 @@ class Budget:
 
 @dataclass
 class OpOutcome:
-    status: str
+    status: DoneStatus
     stats: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 

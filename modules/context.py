@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from modules.bounds import MAX_ERROR_TEXT, bound_row, cut_text
-from protocol.errors import SpyglassError
 
 
-class LimitReached(SpyglassError):
+class LimitReached(Exception):
     """A cap on results was hit: the module's own ``match_limit`` or, raised by ``emit``, the
-    agent's. The runner maps it to done status ``limit``; ``stats`` are the counters so far."""
+    agent's. Not an error (outside the ``SpyglassError`` tree): a signal that ends the operation
+    normally; the runner maps it to done status ``limit``; ``stats`` are the counters so far."""
 
     def __init__(self, message: str, stats: dict[str, int] | None = None) -> None:
         super().__init__(message)

@@ -18,9 +18,10 @@ person can act on; front ends print it on one line, never as a traceback::
     │   └── FrameTooLarge       announced length over max_frame
     ├── Rejected                an agent refused an action; carries the DESIGN §2 reason
     ├── HostFailure             (console.fanout.transport) a host ended unanswered: its status
-    ├── ZygoteError             (agentd.runner) the module runner's zygote failed
-    └── LimitReached            (modules.context) a module reached its match limit: a signal
-                                that ends the operation normally, caught inside the module
+    └── ZygoteError             (agentd.runner) the module runner's zygote failed
+
+Not in the tree, because it is no error: ``modules.context.LimitReached``, the signal that a
+module reached a match cap, which ends its operation normally with status ``limit``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin, get_type_hints
 
-from protocol.errors import FrameError
+from protocol.errors import FrameError, RejectReason
 
 DoneStatus = Literal["ok", "limit", "timeout", "error", "cancelled"]
 DONE_STATUSES: tuple[str, ...] = get_args(DoneStatus)
@@ -70,7 +70,7 @@ class Accepted(Message):
 @dataclass(frozen=True, slots=True)
 class RejectedMsg(Message):
     TYPE = "rejected"
-    reason: str
+    reason: RejectReason
     detail: str
     action_id: str | None = None
 
@@ -94,7 +94,7 @@ class Progress(Message):
 class Done(Message):
     TYPE = "done"
     op: int
-    status: str
+    status: DoneStatus
     stats: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     replay: bool = False
@@ -132,37 +132,39 @@ def decode_message(frame: dict[str, Any], table: dict[str, type[Message]]) -> Me
     if not allowed.issuperset(frame):
         raise FrameError(f"{cls.TYPE}: unknown field {sorted(set(frame) - allowed)[0]!r}")
     values = {}
-    for name, required, conforms in fields:
+    for name, required, conforms, closed in fields:
         if name not in frame:
             if required:
                 raise FrameError(f"{cls.TYPE}: missing field {name!r}")
             continue
         if not conforms(frame[name]):
-            raise FrameError(f"{cls.TYPE}.{name}: wrong type")
+            value = frame[name]
+            problem = f"unknown {name} {value!r}" if closed and isinstance(value, str) else ""
+            raise FrameError(f"{cls.TYPE}.{name}: {problem or 'wrong type'}")
         values[name] = frame[name]
-    if cls is Done and values["status"] not in DONE_STATUSES:
-        raise FrameError(f"done.status: unknown status {values['status']!r}")
     return cls(**values)
 
 
 Check = Callable[[Any], bool]
-Schema = tuple[frozenset[str], tuple[tuple[str, bool, Check], ...]]
+Schema = tuple[frozenset[str], tuple[tuple[str, bool, Check, bool], ...]]
 _SCHEMAS: dict[type[Message], Schema] = {}
 
 
 def _schema(cls: type[Message]) -> Schema:
-    """A message class's wire keys, and per field: name, whether required, its type check; made
-    once per class (every frame of a fan-out is checked against one of eight)."""
+    """A message class's wire keys, and per field: name, whether required, its type check, and
+    whether its values are a closed set (``Literal``); made once per class (every frame of a
+    fan-out is checked against one of eight)."""
     hints = get_type_hints(cls)
     fields = tuple(
         (
             f.name,
             f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
             _check(hints[f.name]),
+            get_origin(hints[f.name]) is Literal,  # a closed set: an unknown value says so
         )
         for f in dataclasses.fields(cls)
     )
-    return frozenset({"type", *(name for name, _, _ in fields)}), fields
+    return frozenset({"type", *(name for name, *_ in fields)}), fields
 
 
 def _check(hint: Any) -> Check:
@@ -171,6 +173,9 @@ def _check(hint: Any) -> Check:
     if origin in (Union, types.UnionType):
         alternatives = [_check(arg) for arg in get_args(hint)]
         return lambda value: any(check(value) for check in alternatives)
+    if origin is Literal:  # a closed set: one of its values
+        allowed = frozenset(get_args(hint))
+        return lambda value: isinstance(value, str) and value in allowed
     if hint is type(None):
         return lambda value: value is None
     if hint is Any:
