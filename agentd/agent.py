@@ -129,7 +129,7 @@ class Agent:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._apply(config)
         self.replay = ReplayCache(state, config.limits.outcome_disk_bytes)
-        self.audit = AuditLog(config.resolve(config.agent.audit_log))
+        self.audit = AuditLog(config.resolve(config.agent.audit_log), config.agent.name)
         self.running = 0  # slots of max_concurrent taken (agentd.execution.Slot)
         self.executions: dict[str, Execution] = {}  # running actions, by digest
         self.modules = [m.name for m in all_modules()]

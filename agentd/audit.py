@@ -17,7 +17,11 @@ from protocol.action import Action
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    """The agent's audit file, and one line per decision in its log (stdout, the journal under
+    systemd) so that an operator following the journal sees each action as it is decided."""
+
+    def __init__(self, path: Path, name: str = "") -> None:
+        self.name = name
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "a")
@@ -45,6 +49,12 @@ class AuditLog:
                 "verdict": verdict,
                 "detail": detail,
             }
+        )
+        modules = ",".join(action.modules) if action else "?"
+        who = " ".join(s[-16:] for s in signers) or "no verified signer"
+        print(
+            f"{self.name}: {verdict} {action_id or '?'} ({modules}) by {who} from {peer}",
+            flush=True,
         )
 
     def write(self, record: dict[str, Any]) -> None:

@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}; add investigator keys (*.asc) and their fingerprints to [acl]")
             return 0
         parser = argparse.ArgumentParser(
-            prog="spyglass-agentd", description="Serve the spyglass subsystem over SSH."
+            prog="spyglass-agentd",
+            description="Serve the spyglass subsystem over SSH.",
+            epilog="spyglass-agentd init --dir DIR [--name NAME] [--listen HOST:PORT] writes a "
+            "complete agent folder (agentd.toml, host key, authorized_keys, investigators/).",
         )
         parser.add_argument(
             "--config",

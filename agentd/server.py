@@ -124,6 +124,7 @@ async def serve_forever(config_paths: Sequence[str | Path]) -> None:
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(agents))
     pruning = asyncio.create_task(_prune(agents))
     await stop.wait()
+    print(f"stopping: {', '.join(a.name for a in agents)}", flush=True)
     pruning.cancel()
     for agent in agents:
         agent.close()

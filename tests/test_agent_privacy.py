@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -65,3 +67,25 @@ def test_masker_follows_column_kinds() -> None:
     masked = mask(row)
     assert masked["remote_addr"] == MASK and masked["remote_port"] == 443
     assert masked["process"] == "sshd"
+
+
+async def test_the_agent_logs_each_decision_and_its_stop(signer: Signer) -> None:
+    """The agent's log (the journal under systemd) gets one line per decision, accepted or
+    rejected, and one when SIGTERM stops it; `spyglass-agentd --help` names `init`."""
+    agent = _agent(signer, False)
+    try:
+        action = make_action("t", "all", [Operation("file", {"paths": ["/srv"], "name": ["x"]})])
+        envelope = signer.sign(Envelope(action)).to_dict()
+        await converse(agent, run_frames(envelope))
+        await converse(agent, run_frames(envelope))  # the same id again: served, not run
+    finally:
+        stop_agent(agent)
+    log = (agent.dir / "agentd.log").read_text().splitlines()
+    decided = [line for line in log if action.id in line]
+    assert len(decided) == 2 and decided[0].split()[1] == "accepted", log
+    assert all(signer.fingerprint[-16:] in line and "(file)" in line for line in decided)
+    assert log[-1].startswith("stopping: "), log
+    shown = subprocess.run(
+        [sys.executable, "-m", "agentd.cli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "spyglass-agentd init --dir DIR" in shown.stdout
