@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from agentd.privacy import MASK, row_masker
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
-from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
-from tests.support.paths import kill_gpg_agent, short_tmp
+from protocol.signing import Signer
+from tests.support import agents
+from tests.support.paths import short_tmp
 
 
-@pytest.fixture(scope="module")
-def signer() -> Iterator[Signer]:
-    home = short_tmp("g")
-    generate_key(home)
-    yield Signer(home)
-    kill_gpg_agent(home)
-
-
-def _agent(signer: Signer, privacy: bool) -> AgentProc:
+def _agent(signer: Signer, privacy: bool) -> agents.AgentProc:
     directory = short_tmp("ap")
     acl = {"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}}
-    write_agent(
+    agents.write_agent(
         directory,
         investigators={"me": signer.export_public()},
         acl=acl,
@@ -40,7 +23,7 @@ def _agent(signer: Signer, privacy: bool) -> AgentProc:
     )
     (directory / "root" / "srv").mkdir(parents=True)
     (directory / "root" / "srv" / "secret-customer-list.csv").write_text("x\n")
-    return start_agent(directory)
+    return agents.start_agent(directory)
 
 
 @pytest.mark.parametrize("privacy", [True, False])
@@ -50,9 +33,11 @@ async def test_privacy_masks_paths(signer: Signer, privacy: bool) -> None:
         action = make_action(
             "t", "all", [Operation("file", {"paths": ["/srv"], "name": ["customer"]})]
         )
-        frames = await converse(agent, run_frames(signer.sign(Envelope(action)).to_dict()))
+        frames = await agents.converse(
+            agent, agents.run_frames(signer.sign(Envelope(action)).to_dict())
+        )
     finally:
-        stop_agent(agent)
+        agents.stop_agent(agent)
     match = next(f for f in frames if f["type"] == "match")
     expected = MASK if privacy else "/srv/secret-customer-list.csv"
     assert match["data"]["path"] == expected
