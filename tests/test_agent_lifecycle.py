@@ -38,10 +38,9 @@ RSS_GROWTH_LIMIT = 48 << 20
 
 def agent_dir(signer: Signer, *, agent: dict[str, Any] | None = None, **limits: int) -> Path:
     directory = short_tmp("lc")
-    agents.write_agent(
+    agents.write_trusting_agent(
         directory,
-        investigators={"me": signer.export_public()},
-        acl={"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}},
+        signer,
         limits={"module_timeout": 120, **limits},
         agent=agent,
     )

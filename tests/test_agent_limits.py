@@ -21,11 +21,9 @@ from tests.support.waiting import until
 @pytest.fixture(scope="module")
 def agent(signer: Signer) -> Iterator[agents.AgentProc]:
     directory = short_tmp("al")
-    acl = {"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}}
-    agents.write_agent(
+    agents.write_trusting_agent(
         directory,
-        investigators={"me": signer.export_public()},
-        acl=acl,
+        signer,
         agent={
             "name": "web-7",
             "tags": {"role": "web", "env": "prod"},

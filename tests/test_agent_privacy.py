@@ -14,13 +14,7 @@ from tests.support.paths import short_tmp
 
 def _agent(signer: Signer, privacy: bool) -> agents.AgentProc:
     directory = short_tmp("ap")
-    acl = {"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}}
-    agents.write_agent(
-        directory,
-        investigators={"me": signer.export_public()},
-        acl=acl,
-        limits={"privacy": privacy},
-    )
+    agents.write_trusting_agent(directory, signer, limits={"privacy": privacy})
     (directory / "root" / "srv").mkdir(parents=True)
     (directory / "root" / "srv" / "secret-customer-list.csv").write_text("x\n")
     return agents.start_agent(directory)
