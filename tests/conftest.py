@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from console.lab.local import Lab, lab_down, lab_up
+from protocol.signing import Signer, generate_key
 from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
 from tests.support.paths import kill_gpg_agent, short_tmp
 
@@ -41,3 +42,15 @@ def lab_env(lab: Lab, tmp_path: Path) -> dict[str, str]:
         "SPYGLASS_INVENTORY": str(lab.inventory),
         "SPYGLASS_STORE": str(tmp_path / "results.db"),
     }
+
+
+@pytest.fixture(scope="session")
+def signer() -> Iterator[Signer]:
+    """The investigator key of tests that need one key of their own agents to trust: one per
+    session (tests that need several keys, or remove one, make their own)."""
+    home = short_tmp("g")
+    generate_key(home)
+    try:
+        yield Signer(home)
+    finally:
+        kill_gpg_agent(home)

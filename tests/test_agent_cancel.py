@@ -7,18 +7,10 @@ import signal
 from pathlib import Path
 
 from console.lab.local import Lab
+from tests.support import faults
 from tests.support.agents import AgentProc
 from tests.support.cli import console_env
-from tests.support.faults import (
-    SLOW_OP,
-    VICTIM,
-    action_id,
-    envelope_file,
-    fleet_inventory,
-    launching,
-    victim,
-    wait_for_verdict,
-)
+from tests.support.faults import victim
 
 __all__ = ["victim"]  # a fixture: used by its name
 
@@ -26,10 +18,12 @@ __all__ = ["victim"]  # a fixture: used by its name
 def test_interrupting_the_console_cancels_the_running_action(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
-    envelope = envelope_file(lab, tmp_path, SLOW_OP)
-    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
-    with launching(env, envelope, f"name={VICTIM}") as console:
-        wait_for_verdict(victim, action_id(envelope))
+    envelope = faults.envelope_file(lab, tmp_path, faults.SLOW_OP)
+    env = console_env(
+        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "a.db"
+    )
+    with faults.launching(env, envelope, f"name={faults.VICTIM}") as console:
+        faults.wait_for_verdict(victim, faults.action_id(envelope))
         console.send_signal(signal.SIGINT)
         console.communicate(timeout=60)
-    wait_for_verdict(victim, action_id(envelope), "cancelled")
+    faults.wait_for_verdict(victim, faults.action_id(envelope), "cancelled")

@@ -22,17 +22,9 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.errors import FrameError
 from protocol.frames import encode_frame, read_frame
-from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    connect,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
-from tests.support.paths import kill_gpg_agent, short_tmp
+from protocol.signing import Signer
+from tests.support import agents
+from tests.support.paths import short_tmp
 
 SLOW_FILES = 24
 SLOW_CONTENT = b"needle\n"
@@ -44,20 +36,11 @@ SMALL_WINDOW = 8192
 RSS_GROWTH_LIMIT = 48 << 20
 
 
-@pytest.fixture(scope="module")
-def signer() -> Iterator[Signer]:
-    home = short_tmp("g")
-    generate_key(home)
-    yield Signer(home)
-    kill_gpg_agent(home)
-
-
 def agent_dir(signer: Signer, *, agent: dict[str, Any] | None = None, **limits: int) -> Path:
     directory = short_tmp("lc")
-    write_agent(
+    agents.write_trusting_agent(
         directory,
-        investigators={"me": signer.export_public()},
-        acl={"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}},
+        signer,
         limits={"module_timeout": 120, **limits},
         agent=agent,
     )
@@ -73,10 +56,10 @@ def agent_dir(signer: Signer, *, agent: dict[str, Any] | None = None, **limits: 
 
 
 @pytest.fixture(scope="module")
-def agent(signer: Signer) -> Iterator[AgentProc]:
-    started = start_agent(agent_dir(signer, max_concurrent=2))
+def agent(signer: Signer) -> Iterator[agents.AgentProc]:
+    started = agents.start_agent(agent_dir(signer, max_concurrent=2))
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
 def envelope(signer: Signer, op: Operation, expire_seconds: int = 300) -> dict[str, Any]:
@@ -97,7 +80,7 @@ def paths(frames: list[dict[str, Any]]) -> list[str]:
     return [f["data"]["path"] for f in frames if f["type"] == "match"]
 
 
-def verdicts(agent: AgentProc, env: dict[str, Any]) -> list[str]:
+def verdicts(agent: agents.AgentProc, env: dict[str, Any]) -> list[str]:
     return [r["verdict"] for r in agent.audit if r["action_id"] == action_id(env)]
 
 
@@ -110,8 +93,8 @@ async def until(process: Any, kind: str, frames: list[dict[str, Any]]) -> None:
             frames.append(frame)
 
 
-async def assert_serves(agent: AgentProc, signer: Signer) -> None:
-    frames = await converse(agent, run_frames(envelope(signer, HELLO)))
+async def assert_serves(agent: agents.AgentProc, signer: Signer) -> None:
+    frames = await agents.converse(agent, agents.run_frames(envelope(signer, HELLO)))
     assert [f["type"] for f in frames] == ["accepted", "match", "done", "finished"], frames
 
 
@@ -120,39 +103,39 @@ EVERY_SLOW_ROW = [f"/srv/slow/{i:02d}.txt" for i in range(SLOW_FILES)]
 
 @pytest.mark.parametrize("leave", ["close", "abort"])  # a clean close, or a console killed
 async def test_an_action_runs_to_its_end_after_its_channel_closes_and_a_resend_follows_it(
-    agent: AgentProc, signer: Signer, leave: str
+    agent: agents.AgentProc, signer: Signer, leave: str
 ) -> None:
     env = envelope(signer, SLOW)
-    conn = await connect(agent)
+    conn = await agents.connect(agent)
     process = await conn.create_process(subsystem="spyglass", encoding=None)
-    process.stdin.write(run_frames(env))
+    process.stdin.write(agents.run_frames(env))
     before: list[dict[str, Any]] = []
     await until(process, "match", before)
     getattr(conn, leave)()  # abort: the TCP connection drops with no SSH goodbye
     # the console is gone; the same envelope again follows the action that still runs
-    again = await converse(agent, run_frames(env), timeout=120)
+    again = await agents.converse(agent, agents.run_frames(env), timeout=120)
     assert verdicts(agent, env) == ["accepted", "attached"]  # one execution, followed
     assert sorted(paths(again)) == EVERY_SLOW_ROW  # from the first row on, each once
     assert [f["type"] for f in again][-2:] == ["done", "finished"]
     assert again[-2]["status"] == "ok" and all(f["replay"] is True for f in again)
     # after its end, the stored outcome: the same rows, marked replayed, with the run's time
-    stored = await converse(agent, run_frames(env))
+    stored = await agents.converse(agent, agents.run_frames(env))
     assert paths(stored) == paths(again) and all(f["replay"] is True for f in stored)
     assert stored[0]["ran_at"] == again[0]["ran_at"]
     assert verdicts(agent, env) == ["accepted", "attached", "replayed-outcome"]
 
 
 async def test_a_follower_attached_mid_run_gets_the_rows_so_far_then_the_rest_live(
-    agent: AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer
 ) -> None:
     env = envelope(signer, SLOW)
-    async with await connect(agent) as conn:
+    async with await agents.connect(agent) as conn:
         sender = await conn.create_process(subsystem="spyglass", encoding=None)
-        sender.stdin.write(run_frames(env))
+        sender.stdin.write(agents.run_frames(env))
         sent: list[dict[str, Any]] = []
         await until(sender, "match", sent)
         follower = await conn.create_process(subsystem="spyglass", encoding=None)
-        follower.stdin.write(run_frames(env))
+        follower.stdin.write(agents.run_frames(env))
         followed: list[dict[str, Any]] = []
         await until(follower, "match", followed)
         assert verdicts(agent, env) == ["accepted", "attached"]
@@ -162,11 +145,13 @@ async def test_a_follower_attached_mid_run_gets_the_rows_so_far_then_the_rest_li
     assert not any(f.get("replay") for f in sent) and all(f.get("replay") for f in followed)
 
 
-async def test_cancel_stops_the_action_and_frees_its_slot(agent: AgentProc, signer: Signer) -> None:
+async def test_cancel_stops_the_action_and_frees_its_slot(
+    agent: agents.AgentProc, signer: Signer
+) -> None:
     env = envelope(signer, SLOW)
-    async with await connect(agent) as conn:
+    async with await agents.connect(agent) as conn:
         process = await conn.create_process(subsystem="spyglass", encoding=None)
-        process.stdin.write(run_frames(env))
+        process.stdin.write(agents.run_frames(env))
         frames: list[dict[str, Any]] = []
         await until(process, "match", frames)
         process.stdin.write(encode_frame({"type": "cancel"}))
@@ -174,28 +159,30 @@ async def test_cancel_stops_the_action_and_frees_its_slot(agent: AgentProc, sign
     done = next(f for f in frames if f["type"] == "done")
     assert done["status"] == "cancelled" and len(paths(frames)) < SLOW_FILES
     assert verdicts(agent, env) == ["accepted", "cancelled"]
-    stored = await converse(agent, run_frames(env))  # the cancelled outcome, as it ended
+    stored = await agents.converse(
+        agent, agents.run_frames(env)
+    )  # the cancelled outcome, as it ended
     assert [f["status"] for f in stored if f["type"] == "done"] == ["cancelled"]
     await assert_serves(agent, signer)
 
 
-async def stalled(agent: AgentProc, env: dict[str, Any], count: int) -> list[Any]:
+async def stalled(agent: agents.AgentProc, env: dict[str, Any], count: int) -> list[Any]:
     """``count`` channels that send ``env`` and then never read (a small SSH window)."""
-    conn = await connect(agent)
+    conn = await agents.connect(agent)
     processes = []
     for _ in range(count):
         process = await conn.create_process(
             subsystem="spyglass", encoding=None, window=SMALL_WINDOW
         )
-        process.stdin.write(run_frames(env))
+        process.stdin.write(agents.run_frames(env))
         processes.append(process)
     return [conn, *processes]
 
 
-async def wait_for_a_free_slot(agent: AgentProc, signer: Signer, deadline: float) -> None:
+async def wait_for_a_free_slot(agent: agents.AgentProc, signer: Signer, deadline: float) -> None:
     """Send small actions until one runs (``busy`` meanwhile), failing past ``deadline``."""
     while True:
-        answer = await converse(agent, run_frames(envelope(signer, HELLO)))
+        answer = await agents.converse(agent, agents.run_frames(envelope(signer, HELLO)))
         if answer[-1]["type"] == "finished":
             return
         assert answer[-1]["reason"] == "busy", answer
@@ -218,11 +205,11 @@ async def assert_cut(process: Any) -> None:
 async def test_slots_held_by_readers_that_never_read_are_freed_at_expiry(
     signer: Signer,
 ) -> None:
-    started = start_agent(agent_dir(signer, max_concurrent=2, agent={"write_timeout": 600}))
+    started = agents.start_agent(agent_dir(signer, max_concurrent=2, agent={"write_timeout": 600}))
     try:
         envs = [envelope(signer, BIG, expire_seconds=20) for _ in range(2)]
         held = [await stalled(started, env, 1) for env in envs]
-        busy = await converse(started, run_frames(envelope(signer, HELLO)))
+        busy = await agents.converse(started, agents.run_frames(envelope(signer, HELLO)))
         assert busy[-1].get("reason") == "busy", busy  # both slots are held
         expiry = max(env["action"]["expire_after"] for env in envs)
         await wait_for_a_free_slot(started, signer, expiry + 15)
@@ -230,16 +217,16 @@ async def test_slots_held_by_readers_that_never_read_are_freed_at_expiry(
             await assert_cut(process)
             conn.close()
     finally:
-        stop_agent(started)
+        agents.stop_agent(started)
 
 
 async def test_stalled_replays_are_cut_by_the_write_deadline_within_max_concurrent(
     signer: Signer,
 ) -> None:
-    started = start_agent(agent_dir(signer, max_concurrent=3, agent={"write_timeout": 2}))
+    started = agents.start_agent(agent_dir(signer, max_concurrent=3, agent={"write_timeout": 2}))
     try:
         env = envelope(signer, BIG)
-        ran = await converse(started, run_frames(env), timeout=120)
+        ran = await agents.converse(started, agents.run_frames(env), timeout=120)
         assert len(paths(ran)) == BIG_FILES
         before = psutil.Process(started.proc.pid).memory_info().rss
         conn, *processes = await stalled(started, env, 12)
@@ -256,4 +243,4 @@ async def test_stalled_replays_are_cut_by_the_write_deadline_within_max_concurre
         audit = [r["verdict"] for r in started.audit if r["action_id"] == action_id(env)]
         assert audit.count("replayed-outcome") == 3
     finally:
-        stop_agent(started)
+        agents.stop_agent(started)

@@ -12,36 +12,18 @@ import pytest
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
-from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    connect,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
-from tests.support.paths import kill_gpg_agent, short_tmp
+from protocol.signing import Signer
+from tests.support import agents
+from tests.support.paths import short_tmp
 from tests.support.waiting import until
 
 
 @pytest.fixture(scope="module")
-def signer() -> Iterator[Signer]:
-    home = short_tmp("g")
-    generate_key(home)
-    yield Signer(home)
-    kill_gpg_agent(home)
-
-
-@pytest.fixture(scope="module")
-def agent(signer: Signer) -> Iterator[AgentProc]:
+def agent(signer: Signer) -> Iterator[agents.AgentProc]:
     directory = short_tmp("al")
-    acl = {"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}}
-    write_agent(
+    agents.write_trusting_agent(
         directory,
-        investigators={"me": signer.export_public()},
-        acl=acl,
+        signer,
         agent={
             "name": "web-7",
             "tags": {"role": "web", "env": "prod"},
@@ -49,9 +31,9 @@ def agent(signer: Signer) -> Iterator[AgentProc]:
             "max_channels": 3,
         },
     )
-    started = start_agent(directory)
+    started = agents.start_agent(directory)
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
 def envelope(signer: Signer, target: str) -> dict:
@@ -61,9 +43,9 @@ def envelope(signer: Signer, target: str) -> dict:
 
 @pytest.mark.parametrize("target", ["all", "name=web-7", "role=web and env=prod", "name~'^web'"])
 async def test_targets_that_select_this_agent_run(
-    agent: AgentProc, signer: Signer, target: str
+    agent: agents.AgentProc, signer: Signer, target: str
 ) -> None:
-    frames = await converse(agent, run_frames(envelope(signer, target)))
+    frames = await agents.converse(agent, agents.run_frames(envelope(signer, target)))
     assert [f["type"] for f in frames][-1] == "finished", frames
 
 
@@ -71,16 +53,16 @@ async def test_targets_that_select_this_agent_run(
     "target", ["name=db-1", "role=db", "env=prod and not role=web", "datacenter=eu"]
 )
 async def test_a_signed_target_that_skips_this_agent_is_refused(
-    agent: AgentProc, signer: Signer, target: str
+    agent: agents.AgentProc, signer: Signer, target: str
 ) -> None:
-    frames = await converse(agent, run_frames(envelope(signer, target)))
+    frames = await agents.converse(agent, agents.run_frames(envelope(signer, target)))
     assert frames[-1]["type"] == "rejected" and frames[-1]["reason"] == "acl"
     assert "does not select web-7" in frames[-1]["detail"]
 
 
-async def test_channels_per_connection_are_bounded(agent: AgentProc) -> None:
+async def test_channels_per_connection_are_bounded(agent: agents.AgentProc) -> None:
     hello = encode_frame({"type": "hello", "versions": [1]})
-    async with await connect(agent) as conn:
+    async with await agents.connect(agent) as conn:
         processes = [
             await conn.create_process(subsystem="spyglass", encoding=None) for _ in range(3)
         ]

@@ -17,16 +17,7 @@ import pytest
 from protocol.action import Action, Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    SPIN_YARA,
-    AgentProc,
-    connect,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
+from tests.support import agents
 from tests.support.paths import kill_gpg_agent, short_tmp
 from tests.support.waiting import until
 
@@ -49,9 +40,9 @@ def keys() -> Iterator[Keys]:
         kill_gpg_agent(home)
 
 
-def _agent(keys: Keys, acl: dict[str, Any], **limits: int) -> AgentProc:
+def _agent(keys: Keys, acl: dict[str, Any], **limits: int) -> agents.AgentProc:
     directory = short_tmp("ag")
-    write_agent(
+    agents.write_agent(
         directory,
         investigators={"alice": keys.alice.export_public(), "bob": keys.bob.export_public()},
         acl=acl,
@@ -60,11 +51,11 @@ def _agent(keys: Keys, acl: dict[str, Any], **limits: int) -> AgentProc:
     (directory / "root" / "srv").mkdir(parents=True)
     (directory / "root" / "srv" / "hello.txt").write_text("hello\n")
     (directory / "root" / "srv" / "slow.txt").write_bytes(SLOW_LINE)
-    return start_agent(directory)
+    return agents.start_agent(directory)
 
 
 @pytest.fixture(scope="module")
-def agent(keys: Keys) -> Iterator[AgentProc]:
+def agent(keys: Keys) -> Iterator[agents.AgentProc]:
     acl = {
         "default": {
             "minimum_weight": 1,
@@ -73,7 +64,7 @@ def agent(keys: Keys) -> Iterator[AgentProc]:
     }
     started = _agent(keys, acl, module_timeout=3, max_concurrent=1)
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
 def action(**params: Any) -> Action:
@@ -81,7 +72,7 @@ def action(**params: Any) -> Action:
 
 
 def spin() -> Action:
-    return make_action("test", "all", [Operation("yara", SPIN_YARA)])
+    return make_action("test", "all", [Operation("yara", agents.SPIN_YARA)])
 
 
 def signed(act: Action, *signers: Signer) -> dict[str, Any]:
@@ -91,19 +82,21 @@ def signed(act: Action, *signers: Signer) -> dict[str, Any]:
     return envelope.to_dict()
 
 
-async def rejection(agent: AgentProc, envelope: dict[str, Any]) -> dict[str, Any]:
-    frames = await converse(agent, run_frames(envelope))
+async def rejection(agent: agents.AgentProc, envelope: dict[str, Any]) -> dict[str, Any]:
+    frames = await agents.converse(agent, agents.run_frames(envelope))
     assert frames[-1]["type"] == "rejected", frames
     return frames[-1]
 
 
-async def assert_still_serves(agent: AgentProc, keys: Keys) -> None:
-    frames = await converse(agent, run_frames(signed(action(name=["^hello"]), keys.alice)))
+async def assert_still_serves(agent: agents.AgentProc, keys: Keys) -> None:
+    frames = await agents.converse(
+        agent, agents.run_frames(signed(action(name=["^hello"]), keys.alice))
+    )
     assert [f["type"] for f in frames] == ["accepted", "match", "done", "finished"], frames
     assert frames[1]["data"]["path"] == "/srv/hello.txt"
 
 
-async def test_valid_action_runs_and_is_audited(agent: AgentProc, keys: Keys) -> None:
+async def test_valid_action_runs_and_is_audited(agent: agents.AgentProc, keys: Keys) -> None:
     await assert_still_serves(agent, keys)
     accepted = [r for r in agent.audit if r["verdict"] == "accepted"]
     assert accepted and accepted[-1]["signers"] == [keys.alice.fingerprint]
@@ -144,7 +137,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-async def test_rejection_reason(agent: AgentProc, keys: Keys, case: str) -> None:
+async def test_rejection_reason(agent: agents.AgentProc, keys: Keys, case: str) -> None:
     frame = await rejection(agent, CASES[case](keys))
     assert frame["reason"] == case.removesuffix("-lifetime").removesuffix("-twice").removesuffix(
         "-none"
@@ -155,12 +148,12 @@ async def test_rejection_reason(agent: AgentProc, keys: Keys, case: str) -> None
 
 
 async def test_replay_serves_stored_outcome_even_after_restart(
-    agent: AgentProc,
+    agent: agents.AgentProc,
     keys: Keys,
 ) -> None:
     envelope = signed(action(name=["^hello"]), keys.alice)
-    first = await converse(agent, run_frames(envelope))
-    again = await converse(agent, run_frames(envelope))
+    first = await agents.converse(agent, agents.run_frames(envelope))
+    again = await agents.converse(agent, agents.run_frames(envelope))
     assert [f["type"] for f in again] == [f["type"] for f in first]
     assert all(f.get("replay") for f in again)
     accepted = [r for r in agent.audit if r["action_id"] == envelope["action"]["id"]]
@@ -173,15 +166,15 @@ async def test_an_action_cut_by_an_agent_restart_is_replayed_with_nothing(keys: 
     try:
         envelope = signed(spin(), keys.alice)
         with pytest.raises(TimeoutError):  # close the channel mid-run: the action runs on
-            await converse(restarted, run_frames(envelope), timeout=1.5)
+            await agents.converse(restarted, agents.run_frames(envelope), timeout=1.5)
         assert [r["verdict"] for r in restarted.audit] == ["accepted"]
-        stop_agent(restarted)
-        restarted = start_agent(restarted.dir)
+        agents.stop_agent(restarted)
+        restarted = agents.start_agent(restarted.dir)
         frame = await rejection(restarted, envelope)
         assert frame["reason"] == "replayed" and "no outcome is held" in frame["detail"]
         await assert_still_serves(restarted, keys)
     finally:
-        stop_agent(restarted)
+        agents.stop_agent(restarted)
 
 
 async def test_acl_needs_a_second_approver(keys: Keys) -> None:
@@ -195,22 +188,26 @@ async def test_acl_needs_a_second_approver(keys: Keys) -> None:
         act = action(name=["^hello"])
         frame = await rejection(strict, signed(act, keys.alice))
         assert frame["reason"] == "acl"
-        frames = await converse(strict, run_frames(signed(act, keys.alice, keys.bob)))
+        frames = await agents.converse(strict, agents.run_frames(signed(act, keys.alice, keys.bob)))
         assert frames[0]["type"] == "accepted" and frames[-1]["type"] == "finished"
     finally:
-        stop_agent(strict)
+        agents.stop_agent(strict)
 
 
-async def test_timeout_kills_the_operation_and_agent_lives(agent: AgentProc, keys: Keys) -> None:
-    frames = await converse(agent, run_frames(signed(spin(), keys.alice)))
+async def test_timeout_kills_the_operation_and_agent_lives(
+    agent: agents.AgentProc, keys: Keys
+) -> None:
+    frames = await agents.converse(agent, agents.run_frames(signed(spin(), keys.alice)))
     done = next(f for f in frames if f["type"] == "done")
     assert done["status"] == "timeout"
     await assert_still_serves(agent, keys)
 
 
-async def test_busy_beyond_max_concurrent(agent: AgentProc, keys: Keys) -> None:
+async def test_busy_beyond_max_concurrent(agent: agents.AgentProc, keys: Keys) -> None:
     spinning = spin()
-    slow = asyncio.create_task(converse(agent, run_frames(signed(spinning, keys.alice))))
+    slow = asyncio.create_task(
+        agents.converse(agent, agents.run_frames(signed(spinning, keys.alice)))
+    )
     await until(  # it holds the one slot
         lambda: any(
             r["action_id"] == spinning.id and r["verdict"] == "accepted" for r in agent.audit
@@ -234,15 +231,15 @@ async def test_busy_beyond_max_concurrent(agent: AgentProc, keys: Keys) -> None:
     ids=["oversize", "garbage", "not-object", "empty"],
 )
 async def test_bad_frames_get_an_error_and_the_agent_lives(
-    agent: AgentProc, keys: Keys, raw: bytes
+    agent: agents.AgentProc, keys: Keys, raw: bytes
 ) -> None:
-    frames = await converse(agent, raw)
+    frames = await agents.converse(agent, raw)
     assert frames[-1]["type"] == "error" and frames[-1]["detail"]
     await assert_still_serves(agent, keys)
 
 
-async def test_other_subsystems_are_refused(agent: AgentProc) -> None:
-    async with await connect(agent) as conn:
+async def test_other_subsystems_are_refused(agent: agents.AgentProc) -> None:
+    async with await agents.connect(agent) as conn:
         result = await conn.run("id", encoding=None)
         assert result.exit_status == 127
         result = await conn.run(subsystem="bogus", encoding=None)

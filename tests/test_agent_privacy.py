@@ -4,45 +4,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from agentd.privacy import MASK, row_masker
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
-from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
-from tests.support.paths import kill_gpg_agent, short_tmp
+from protocol.signing import Signer
+from tests.support import agents
+from tests.support.paths import short_tmp
 
 
-@pytest.fixture(scope="module")
-def signer() -> Iterator[Signer]:
-    home = short_tmp("g")
-    generate_key(home)
-    yield Signer(home)
-    kill_gpg_agent(home)
-
-
-def _agent(signer: Signer, privacy: bool) -> AgentProc:
+def _agent(signer: Signer, privacy: bool) -> agents.AgentProc:
     directory = short_tmp("ap")
-    acl = {"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}}
-    write_agent(
-        directory,
-        investigators={"me": signer.export_public()},
-        acl=acl,
-        limits={"privacy": privacy},
-    )
+    agents.write_trusting_agent(directory, signer, limits={"privacy": privacy})
     (directory / "root" / "srv").mkdir(parents=True)
     (directory / "root" / "srv" / "secret-customer-list.csv").write_text("x\n")
-    return start_agent(directory)
+    return agents.start_agent(directory)
 
 
 @pytest.mark.parametrize("privacy", [True, False])
@@ -52,9 +30,11 @@ async def test_privacy_masks_paths(signer: Signer, privacy: bool) -> None:
         action = make_action(
             "t", "all", [Operation("file", {"paths": ["/srv"], "name": ["customer"]})]
         )
-        frames = await converse(agent, run_frames(signer.sign(Envelope(action)).to_dict()))
+        frames = await agents.converse(
+            agent, agents.run_frames(signer.sign(Envelope(action)).to_dict())
+        )
     finally:
-        stop_agent(agent)
+        agents.stop_agent(agent)
     match = next(f for f in frames if f["type"] == "match")
     expected = MASK if privacy else "/srv/secret-customer-list.csv"
     assert match["data"]["path"] == expected
@@ -76,10 +56,10 @@ async def test_the_agent_logs_each_decision_and_its_stop(signer: Signer) -> None
     try:
         action = make_action("t", "all", [Operation("file", {"paths": ["/srv"], "name": ["x"]})])
         envelope = signer.sign(Envelope(action)).to_dict()
-        await converse(agent, run_frames(envelope))
-        await converse(agent, run_frames(envelope))  # the same id again: served, not run
+        await agents.converse(agent, agents.run_frames(envelope))
+        await agents.converse(agent, agents.run_frames(envelope))  # the same id: served, not run
     finally:
-        stop_agent(agent)
+        agents.stop_agent(agent)
     log = (agent.dir / "agentd.log").read_text().splitlines()
     decided = [line for line in log if action.id in line]
     assert len(decided) == 2 and decided[0].split()[1] == "accepted", log

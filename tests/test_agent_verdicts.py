@@ -12,14 +12,7 @@ import pytest
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    converse,
-    run_frames,
-    start_agents,
-    stop_agent,
-    write_agent,
-)
+from tests.support import agents
 from tests.support.paths import kill_gpg_agent, short_tmp
 
 
@@ -34,7 +27,7 @@ def signers() -> Iterator[tuple[Signer, Signer]]:
 
 
 @pytest.fixture(scope="module")
-def trio(signers: tuple[Signer, Signer]) -> Iterator[list[AgentProc]]:
+def trio(signers: tuple[Signer, Signer]) -> Iterator[list[agents.AgentProc]]:
     """Three agents in one process trusting alice and bob: ``long`` and ``short`` differ only in
     the longest action lifetime they accept; ``strict`` needs both signatures."""
     alice, bob = signers
@@ -47,7 +40,7 @@ def trio(signers: tuple[Signer, Signer]) -> Iterator[list[AgentProc]]:
     directories = []
     for name, (acl, max_lifetime) in settings.items():
         directory = short_tmp("vd") / name
-        write_agent(
+        agents.write_agent(
             directory,
             investigators={"alice": alice.export_public(), "bob": bob.export_public()},
             acl={"default": acl},
@@ -56,9 +49,9 @@ def trio(signers: tuple[Signer, Signer]) -> Iterator[list[AgentProc]]:
         (directory / "root" / "srv").mkdir(parents=True)
         (directory / "root" / "srv" / "hello.txt").write_text("hello\n")
         directories.append(directory)
-    agents = start_agents(directories)
-    yield agents
-    stop_agent(agents[0])
+    started = agents.start_agents(directories)
+    yield started
+    agents.stop_agent(started[0])
 
 
 def envelope(*signers: Signer, expire_seconds: int = 50) -> dict[str, Any]:
@@ -74,12 +67,12 @@ def envelope(*signers: Signer, expire_seconds: int = 50) -> dict[str, Any]:
     return env.to_dict()
 
 
-async def last_frame(agent: AgentProc, env: dict[str, Any]) -> dict[str, Any]:
-    return (await converse(agent, run_frames(env)))[-1]
+async def last_frame(agent: agents.AgentProc, env: dict[str, Any]) -> dict[str, Any]:
+    return (await agents.converse(agent, agents.run_frames(env)))[-1]
 
 
 async def test_each_agent_applies_its_own_time_rules_to_a_shared_verdict(
-    trio: list[AgentProc], signers: tuple[Signer, Signer]
+    trio: list[agents.AgentProc], signers: tuple[Signer, Signer]
 ) -> None:
     long, short, _ = trio
     env = envelope(signers[0], expire_seconds=3600)
@@ -90,7 +83,7 @@ async def test_each_agent_applies_its_own_time_rules_to_a_shared_verdict(
 
 
 async def test_a_forged_envelope_is_refused_by_every_agent(
-    trio: list[AgentProc], signers: tuple[Signer, Signer]
+    trio: list[agents.AgentProc], signers: tuple[Signer, Signer]
 ) -> None:
     env = envelope(signers[0])
     env["action"]["description"] = "changed after signing"
@@ -102,7 +95,7 @@ async def test_a_forged_envelope_is_refused_by_every_agent(
 
 
 async def test_a_different_acl_is_a_different_verdict(
-    trio: list[AgentProc], signers: tuple[Signer, Signer]
+    trio: list[agents.AgentProc], signers: tuple[Signer, Signer]
 ) -> None:
     long, _, strict = trio
     alice, bob = signers

@@ -22,15 +22,7 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import read_frame
 from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    connect,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
+from tests.support import agents
 from tests.support.cli import SPYGLASS
 from tests.support.paths import kill_gpg_agent, short_tmp
 from tests.support.waiting import wait_for_text
@@ -54,10 +46,10 @@ def signed(home: Path, op: Operation) -> dict[str, Any]:
 
 
 @pytest.fixture
-def agent(homes: dict[str, Path]) -> Iterator[AgentProc]:
+def agent(homes: dict[str, Path]) -> Iterator[agents.AgentProc]:
     signers = {name: Signer(home) for name, home in homes.items()}
     directory = short_tmp("ak")
-    write_agent(
+    agents.write_agent(
         directory,
         investigators={name: s.export_public() for name, s in signers.items()},
         acl={
@@ -73,24 +65,26 @@ def agent(homes: dict[str, Path]) -> Iterator[AgentProc]:
     (srv / "hello.txt").write_text("hello\n")
     for i in range(12):
         (srv / "slow" / f"{i:02d}.txt").write_bytes(b"a" * 21 + b"!\nneedle\n")
-    started = start_agent(directory)
+    started = agents.start_agent(directory)
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
-async def outcome(agent: AgentProc, home: Path) -> str:
-    frames = await converse(agent, run_frames(signed(home, HELLO_OP)))
+async def outcome(agent: agents.AgentProc, home: Path) -> str:
+    frames = await agents.converse(agent, agents.run_frames(signed(home, HELLO_OP)))
     return str(frames[-1].get("reason") or frames[-1]["type"])
 
 
 async def test_a_key_deleted_from_the_folder_signs_nothing_after_sighup_or_restart(
-    agent: AgentProc, homes: dict[str, Path]
+    agent: agents.AgentProc, homes: dict[str, Path]
 ) -> None:
     alice = Signer(homes["alice"]).fingerprint
     assert await outcome(agent, homes["alice"]) == "finished"
-    async with await connect(agent) as conn:  # an action of alice's runs while she is revoked
+    async with await agents.connect(
+        agent
+    ) as conn:  # an action of alice's runs while she is revoked
         running = await conn.create_process(subsystem="spyglass", encoding=None)
-        running.stdin.write(run_frames(signed(homes["alice"], SLOW_OP)))
+        running.stdin.write(agents.run_frames(signed(homes["alice"], SLOW_OP)))
         assert (await read_frame(running.stdout))["type"] == "accepted"
         (agent.dir / "investigators" / "alice.asc").unlink()
         os.kill(agent.proc.pid, signal.SIGHUP)
@@ -104,15 +98,15 @@ async def test_a_key_deleted_from_the_folder_signs_nothing_after_sighup_or_resta
         assert [f["status"] for f in frames if f["type"] == "done"] == ["ok"]
     log = (agent.dir / "agentd.log").read_text()
     assert f"acl.default names {alice}, whose key is not in the investigators folder" in log
-    stop_agent(agent)
-    restarted = start_agent(agent.dir)
+    agents.stop_agent(agent)
+    restarted = agents.start_agent(agent.dir)
     agent.proc = restarted.proc  # the fixture stops this one
     assert await outcome(restarted, homes["alice"]) == "unknown-signer"
     assert await outcome(restarted, homes["bob"]) == "finished"
 
 
 def test_action_show_reports_an_acl_entry_without_its_key(
-    agent: AgentProc, homes: dict[str, Path], tmp_path: Path
+    agent: agents.AgentProc, homes: dict[str, Path], tmp_path: Path
 ) -> None:
     alice = Signer(homes["alice"]).fingerprint
     envelope = tmp_path / "envelope.json"

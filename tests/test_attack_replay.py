@@ -19,14 +19,7 @@ import pytest
 from protocol.action import Action, Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer, generate_key
-from tests.support.agents import (
-    AgentProc,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
+from tests.support import agents
 from tests.support.paths import kill_gpg_agent, short_tmp
 from tests.support.waiting import until
 
@@ -55,7 +48,7 @@ def keys() -> Iterator[Keys]:
 def weighted_agent(keys: Keys, **limits: int) -> Path:
     directory = short_tmp("ar")
     pair = {keys.alice.fingerprint: 1, keys.bob.fingerprint: 1}
-    write_agent(
+    agents.write_agent(
         directory,
         investigators={n: getattr(keys, n).export_public() for n in ("alice", "bob", "mallory")},
         acl={
@@ -73,12 +66,12 @@ def weighted_agent(keys: Keys, **limits: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def agent(keys: Keys) -> Iterator[AgentProc]:
-    started = start_agent(
+def agent(keys: Keys) -> Iterator[agents.AgentProc]:
+    started = agents.start_agent(
         weighted_agent(keys, outcome_bytes=OUTCOME_BYTES, outcome_disk_bytes=OUTCOME_DISK_BYTES)
     )
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
 def file_action(expire_seconds: int = 300, **params: Any) -> Action:
@@ -106,18 +99,18 @@ def kinds(frames: list[dict[str, Any]]) -> list[str]:
     return [f["type"] for f in frames]
 
 
-def audit_of(agent: AgentProc, action: Action) -> list[dict[str, Any]]:
+def audit_of(agent: agents.AgentProc, action: Action) -> list[dict[str, Any]]:
     return [r for r in agent.audit if r["action_id"] == action.id]
 
 
 async def test_an_id_taken_first_by_a_weaker_signer_serves_nothing_to_the_approved_action(
-    agent: AgentProc, keys: Keys
+    agent: agents.AgentProc, keys: Keys
 ) -> None:
     approved = file_action()
     probe = agent_action_with_id(approved.id)
-    first = await converse(agent, run_frames(signed(probe, keys.mallory)))
+    first = await agents.converse(agent, agents.run_frames(signed(probe, keys.mallory)))
     assert kinds(first)[0] == "accepted" and kinds(first)[-1] == "finished"  # her own action
-    answer = await converse(agent, run_frames(signed(approved, keys.alice, keys.bob)))
+    answer = await agents.converse(agent, agents.run_frames(signed(approved, keys.alice, keys.bob)))
     assert kinds(answer) == ["rejected"], answer  # never the probe's rows under `file`
     assert answer[0]["reason"] == "replayed" and "another action" in answer[0]["detail"]
     line = audit_of(agent, approved)[-1]
@@ -128,17 +121,17 @@ async def test_an_id_taken_first_by_a_weaker_signer_serves_nothing_to_the_approv
 
 
 async def test_a_stored_outcome_is_served_only_to_the_identical_action(
-    agent: AgentProc, keys: Keys
+    agent: agents.AgentProc, keys: Keys
 ) -> None:
     approved = file_action()
-    ran = await converse(agent, run_frames(signed(approved, keys.alice, keys.bob)))
+    ran = await agents.converse(agent, agents.run_frames(signed(approved, keys.alice, keys.bob)))
     assert kinds(ran) == ["accepted", "match", "done", "finished"], ran
-    probe = await converse(
-        agent, run_frames(signed(agent_action_with_id(approved.id), keys.mallory))
+    probe = await agents.converse(
+        agent, agents.run_frames(signed(agent_action_with_id(approved.id), keys.mallory))
     )
     assert kinds(probe) == ["rejected"] and probe[0]["reason"] == "replayed", probe
     # the identical action, its signatures in another order, is served the stored outcome
-    again = await converse(agent, run_frames(signed(approved, keys.bob, keys.alice)))
+    again = await agents.converse(agent, agents.run_frames(signed(approved, keys.bob, keys.alice)))
     assert kinds(again) == kinds(ran) and all(f["replay"] is True for f in again)
     assert again[1]["data"] == ran[1]["data"]
     accepted, served = (
@@ -151,10 +144,10 @@ async def test_a_stored_outcome_is_served_only_to_the_identical_action(
 
 
 async def test_expired_outcomes_are_pruned_while_the_agent_runs_and_never_served(
-    agent: AgentProc, keys: Keys
+    agent: agents.AgentProc, keys: Keys
 ) -> None:
     short = file_action(expire_seconds=3)
-    ran = await converse(agent, run_frames(signed(short, keys.alice, keys.bob)))
+    ran = await agents.converse(agent, agents.run_frames(signed(short, keys.alice, keys.bob)))
     assert kinds(ran)[-1] == "finished"
     stored = agent.dir / "state" / "outcomes" / f"{digest(short)}.frames"
     log = agent.dir / "state" / "replay.log"
@@ -163,17 +156,21 @@ async def test_expired_outcomes_are_pruned_while_the_agent_runs_and_never_served
         lambda: not stored.exists() and short.id not in log.read_text(),
         what="the expired outcome pruned",
     )
-    expired = await converse(agent, run_frames(signed(short, keys.alice, keys.bob)))
+    expired = await agents.converse(agent, agents.run_frames(signed(short, keys.alice, keys.bob)))
     assert kinds(expired) == ["rejected"] and expired[0]["reason"] == "expired"
     # the id is free again, but only for an action of its own: none of the old rows come back
-    probe = await converse(agent, run_frames(signed(agent_action_with_id(short.id), keys.mallory)))
+    probe = await agents.converse(
+        agent, agents.run_frames(signed(agent_action_with_id(short.id), keys.mallory))
+    )
     assert kinds(probe)[-1] == "finished" and not any(f.get("replay") for f in probe)
     assert all("path" not in f.get("data", {}) for f in probe)
 
 
-async def test_acl_refusals_name_their_verified_signers(agent: AgentProc, keys: Keys) -> None:
+async def test_acl_refusals_name_their_verified_signers(
+    agent: agents.AgentProc, keys: Keys
+) -> None:
     action = file_action()
-    answer = await converse(agent, run_frames(signed(action, keys.mallory)))
+    answer = await agents.converse(agent, agents.run_frames(signed(action, keys.mallory)))
     assert answer[-1]["reason"] == "acl", answer
     (line,) = audit_of(agent, action)
     assert line["verdict"] == "rejected:acl"
@@ -183,26 +180,32 @@ async def test_acl_refusals_name_their_verified_signers(agent: AgentProc, keys: 
 
 
 async def test_an_outcome_over_outcome_bytes_keeps_only_its_summary(
-    agent: AgentProc, keys: Keys
+    agent: agents.AgentProc, keys: Keys
 ) -> None:
     big = make_action("big", "all", [Operation("file", {"paths": ["/srv/big"]})])
-    ran = await converse(agent, run_frames(signed(big, keys.alice, keys.bob)))
+    ran = await agents.converse(agent, agents.run_frames(signed(big, keys.alice, keys.bob)))
     assert kinds(ran).count("match") == BIG_FILES  # the live answer is whole
-    again = await converse(agent, run_frames(signed(big, keys.alice, keys.bob)))
+    again = await agents.converse(agent, agents.run_frames(signed(big, keys.alice, keys.bob)))
     assert kinds(again) == ["accepted", "done", "finished"], again
     assert any("rows not kept" in e for e in again[1]["errors"])
     stored = agent.dir / "state" / "outcomes" / f"{digest(big)}.frames"
     assert stored.stat().st_size <= OUTCOME_BYTES
 
 
-async def test_stored_outcomes_stay_under_outcome_disk_bytes(agent: AgentProc, keys: Keys) -> None:
+async def test_stored_outcomes_stay_under_outcome_disk_bytes(
+    agent: agents.AgentProc, keys: Keys
+) -> None:
     actions = [file_action() for _ in range(6)]
     for action in actions:
-        ran = await converse(agent, run_frames(signed(action, keys.alice, keys.bob)))
+        ran = await agents.converse(agent, agents.run_frames(signed(action, keys.alice, keys.bob)))
         assert kinds(ran)[-1] == "finished"
         held = sum(p.stat().st_size for p in (agent.dir / "state" / "outcomes").iterdir())
         assert held <= OUTCOME_DISK_BYTES
-    oldest = await converse(agent, run_frames(signed(actions[0], keys.alice, keys.bob)))
+    oldest = await agents.converse(
+        agent, agents.run_frames(signed(actions[0], keys.alice, keys.bob))
+    )
     assert kinds(oldest) == ["rejected"] and "no outcome is held" in oldest[0]["detail"]
-    newest = await converse(agent, run_frames(signed(actions[-1], keys.alice, keys.bob)))
+    newest = await agents.converse(
+        agent, agents.run_frames(signed(actions[-1], keys.alice, keys.bob))
+    )
     assert kinds(newest)[-1] == "finished" and newest[0]["replay"] is True

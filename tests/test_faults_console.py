@@ -18,21 +18,10 @@ import psutil
 import pytest
 
 from console.lab.local import Lab
+from tests.support import faults
 from tests.support.agents import AgentProc, start_agent, stop_agent
 from tests.support.cli import console_env, events, spyglass
-from tests.support.faults import (
-    EVERY_FILE_OP,
-    HELLO_OP,
-    SLOW_OP,
-    VICTIM,
-    action_id,
-    envelope_file,
-    fleet_inventory,
-    launching,
-    victim,
-    victim_dir,
-    wait_for_verdict,
-)
+from tests.support.faults import victim
 
 __all__ = ["victim"]  # a fixture: used by its name
 
@@ -58,16 +47,20 @@ def kill_hard(agent: AgentProc) -> None:
 def test_agent_killed_mid_action_fails_that_host_only(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
-    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "r.db")
-    envelope = envelope_file(lab, tmp_path, SLOW_OP)
-    with launching(env, envelope, f"name={VICTIM} or name=lab-001 or name=lab-002") as console:
-        wait_for_verdict(victim, action_id(envelope))
+    env = console_env(
+        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "r.db"
+    )
+    envelope = faults.envelope_file(lab, tmp_path, faults.SLOW_OP)
+    with faults.launching(
+        env, envelope, f"name={faults.VICTIM} or name=lab-001 or name=lab-002"
+    ) as console:
+        faults.wait_for_verdict(victim, faults.action_id(envelope))
         kill_hard(victim)
         out, err = console.communicate(timeout=60)
     assert console.returncode == 3, err
     hosts = host_statuses(events(out))
-    assert hosts[VICTIM]["status"] in ("error", "unreachable"), hosts[VICTIM]
-    assert hosts[VICTIM]["detail"]
+    assert hosts[faults.VICTIM]["status"] in ("error", "unreachable"), hosts[faults.VICTIM]
+    assert hosts[faults.VICTIM]["detail"]
     assert hosts["lab-001"]["status"] == hosts["lab-002"]["status"] == "nomatch"
     assert events(out)[-1] == {**events(out)[-1], "hosts": 3, "nomatch": 2, "failed": 1}
 
@@ -76,26 +69,30 @@ def test_console_killed_mid_run_keeps_every_printed_event(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
     """op 0 matches every file at once; op 1 spins on the victim only (its slow.txt)."""
-    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "r.db")
-    envelope = envelope_file(lab, tmp_path, EVERY_FILE_OP, SLOW_OP)
+    env = console_env(
+        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "r.db"
+    )
+    envelope = faults.envelope_file(lab, tmp_path, faults.EVERY_FILE_OP, faults.SLOW_OP)
     fast_hosts = {"lab-001", "lab-002", "lab-003"}
-    target = f"name={VICTIM} or name in (lab-001, lab-002, lab-003)"
+    target = f"name={faults.VICTIM} or name in (lab-001, lab-002, lab-003)"
     printed: list[dict[str, Any]] = []
-    with launching(env, envelope, target, stderr=subprocess.DEVNULL) as console:
+    with faults.launching(env, envelope, target, stderr=subprocess.DEVNULL) as console:
         assert console.stdout is not None
         while True:  # read as the console prints, until the victim's op 0 is done
             line = console.stdout.readline()
             assert line, f"console ended early: {printed[-3:]}"
             printed.append(json.loads(line))
             answered = {e["host"] for e in printed if e["event"] == "host"}
-            victim_rows = [e for e in printed if e["event"] == "match" and e["host"] == VICTIM]
+            victim_rows = [
+                e for e in printed if e["event"] == "match" and e["host"] == faults.VICTIM
+            ]
             if answered >= fast_hosts and len(victim_rows) == 2:  # hello.txt and slow.txt
                 break
-        wait_for_verdict(victim, action_id(envelope))
+        faults.wait_for_verdict(victim, faults.action_id(envelope))
         console.send_signal(signal.SIGKILL)
         console.wait()
         printed += [json.loads(line) for line in console.stdout.read().splitlines()]
-    shown = spyglass(env, "results", "show", action_id(envelope), "--json")
+    shown = spyglass(env, "results", "show", faults.action_id(envelope), "--json")
     assert shown.returncode == 0, shown.stderr
     stored = events(shown.stdout)
 
@@ -112,7 +109,7 @@ def test_console_killed_mid_run_keeps_every_printed_event(
     stored_hosts = {e["host"]: e["status"] for e in stored if e["event"] == "host"}
     assert set(printed_hosts) == fast_hosts
     assert stored_hosts == printed_hosts
-    text = spyglass(env, "results", "show", action_id(envelope))
+    text = spyglass(env, "results", "show", faults.action_id(envelope))
     assert text.returncode == 0
     assert all(json.loads(m)["data"]["path"] in text.stdout for m in stored_matches)
 
@@ -121,29 +118,37 @@ def _restart(lab: Lab, agent: AgentProc, where: Path) -> tuple[AgentProc, Path]:
     """Stop and start the agent (it comes back on a new port); a re-pointed inventory."""
     stop_agent(agent)
     again = start_agent(agent.dir)
-    return again, fleet_inventory(lab, where, {VICTIM: again})
+    return again, faults.fleet_inventory(lab, where, {faults.VICTIM: again})
 
 
 def test_restarted_agent_serves_the_stored_outcome_to_a_relaunch(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
-    envelope = envelope_file(lab, tmp_path, HELLO_OP)
-    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
-    first = spyglass(env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json")
+    envelope = faults.envelope_file(lab, tmp_path, faults.HELLO_OP)
+    env = console_env(
+        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "a.db"
+    )
+    first = spyglass(
+        env, "action", "launch", str(envelope), "-t", f"name={faults.VICTIM}", "--json"
+    )
     assert first.returncode == 0, first.stderr
     restarted, inventory = _restart(lab, victim, tmp_path)
     try:
         env = console_env(lab, inventory, tmp_path / "b.db")
-        again = spyglass(env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json")
+        again = spyglass(
+            env, "action", "launch", str(envelope), "-t", f"name={faults.VICTIM}", "--json"
+        )
         assert again.returncode == 0, again.stderr
         before, after = events(first.stdout), events(again.stdout)
         assert [e for e in after if e["event"] == "match"] == [
             e for e in before if e["event"] == "match"
         ]
-        assert host_statuses(after)[VICTIM]["status"] == "matched"
-        verdicts = [r["verdict"] for r in restarted.audit if r["action_id"] == action_id(envelope)]
+        assert host_statuses(after)[faults.VICTIM]["status"] == "matched"
+        verdicts = [
+            r["verdict"] for r in restarted.audit if r["action_id"] == faults.action_id(envelope)
+        ]
         assert verdicts == ["accepted", "replayed-outcome"]  # not run a second time
-        shown = spyglass(env, "results", "show", action_id(envelope), "--json")
+        shown = spyglass(env, "results", "show", faults.action_id(envelope), "--json")
         assert "/srv/hello.txt" in shown.stdout
     finally:
         stop_agent(restarted)
@@ -152,18 +157,24 @@ def test_restarted_agent_serves_the_stored_outcome_to_a_relaunch(
 def test_agent_restarted_mid_action_refuses_the_relaunch(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
-    envelope = envelope_file(lab, tmp_path, SLOW_OP)
-    env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: victim}), tmp_path / "a.db")
-    with launching(env, envelope, f"name={VICTIM}", stderr=subprocess.DEVNULL) as console:
-        wait_for_verdict(victim, action_id(envelope))
+    envelope = faults.envelope_file(lab, tmp_path, faults.SLOW_OP)
+    env = console_env(
+        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "a.db"
+    )
+    with faults.launching(
+        env, envelope, f"name={faults.VICTIM}", stderr=subprocess.DEVNULL
+    ) as console:
+        faults.wait_for_verdict(victim, faults.action_id(envelope))
         restarted, inventory = _restart(lab, victim, tmp_path)
         out, _ = console.communicate(timeout=60)
     try:
-        assert host_statuses(events(out))[VICTIM]["status"] in ("error", "unreachable")
+        assert host_statuses(events(out))[faults.VICTIM]["status"] in ("error", "unreachable")
         env = console_env(lab, inventory, tmp_path / "b.db")
-        again = spyglass(env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json")
+        again = spyglass(
+            env, "action", "launch", str(envelope), "-t", f"name={faults.VICTIM}", "--json"
+        )
         assert again.returncode == 3, again.stderr
-        host = host_statuses(events(again.stdout))[VICTIM]
+        host = host_statuses(events(again.stdout))[faults.VICTIM]
         assert (host["status"], host["reason"]) == ("rejected", "replayed")
     finally:
         stop_agent(restarted)
@@ -207,14 +218,23 @@ def test_agent_behind_300ms_latency_and_5pct_loss_answers_within_expiry(
         in_ns = ("ip", "netns", "exec", ns)
         subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
         subprocess.run([*in_ns, *NETEM], check=True)
-        agent = start_agent(victim_dir(lab), prefix=in_ns, startup_timeout=60)
-        env = console_env(lab, fleet_inventory(lab, tmp_path, {VICTIM: agent}), tmp_path / "r.db")
-        envelope = envelope_file(lab, tmp_path, HELLO_OP, expire=60)
+        agent = start_agent(faults.victim_dir(lab), prefix=in_ns, startup_timeout=60)
+        env = console_env(
+            lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: agent}), tmp_path / "r.db"
+        )
+        envelope = faults.envelope_file(lab, tmp_path, faults.HELLO_OP, expire=60)
         done = spyglass(
-            env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json", prefix=in_ns
+            env,
+            "action",
+            "launch",
+            str(envelope),
+            "-t",
+            f"name={faults.VICTIM}",
+            "--json",
+            prefix=in_ns,
         )
         assert done.returncode == 0, done.stderr
-        assert host_statuses(events(done.stdout))[VICTIM]["status"] == "matched"
+        assert host_statuses(events(done.stdout))[faults.VICTIM]["status"] == "matched"
     finally:
         if agent is not None:
             stop_agent(agent)

@@ -24,15 +24,7 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import encode_frame, read_frame
 from protocol.signing import Signer
-from tests.support.agents import (
-    SPIN_YARA,
-    AgentProc,
-    connect,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-)
+from tests.support import agents
 from tests.support.solo_agent import (
     IDLE,
     MAX_CONCURRENT,
@@ -46,10 +38,10 @@ RSS_GROWTH_LIMIT = 64 << 20  # what the agent may grow by while under attack
 
 
 @pytest.fixture(scope="module")
-def agent(lab: Lab) -> Iterator[AgentProc]:
-    started = start_agent(hostile_agent_dir(lab))
+def agent(lab: Lab) -> Iterator[agents.AgentProc]:
+    started = agents.start_agent(hostile_agent_dir(lab))
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +49,7 @@ def signer(lab: Lab) -> Signer:
     return Signer(lab.gnupghome)
 
 
-def rss(agent: AgentProc) -> int:
+def rss(agent: agents.AgentProc) -> int:
     """Resident memory of the agent process (not its zygote or operation children)."""
     return int(psutil.Process(agent.proc.pid).memory_info().rss)
 
@@ -72,9 +64,9 @@ async def read_all(process: Any, timeout: float = 30) -> list[dict[str, Any]]:
 
 
 async def test_slowloris_channels_are_closed_after_idle_timeout_while_others_are_served(
-    agent: AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer
 ) -> None:
-    conns = [await connect(agent) for _ in range(3)]
+    conns = [await agents.connect(agent) for _ in range(3)]
     try:
         silent = [
             await conn.create_process(subsystem="spyglass", encoding=None)
@@ -94,7 +86,7 @@ async def test_slowloris_channels_are_closed_after_idle_timeout_while_others_are
 
 
 async def test_silent_tcp_connections_are_dropped_after_login_timeout(
-    agent: AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer
 ) -> None:
     """Connections that never finish the SSH handshake hold nothing for long."""
     socks = [
@@ -121,9 +113,9 @@ async def test_silent_tcp_connections_are_dropped_after_login_timeout(
     ids=["half-header", "half-body"],
 )
 async def test_half_a_frame_then_stall_is_closed(
-    agent: AgentProc, signer: Signer, raw: bytes
+    agent: agents.AgentProc, signer: Signer, raw: bytes
 ) -> None:
-    async with await connect(agent) as conn:
+    async with await agents.connect(agent) as conn:
         process = await conn.create_process(subsystem="spyglass", encoding=None)
         process.stdin.write(raw)
         frames = await read_all(process, timeout=IDLE * 10)
@@ -132,10 +124,10 @@ async def test_half_a_frame_then_stall_is_closed(
 
 
 async def test_a_4_gib_header_gets_an_error_and_no_allocation(
-    agent: AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer
 ) -> None:
     before = rss(agent)
-    async with await connect(agent) as conn:
+    async with await agents.connect(agent) as conn:
         processes = [
             await conn.create_process(subsystem="spyglass", encoding=None) for _ in range(20)
         ]
@@ -149,10 +141,12 @@ async def test_a_4_gib_header_gets_an_error_and_no_allocation(
     await assert_still_serves(agent, signer)
 
 
-async def test_400_channels_at_once_on_four_connections(agent: AgentProc, signer: Signer) -> None:
+async def test_400_channels_at_once_on_four_connections(
+    agent: agents.AgentProc, signer: Signer
+) -> None:
     before = rss(agent)
     hello = encode_frame({"type": "hello", "versions": [1]})
-    conns = [await connect(agent) for _ in range(4)]
+    conns = [await agents.connect(agent) for _ in range(4)]
 
     async def one(conn: Any) -> dict[str, Any]:
         process = await conn.create_process(subsystem="spyglass", encoding=None)
@@ -176,19 +170,19 @@ async def test_400_channels_at_once_on_four_connections(agent: AgentProc, signer
 
 
 async def test_action_flood_gets_busy_beyond_max_concurrent_also_for_copies(
-    agent: AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer
 ) -> None:
     # Fill both slots with actions that spin until their channel closes.
-    spin = [Operation("yara", SPIN_YARA)]
+    spin = [Operation("yara", agents.SPIN_YARA)]
     slow = [
         signer.sign(Envelope(make_action("hostile", "all", spin))).to_dict()
         for _ in range(MAX_CONCURRENT)
     ]
-    async with await connect(agent) as hold:
+    async with await agents.connect(agent) as hold:
         holders = []
         for envelope in slow:
             process = await hold.create_process(subsystem="spyglass", encoding=None)
-            process.stdin.write(run_frames(envelope))
+            process.stdin.write(agents.run_frames(envelope))
             async with asyncio.timeout(30):
                 first = await read_frame(process.stdout)
             assert first is not None and first["type"] == "accepted", first
@@ -197,12 +191,12 @@ async def test_action_flood_gets_busy_beyond_max_concurrent_also_for_copies(
         # on separate channels and pipelined on one channel.
         fresh = [signed(signer, name=["^hello"]) for _ in range(8)]
         copies = [slow[0]] * 8
-        async with await connect(agent) as flood:
+        async with await agents.connect(agent) as flood:
             answers = await asyncio.gather(
-                *(converse(agent, run_frames(e)) for e in fresh + copies)
+                *(agents.converse(agent, agents.run_frames(e)) for e in fresh + copies)
             )
             pipelined = await flood.create_process(subsystem="spyglass", encoding=None)
-            pipelined.stdin.write(b"".join(run_frames(e) for e in fresh))
+            pipelined.stdin.write(b"".join(agents.run_frames(e) for e in fresh))
             pipelined.stdin.write_eof()
             piped = await read_all(pipelined)
         for process in holders:  # a closed channel would not stop them: cancel them
@@ -222,11 +216,11 @@ async def test_action_flood_gets_busy_beyond_max_concurrent_also_for_copies(
 
 
 async def test_unknown_ssh_key_is_refused_and_reaches_nothing(
-    agent: AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer
 ) -> None:
     audit_before = len(agent.audit)
     stranger = asyncssh.generate_private_key("ssh-ed25519")
     with pytest.raises(asyncssh.PermissionDenied):
-        await connect(agent, stranger)
+        await agents.connect(agent, stranger)
     assert len(agent.audit) == audit_before  # no channel, no frame, no decision logged
     await assert_still_serves(agent, signer)

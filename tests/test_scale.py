@@ -19,11 +19,11 @@ import pytest
 
 from console.actions.compose import compose
 from console.fanout.dispatch import Dispatcher
-from console.fanout.shard import ShardedDispatcher, decode_event, encode_event, parse_workers
+from console.fanout.shard import ShardedDispatcher, parse_workers
 from console.fanout.ssh import Connector, ConnectWindow, Pool
 from console.fanout.ssh_transport import SshTransport
 from console.lab.local import Lab, lab_down, lab_up
-from console.results.records import Event, HostEvent
+from console.results.records import Event, HostEvent, decode_event, encode_event
 from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.envelope import Envelope

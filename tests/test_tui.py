@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from textual.widgets import Static
 
 from console.lab.local import Lab, lab_down, lab_up
 from protocol.envelope import load_envelope
+from tests.support.waiting import wait_for
 from tui.app import SpyglassApp
 from tui.model.rows import ColumnSpec, RowModel, make_row
 from tui.model.session import Session
@@ -70,14 +70,6 @@ def make_app(tui_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return SpyglassApp(session, concurrency=concurrency)
 
     return make
-
-
-async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 async def compose_php_query(pilot, name_regex: str = r"\.php$") -> None:

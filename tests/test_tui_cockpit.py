@@ -3,7 +3,6 @@ provenance, rerun, dialogs, regex filters and stacking; plus the pure parts they
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections import defaultdict
@@ -20,6 +19,7 @@ from console.results import stack as stacking
 from console.results.records import HostResult
 from console.results.store import Store
 from tests.support.cli import spyglass
+from tests.support.waiting import wait_for
 from tui.app import SpyglassApp
 from tui.model.filter import parse_filter
 from tui.model.provenance import compact_operations, signer_ids
@@ -51,14 +51,6 @@ def make_app(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return SpyglassApp(Session(str(lab.inventory), tmp_path / "results.db"))
 
     return make
-
-
-async def wait_for(pilot, predicate, timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await pilot.pause(0.05)
 
 
 async def burst(pilot, *keys: str) -> None:

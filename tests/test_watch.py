@@ -22,16 +22,7 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.frames import read_frame
 from protocol.signing import Signer, generate_key
-from tests.support import cli
-from tests.support.agents import (
-    AgentProc,
-    connect,
-    converse,
-    run_frames,
-    start_agent,
-    stop_agent,
-    write_agent,
-)
+from tests.support import agents, cli
 from tests.support.paths import kill_gpg_agent, short_tmp
 
 #: A uid for the agent when this one has no inotify instance left (the per-user limit,
@@ -83,16 +74,16 @@ def agent_prefix(directory: Path) -> tuple[str, ...]:
     return ("setpriv", f"--reuid={SPARE_UID}", f"--regid={SPARE_UID}", "--clear-groups", *caps)
 
 
-def restart(agent: AgentProc) -> AgentProc:
-    stop_agent(agent)
-    return start_agent(agent.dir, prefix=agent_prefix(agent.dir))
+def restart(agent: agents.AgentProc) -> agents.AgentProc:
+    agents.stop_agent(agent)
+    return agents.start_agent(agent.dir, prefix=agent_prefix(agent.dir))
 
 
 @pytest.fixture
-def agent(signers: tuple[Signer, Signer]) -> Iterator[AgentProc]:
+def agent(signers: tuple[Signer, Signer]) -> Iterator[agents.AgentProc]:
     directory = short_tmp("wa")
     alice, bob = signers
-    write_agent(
+    agents.write_agent(
         directory,
         investigators={"alice": alice.export_public(), "bob": bob.export_public()},
         acl={
@@ -105,9 +96,9 @@ def agent(signers: tuple[Signer, Signer]) -> Iterator[AgentProc]:
     )
     for sub in ("www/uploads", "burst", "canary"):
         (directory / "root" / "srv" / sub).mkdir(parents=True)
-    started = start_agent(directory, prefix=agent_prefix(directory))
+    started = agents.start_agent(directory, prefix=agent_prefix(directory))
     yield started
-    stop_agent(started)
+    agents.stop_agent(started)
 
 
 def signed(by: list[Signer], module: str, params: dict[str, Any], expire: int = 300) -> Any:
@@ -123,36 +114,40 @@ def rows(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [f["data"] for f in frames if f["type"] == "match"]
 
 
-async def arm(agent: AgentProc, by: list[Signer], params: dict[str, Any], expire: int = 300) -> Any:
+async def arm(
+    agent: agents.AgentProc, by: list[Signer], params: dict[str, Any], expire: int = 300
+) -> Any:
     env = signed(by, "fswatch", {"name": ["\\.php$"], **params}, expire)
-    frames = await converse(agent, run_frames(env))
+    frames = await agents.converse(agent, agents.run_frames(env))
     assert frames[-1]["type"] == "finished", frames
     [row] = rows(frames)
     assert row["status"] == "armed" and row["watcher"] == env["action"]["id"]
     return env
 
 
-async def watchers(agent: AgentProc, signer: Signer) -> dict[str, dict[str, Any]]:
-    frames = await converse(agent, run_frames(signed([signer], "fswatch_list", {})))
+async def watchers(agent: agents.AgentProc, signer: Signer) -> dict[str, dict[str, Any]]:
+    frames = await agents.converse(agent, agents.run_frames(signed([signer], "fswatch_list", {})))
     return {row["watcher"]: row for row in rows(frames)}
 
 
-async def alerts(agent: AgentProc, signer: Signer, watcher: str) -> list[dict[str, Any]]:
+async def alerts(agent: agents.AgentProc, signer: Signer, watcher: str) -> list[dict[str, Any]]:
     params = {"watcher": watcher}
-    return rows(await converse(agent, run_frames(signed([signer], "fswatch_alerts", params))))
+    return rows(
+        await agents.converse(agent, agents.run_frames(signed([signer], "fswatch_alerts", params)))
+    )
 
 
 class Follower:
     """A console following the alerts on its own channel."""
 
-    def __init__(self, agent: AgentProc, signer: Signer, since: int) -> None:
+    def __init__(self, agent: agents.AgentProc, signer: Signer, since: int) -> None:
         self.agent, self.signer, self.since = agent, signer, since
 
     async def __aenter__(self) -> Follower:
-        self.conn = await connect(self.agent)
+        self.conn = await agents.connect(self.agent)
         self.process = await self.conn.create_process(subsystem="spyglass", encoding=None)
         env = signed([self.signer], "fswatch_alerts", {"follow": True, "since": self.since})
-        self.process.stdin.write(run_frames(env))
+        self.process.stdin.write(agents.run_frames(env))
         return self
 
     async def next_alert(self) -> dict[str, Any]:
@@ -166,15 +161,17 @@ class Follower:
         self.conn.close()
 
 
-def plant(agent: AgentProc, shown: str, data: bytes = WEBSHELL) -> None:
+def plant(agent: agents.AgentProc, shown: str, data: bytes = WEBSHELL) -> None:
     (agent.dir / "root" / shown.lstrip("/")).write_bytes(data)
 
 
 async def test_one_approver_is_refused_two_arm_it(
-    agent: AgentProc, signers: tuple[Signer, Signer]
+    agent: agents.AgentProc, signers: tuple[Signer, Signer]
 ) -> None:
     alice, bob = signers
-    refused = await converse(agent, run_frames(signed([alice], "fswatch", {"paths": ["/srv"]})))
+    refused = await agents.converse(
+        agent, agents.run_frames(signed([alice], "fswatch", {"paths": ["/srv"]}))
+    )
     assert refused[-1]["type"] == "rejected" and refused[-1]["reason"] == "acl"
     assert "'fswatch' needs weight 2, signers have 1" in refused[-1]["detail"]
     env = await arm(agent, [alice, bob], {"paths": ["/srv/www"], "recursive": True})
@@ -186,7 +183,7 @@ async def test_one_approver_is_refused_two_arm_it(
 
 
 async def test_webshell_alert_streams_survives_restart_and_stops_at_cancel(
-    agent: AgentProc, signers: tuple[Signer, Signer]
+    agent: agents.AgentProc, signers: tuple[Signer, Signer]
 ) -> None:
     alice, bob = signers
     env = await arm(agent, [alice, bob], {"paths": ["/srv/www"], "recursive": True})
@@ -208,19 +205,19 @@ async def test_webshell_alert_streams_survives_restart_and_stops_at_cancel(
         assert alert["path"] == "/srv/www/uploads/again.php" and alert["watcher"] == watcher
 
         cancel = signed([alice], "fswatch_cancel", {"watcher": watcher})
-        assert [r["status"] for r in rows(await converse(agent, run_frames(cancel)))] == [
-            "cancelled"
-        ]
+        assert [
+            r["status"] for r in rows(await agents.converse(agent, agents.run_frames(cancel)))
+        ] == ["cancelled"]
         assert watcher not in await watchers(agent, alice)
         plant(agent, "/srv/www/uploads/after-cancel.php")
         stored = [a["path"] for a in await alerts(agent, alice, watcher)]
         assert stored == ["/srv/www/uploads/shell.php", "/srv/www/uploads/again.php"]
     finally:
-        stop_agent(agent)
+        agents.stop_agent(agent)
 
 
 async def wait_for(
-    agent: AgentProc, signer: Signer, watcher: str, done: Any, deadline: float = 60
+    agent: agents.AgentProc, signer: Signer, watcher: str, done: Any, deadline: float = 60
 ) -> dict[str, Any] | None:
     """Poll the watcher's row until ``done(row)`` (row None once it is gone)."""
     async with asyncio.timeout(deadline):
@@ -232,7 +229,7 @@ async def wait_for(
 
 
 async def test_a_watcher_stops_at_its_expiry(
-    agent: AgentProc, signers: tuple[Signer, Signer]
+    agent: agents.AgentProc, signers: tuple[Signer, Signer]
 ) -> None:
     alice, bob = signers
     short = await arm(agent, [alice, bob], {"paths": ["/srv/canary"]}, expire=2)
@@ -256,7 +253,7 @@ def burst(directory: Path, count: int) -> None:
 
 @pytest.mark.parametrize(("max_pending", "lossless"), [(20_000, True), (100, False)])
 async def test_a_burst_of_changed_files_is_matched_or_counted_dropped(
-    agent: AgentProc, signers: tuple[Signer, Signer], max_pending: int, lossless: bool
+    agent: agents.AgentProc, signers: tuple[Signer, Signer], max_pending: int, lossless: bool
 ) -> None:
     """10,000 new files: below the bound every one alerts; above it (100 waiting paths) the
     watcher counts what it dropped, and alerts plus dropped account for every file."""
@@ -278,7 +275,7 @@ async def test_a_burst_of_changed_files_is_matched_or_counted_dropped(
         assert row["dropped"] > 0
 
 
-def inventory(agent: AgentProc, where: Path) -> Path:
+def inventory(agent: agents.AgentProc, where: Path) -> Path:
     """An inventory of the one agent, its host key pinned."""
     public = agent.host_key.export_public_key().decode().strip()
     (where / "known_hosts").write_text(f"[{agent.host}]:{agent.port} {public}\n")
@@ -294,7 +291,7 @@ def inventory(agent: AgentProc, where: Path) -> Path:
 
 
 async def test_the_command_line_arms_with_two_approvers_reads_lists_and_cancels(
-    agent: AgentProc, homes: tuple[Path, Path], tmp_path: Path
+    agent: agents.AgentProc, homes: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """`spyglass run fswatch --sign-only`, a second `action sign`, `action launch`, then
     `spyglass alerts`, `watchers list` and `watchers cancel`, as the README shows them."""
@@ -332,7 +329,7 @@ async def test_the_command_line_arms_with_two_approvers_reads_lists_and_cancels(
 
 
 async def test_a_watcher_whose_signer_left_the_keyring_is_not_rearmed(
-    agent: AgentProc, signers: tuple[Signer, Signer]
+    agent: agents.AgentProc, signers: tuple[Signer, Signer]
 ) -> None:
     """At start a kept watcher is verified again, as a new request: with Bob's key gone from
     ``investigators/``, Alice alone no longer weighs the two fswatch needs."""
@@ -346,18 +343,18 @@ async def test_a_watcher_whose_signer_left_the_keyring_is_not_rearmed(
         assert line["action_id"] == env["action"]["id"] and "needs weight 2" in line["detail"]
         assert list((agent.dir / "state" / "watch" / "armed").glob("*.json")) == []
     finally:
-        stop_agent(agent)
+        agents.stop_agent(agent)
 
 
 async def test_ping_wants_two_approvers_without_a_rule_of_its_own(
-    agent: AgentProc, signers: tuple[Signer, Signer]
+    agent: agents.AgentProc, signers: tuple[Signer, Signer]
 ) -> None:
     """ping (outbound connections) has ``default_weight`` 2 like fswatch: with only
     ``[acl.default]``, one signer is refused and two are accepted."""
     alice, bob = signers
     params = {"address": "127.0.0.1", "port": [9], "count": 1}
-    refused = await converse(agent, run_frames(signed([alice], "ping", params)))
+    refused = await agents.converse(agent, agents.run_frames(signed([alice], "ping", params)))
     assert refused[-1]["type"] == "rejected" and refused[-1]["reason"] == "acl"
     assert "'ping' needs weight 2, signers have 1" in refused[-1]["detail"]
-    accepted = await converse(agent, run_frames(signed([alice, bob], "ping", params)))
+    accepted = await agents.converse(agent, agents.run_frames(signed([alice, bob], "ping", params)))
     assert accepted[0]["type"] == "accepted" and accepted[-1]["type"] == "finished"

@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from console.fanout import DEFAULT_CONCURRENCY
 from console.fanout.retry import UNTIL_EXPIRY_HELP
@@ -54,6 +55,26 @@ def _workers(text: str) -> int:
     return parse_workers(text)
 
 
+def command_group(commands: Any, name: str, help: str) -> Any:
+    """A command ``name`` of ``commands`` whose own subcommands the returned action adds."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", required=True)
+
+
+def command(
+    commands: Any, name: str, handler: Callable[[argparse.Namespace], int], **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A subcommand ``name`` of ``commands`` (a subparsers action) that runs ``handler``."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, **kwargs)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def json_flag(parser: argparse.ArgumentParser | Any, help: str | None = None) -> None:
+    """``--json``: what it prints (``help``) differs by command; the flag is declared here."""
+    parser.add_argument("--json", action="store_true", help=help)
+
+
 def concurrency_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency",
@@ -79,7 +100,7 @@ def launch_flags(parser: argparse.ArgumentParser, *, target_required: bool) -> N
         metavar="N",
         help="console processes to spread the hosts over: a number, or auto (one per core)",
     )
-    parser.add_argument("--json", action="store_true", help="JSON lines on stdout")
+    json_flag(parser, "JSON lines on stdout")
     parser.add_argument("--until-expiry", action="store_true", help=UNTIL_EXPIRY_HELP)
     parser.add_argument(
         "--show",

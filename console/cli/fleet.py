@@ -10,45 +10,52 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import concurrency_flag, open_inventory, select_hosts, signer
+from console.cli.common import (
+    command,
+    command_group,
+    concurrency_flag,
+    json_flag,
+    open_inventory,
+    select_hosts,
+    signer,
+)
 from console.results.text import plural, printable
 from protocol.errors import SpyglassError, UsageError
 
 
 def add_keys(commands: Any) -> None:
-    keys = commands.add_parser("keys", help="the investigator's OpenPGP key")
-    keys_cmds = keys.add_subparsers(dest="keys_command", required=True)
-    kinit = keys_cmds.add_parser("init", help="generate a signing key in GNUPGHOME")
+    keys_cmds = command_group(commands, "keys", "the investigator's OpenPGP key")
+    kinit = command(keys_cmds, "init", cmd_keys_init, help="generate a signing key in GNUPGHOME")
     kinit.add_argument("--name", default="Investigator")
     kinit.add_argument("--email", default="investigator@spyglass.invalid")
-    kinit.set_defaults(handler=cmd_keys_init)
-    keys_cmds.add_parser(
-        "export", help="print the public key for agents' investigators/"
-    ).set_defaults(handler=cmd_keys_export)
+    command(
+        keys_cmds, "export", cmd_keys_export, help="print the public key for agents' investigators/"
+    )
 
 
 def add_inventory(commands: Any) -> None:
-    inventory = commands.add_parser("inventory", help="the fleet")
-    inv_cmds = inventory.add_subparsers(dest="inventory_command", required=True)
-    ilist = inv_cmds.add_parser("list", help="hosts matching a target")
+    inv_cmds = command_group(commands, "inventory", "the fleet")
+    ilist = command(inv_cmds, "list", cmd_inventory_list, help="hosts matching a target")
     ilist.add_argument("-t", "--target", default="all")
-    ilist.set_defaults(handler=cmd_inventory_list)
-    icheck = inv_cmds.add_parser(
+    icheck = command(
+        inv_cmds,
         "check",
+        cmd_inventory_check,
         help="connect, verify host keys, hello, clock skew (and the agent module) per host",
         description="Exit status 0 if every host answered, 3 if some did not.",
     )
     icheck.add_argument("-t", "--target", default="all")
     concurrency_flag(icheck)
-    icheck.add_argument("--json", action="store_true", help="one JSON object per host")
+    json_flag(icheck, "one JSON object per host")
     icheck.add_argument(
         "--hello-only",
         action="store_true",
         help="do not sign and run the agent module, only say hello",
     )
-    icheck.set_defaults(handler=cmd_inventory_check)
-    itrust = inv_cmds.add_parser(
+    itrust = command(
+        inv_cmds,
         "trust",
+        cmd_inventory_trust,
         help="show a host's presented key and pin it in known_hosts once confirmed",
     )
     itrust.add_argument("host", help="host name in the inventory")
@@ -58,13 +65,11 @@ def add_inventory(commands: Any) -> None:
         help="pin only if the presented key has this fingerprint (from the host's console)",
     )
     itrust.add_argument("--yes", action="store_true", help="pin without asking")
-    itrust.set_defaults(handler=cmd_inventory_trust)
 
 
 def add_lab(commands: Any) -> None:
-    lab = commands.add_parser("lab", help="a local fleet of real agents on loopback")
-    lab_cmds = lab.add_subparsers(dest="lab_command", required=True)
-    up = lab_cmds.add_parser("up", help="start N agents")
+    lab_cmds = command_group(commands, "lab", "a local fleet of real agents on loopback")
+    up = command(lab_cmds, "up", cmd_lab_up, help="start N agents")
     up.add_argument("-n", type=int, default=20)
     up.add_argument("--dir", type=Path, required=True)
     up.add_argument(
@@ -73,18 +78,17 @@ def add_lab(commands: Any) -> None:
         help="folder whose _all/ and HOSTNAME/ subfolders are copied into host roots",
     )
     up.add_argument("--per-process", type=int, default=250, help="agents per agentd process")
-    up.set_defaults(handler=cmd_lab_up)
-    down = lab_cmds.add_parser("down", help="stop the lab's agents")
+    down = command(lab_cmds, "down", cmd_lab_down, help="stop the lab's agents")
     down.add_argument("--dir", type=Path, required=True)
-    down.set_defaults(handler=cmd_lab_down)
 
 
 def add_demo(commands: Any) -> None:
-    demo = commands.add_parser("demo", help="a lab with planted findings, then an investigation")
+    demo = command(
+        commands, "demo", cmd_demo, help="a lab with planted findings, then an investigation"
+    )
     demo.add_argument("--agents", type=int, default=20)
     demo.add_argument("--headless", action="store_true", help="no TUI: run the sweep and print")
     demo.add_argument("--dir", type=Path, default=Path("demo-lab"))
-    demo.set_defaults(handler=cmd_demo)
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:

@@ -6,20 +6,20 @@ import argparse
 import json
 from typing import Any
 
+from console.cli.common import command, command_group, json_flag
 from modules.registry import all_modules, get_module
 from protocol.errors import UsageError
 
 
 def add_modules(commands: Any) -> None:
-    modules = commands.add_parser("modules", help="the investigation modules")
-    modules_cmds = modules.add_subparsers(dest="modules_command", required=True)
-    mlist = modules_cmds.add_parser("list", help="name and summary of each module")
-    mlist.add_argument("--json", action="store_true", help="one JSON array of the modules' specs")
-    mlist.set_defaults(handler=cmd_modules_list)
-    mshow = modules_cmds.add_parser("show", help="a module's parameters, columns and an example")
+    modules_cmds = command_group(commands, "modules", "the investigation modules")
+    mlist = command(modules_cmds, "list", cmd_modules_list, help="name and summary of each module")
+    json_flag(mlist, "one JSON array of the modules' specs")
+    mshow = command(
+        modules_cmds, "show", cmd_modules_show, help="a module's parameters, columns and an example"
+    )
     mshow.add_argument("name")
-    mshow.add_argument("--json", action="store_true")
-    mshow.set_defaults(handler=cmd_modules_show)
+    json_flag(mshow)
 
 
 def cmd_modules_list(args: argparse.Namespace) -> int:

@@ -10,7 +10,15 @@ import time
 from typing import Any
 
 from console.actions.compose import parse_duration
-from console.cli.common import fan_out, launch_flags, open_inventory, open_store
+from console.cli.common import (
+    command,
+    command_group,
+    fan_out,
+    json_flag,
+    launch_flags,
+    open_inventory,
+    open_store,
+)
 from console.results import history, stack
 from console.results.output import (
     HOST_HEADER,
@@ -30,44 +38,49 @@ from protocol.errors import InventoryError, UsageError
 
 
 def add_results(commands: Any) -> None:
-    results = commands.add_parser("results", help="past investigations in the results store")
-    sub = results.add_subparsers(dest="results_command", required=True)
-    rlist = sub.add_parser("list", help="one line per run, newest first, with its provenance")
-    rlist.add_argument("--json", action="store_true", help="one JSON object per run")
-    rlist.set_defaults(handler=cmd_list)
-    show = sub.add_parser("show", help="a run's provenance, hosts and matches")
+    sub = command_group(commands, "results", "past investigations in the results store")
+    rlist = command(
+        sub, "list", cmd_list, help="one line per run, newest first, with its provenance"
+    )
+    json_flag(rlist, "one JSON object per run")
+    show = command(sub, "show", cmd_show, help="a run's provenance, hosts and matches")
     show.add_argument("id", help=f"run (action) id, a unique prefix, or {LAST!r} (the newest)")
     fmt = show.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="JSON lines, as `run --json` printed")
+    json_flag(fmt, "JSON lines, as `run --json` printed")
     fmt.add_argument("--csv", action="store_true", help="matches as CSV, with their provenance")
-    show.set_defaults(handler=cmd_show)
-    diff = sub.add_parser(
+    diff = command(
+        sub,
         "diff",
+        cmd_diff,
         help="hosts and rows that appeared or disappeared",
         description="Exit status 0 if the runs found the same, 1 if they differ, 2 if they do "
         "not compare (different modules).",
     )
     diff.add_argument("id1")
     diff.add_argument("id2")
-    diff.add_argument("--json", action="store_true", help="one JSON object")
-    diff.set_defaults(handler=cmd_diff)
-    resume = sub.add_parser(
+    json_flag(diff, "one JSON object")
+    resume = command(
+        sub,
         "resume",
+        cmd_resume,
         help="send a run's action again to its hosts without a final answer, completing the run",
         description="Hosts that answered (or whose agent refused the action) are not sent it "
         "again; -t narrows the hosts that are.",
     )
     resume.add_argument("id", help="run id, or a unique prefix")
     launch_flags(resume, target_required=False)
-    resume.set_defaults(handler=cmd_resume)
-    follow = sub.add_parser(
-        "follow", help="print a run's events as another console stores them, until it ends"
+    follow = command(
+        sub,
+        "follow",
+        cmd_follow,
+        help="print a run's events as another console stores them, until it ends",
     )
     follow.add_argument("id", help="run id, or a unique prefix")
-    follow.add_argument("--json", action="store_true", help="JSON lines, as `run --json` prints")
+    json_flag(follow, "JSON lines, as `run --json` prints")
     follow.add_argument("--interval", type=float, default=0.2, help=argparse.SUPPRESS)
-    follow.set_defaults(handler=cmd_follow)
-    stacked = sub.add_parser("stack", help="a run's matches grouped by a column, rarest first")
+    stacked = command(
+        sub, "stack", cmd_stack, help="a run's matches grouped by a column, rarest first"
+    )
     stacked.add_argument("id", help="run (action) id, or a unique prefix")
     stacked.add_argument("--by", required=True, metavar="COLUMN", help="e.g. sha256, version")
     stacked.add_argument(
@@ -77,11 +90,9 @@ def add_results(commands: Any) -> None:
         metavar="N",
         help="flag values seen in none of the N previous runs of the same query",
     )
-    stacked.add_argument("--json", action="store_true", help="one JSON line per value")
-    stacked.set_defaults(handler=cmd_stack)
-    prune = sub.add_parser("prune", help="delete old runs")
+    json_flag(stacked, "one JSON line per value")
+    prune = command(sub, "prune", cmd_prune, help="delete old runs")
     prune.add_argument("--older-than", required=True, help="e.g. 30d")
-    prune.set_defaults(handler=cmd_prune)
 
 
 #: The id that names the newest run: ``spyglass results show last``.

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from console.actions.compose import compose
 from console.cli.argv import Append
-from console.cli.common import check_before_sending, launch, launch_flags, signer
+from console.cli.common import (
+    check_before_sending,
+    command,
+    command_group,
+    json_flag,
+    launch,
+    launch_flags,
+    signer,
+)
 from console.results.provenance import default_name
 from console.results.text import plural, printable
 from modules.registry import all_modules, get_module
@@ -120,17 +128,18 @@ def _module_flags(sub: argparse.ArgumentParser, module: Module) -> None:
 
 
 def add_action(commands: Any) -> None:
-    action = commands.add_parser("action", help="prepared envelopes: sign, launch, show")
-    action_cmds = action.add_subparsers(dest="action_command", required=True)
-    sign = action_cmds.add_parser("sign", help="add your signature to an envelope file")
+    action_cmds = command_group(commands, "action", "prepared envelopes: sign, launch, show")
+    sign = command(
+        action_cmds, "sign", cmd_action_sign, help="add your signature to an envelope file"
+    )
     sign.add_argument("file", type=Path)
-    sign.set_defaults(handler=cmd_action_sign)
-    alaunch = action_cmds.add_parser("launch", help="launch a signed envelope")
+    alaunch = command(action_cmds, "launch", cmd_action_launch, help="launch a signed envelope")
     alaunch.add_argument("file", type=Path)
     launch_flags(alaunch, target_required=False)
-    alaunch.set_defaults(handler=cmd_action_launch)
-    show = action_cmds.add_parser(
+    show = command(
+        action_cmds,
         "show",
+        cmd_action_show,
         help="show an envelope's action and signers, and whether an agent's ACL would accept it",
         description="With --config, exit status 0 if that agent would accept the envelope, "
         "1 if it would reject it.",
@@ -142,8 +151,7 @@ def add_action(commands: Any) -> None:
         metavar="AGENTD_TOML",
         help="an agent configuration: evaluate its keyring and [acl.*] on this envelope",
     )
-    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    show.set_defaults(handler=cmd_action_show)
+    json_flag(show, "one JSON object on stdout")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

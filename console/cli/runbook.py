@@ -8,25 +8,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from console.cli.common import concurrency_flag, open_inventory, open_store, signer
+from console.cli.common import (
+    command,
+    command_group,
+    concurrency_flag,
+    json_flag,
+    open_inventory,
+    open_store,
+    signer,
+)
 from console.results.text import plural, printable
 
 
 def add_runbook(commands: Any) -> None:
-    runbook = commands.add_parser("runbook", help="TOML runbooks of steps, run in order")
-    runbook_cmds = runbook.add_subparsers(dest="runbook_command", required=True)
-    rcheck = runbook_cmds.add_parser("check", help="validate every step without connecting")
+    runbook_cmds = command_group(commands, "runbook", "TOML runbooks of steps, run in order")
+    rcheck = command(
+        runbook_cmds, "check", cmd_runbook_check, help="validate every step without connecting"
+    )
     rcheck.add_argument("file", type=Path)
-    rcheck.set_defaults(handler=cmd_runbook_check)
-    rrun = runbook_cmds.add_parser(
+    rrun = command(
+        runbook_cmds,
         "run",
+        cmd_runbook_run,
         help="sign and run the steps, then write a report",
         description="Exit status as `spyglass run` (0 something matched, 1 nothing matched, "
         f"3 some host failed, 2 no step launched); with --compare-last, {EXIT_CHANGED} when the "
         "report differs from the previous run of the same runbook in the store.",
     )
     rrun.add_argument("file", type=Path)
-    rrun.add_argument("--json", action="store_true", help="a JSON report instead of Markdown")
+    json_flag(rrun, "a JSON report instead of Markdown")
     rrun.add_argument(
         "--report", type=Path, metavar="FILE", help="write the report to FILE (default: stdout)"
     )
@@ -37,7 +47,6 @@ def add_runbook(commands: Any) -> None:
         f"differences, and the exit status is {EXIT_CHANGED} when something changed",
     )
     concurrency_flag(rrun)
-    rrun.set_defaults(handler=cmd_runbook_run)
 
 
 #: ``runbook run --compare-last``: something changed since the previous run of the runbook.

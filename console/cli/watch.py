@@ -9,13 +9,15 @@ import argparse
 from typing import Any
 
 from console.actions.compose import compose
-from console.cli.common import launch, launch_flags, signer
+from console.cli.common import command, command_group, launch, launch_flags, signer
 from protocol.envelope import Envelope
 
 
 def add_alerts(commands: Any) -> None:
-    alerts = commands.add_parser(
+    alerts = command(
+        commands,
         "alerts",
+        cmd_alerts,
         help="the alerts the agents' watchers raised (a signed fswatch_alerts action)",
         description="Stored alerts above --since; with --follow, new ones as they are raised, "
         "until the action expires (--expire) or the agent's module_timeout.",
@@ -24,19 +26,17 @@ def add_alerts(commands: Any) -> None:
     alerts.add_argument("--since", type=int, default=0, help="only alerts numbered above this")
     alerts.add_argument("--watcher", help="only this watcher's alerts (its action id)")
     _flags(alerts, "5m")
-    alerts.set_defaults(handler=cmd_alerts)
 
 
 def add_watchers(commands: Any) -> None:
-    watchers = commands.add_parser("watchers", help="list or cancel the agents' watchers")
-    sub = watchers.add_subparsers(dest="watchers_command", required=True)
-    listing = sub.add_parser("list", help="the armed watchers and their counters")
+    sub = command_group(commands, "watchers", "list or cancel the agents' watchers")
+    listing = command(sub, "list", cmd_list, help="the armed watchers and their counters")
     _flags(listing, "5m")
-    listing.set_defaults(handler=cmd_list)
-    cancel = sub.add_parser("cancel", help="stop a watcher before its expiry (a signed action)")
+    cancel = command(
+        sub, "cancel", cmd_cancel, help="stop a watcher before its expiry (a signed action)"
+    )
     cancel.add_argument("id", help="the watcher's id: the id of the action that armed it")
     _flags(cancel, "5m")
-    cancel.set_defaults(handler=cmd_cancel)
 
 
 def _flags(parser: argparse.ArgumentParser, expire: str) -> None:

@@ -19,16 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from console.fanout.dispatch import FanOut
-from console.results.records import (
-    ANSWERED,
-    Event,
-    HostEvent,
-    HostResult,
-    MatchEvent,
-    RetryEvent,
-    Sink,
-    Summary,
-)
+from console.results import records
 from console.results.store import Store
 from inventory.model import Host
 from protocol.envelope import Envelope
@@ -116,8 +107,8 @@ class Investigation:
         self.run_id = resume or ""
         self._resume = resume
         self._flush_scheduled = False
-        self._queue: list[Event] = []
-        self._sink: Sink = lambda event: None
+        self._queue: list[records.Event] = []
+        self._sink: records.Sink = lambda event: None
         self._error: BaseException | None = None
         self._run_volume = _Volume()
         self._host_volume: dict[str, _Volume] = {}
@@ -128,10 +119,10 @@ class Investigation:
     def id(self) -> str:
         return self.envelope.action.id
 
-    async def run(self, sink: Sink) -> Summary:
+    async def run(self, sink: records.Sink) -> records.Summary:
         action = self.envelope.action
         self._sink = sink
-        kept: list[HostResult] = []
+        kept: list[records.HostResult] = []
         if self._resume is None:
             self.run_id = self.store.begin_run(
                 action.id,
@@ -165,14 +156,14 @@ class Investigation:
         )
         return summary
 
-    def _tee(self, event: Event) -> None:
+    def _tee(self, event: records.Event) -> None:
         """Queue an event for the store (then the sink) at the end of this loop turn."""
         if self._stale:
             self._renew(event)
-        if isinstance(event, MatchEvent):
+        if isinstance(event, records.MatchEvent):
             if not self._admit(event):
                 return
-        elif isinstance(event, HostEvent):
+        elif isinstance(event, records.HostEvent):
             r = event.result
             if r.host in self._capped:
                 note = f"{CAP_NOTE} ({self._capped[r.host]})"
@@ -180,18 +171,18 @@ class Investigation:
             if r.replay and r.ran_at is None:  # an agent that does not say when it ran it
                 r.ran_at = self.store.replayed_from(self.id, r.host)
             self.store.set_host(self.run_id, r)
-        elif isinstance(event, RetryEvent):
+        elif isinstance(event, records.RetryEvent):
             self.store.add_attempt(self.run_id, event)
             if event.host in self._host_volume:  # rows came before the connection was lost
                 self._stale.add(event.host)
         self._queue.append(event)
         self._schedule_flush()
 
-    def _renew(self, event: Event) -> None:
+    def _renew(self, event: records.Event) -> None:
         """A new attempt answers for a host that has rows from an earlier one: drop those."""
-        if isinstance(event, MatchEvent):
+        if isinstance(event, records.MatchEvent):
             host = event.host
-        elif isinstance(event, HostEvent) and event.result.status in ANSWERED:
+        elif isinstance(event, records.HostEvent) and event.result.status in records.ANSWERED:
             host = event.result.host
         else:
             return
@@ -207,7 +198,7 @@ class Investigation:
     def cancel(self) -> None:
         self.dispatcher.cancel()
 
-    def _admit(self, event: MatchEvent) -> bool:
+    def _admit(self, event: records.MatchEvent) -> bool:
         """Queue a match for the store unless its host or the run is over a cap."""
         host = self._host_volume.setdefault(event.host, _Volume())
         run, caps = self._run_volume, self.caps

@@ -33,12 +33,11 @@ from console.results.records import (
     HostEvent,
     HostResult,
     HostStatus,
-    MatchEvent,
-    ProgressEvent,
-    RetryEvent,
     Sink,
     StateEvent,
     Summary,
+    decode_event,
+    encode_event,
 )
 from inventory.loader import load_inventory
 from inventory.model import Host, Inventory
@@ -157,34 +156,6 @@ class ShardedDispatcher:
                 result = HostResult(host.name, status, detail=detail)
                 summary.results[host.name] = result
                 sink(HostEvent(result))
-
-
-def encode_event(event: Event) -> dict[str, Any]:
-    """One event as a JSON-able dict, for the pipe from a worker to the parent."""
-    if isinstance(event, HostEvent):
-        return {"event": "host", "result": dataclasses.asdict(event.result)}
-    kind = {
-        StateEvent: "state",
-        MatchEvent: "match",
-        ProgressEvent: "progress",
-        RetryEvent: "retry",
-    }[type(event)]
-    return {"event": kind, **{f.name: getattr(event, f.name) for f in dataclasses.fields(event)}}
-
-
-def decode_event(raw: dict[str, Any]) -> Event:
-    kind = raw.pop("event")
-    if kind == "host":
-        return HostEvent(HostResult(**raw["result"]))
-    return _EVENTS[kind](**raw)
-
-
-_EVENTS: dict[str, Any] = {
-    "state": StateEvent,
-    "match": MatchEvent,
-    "progress": ProgressEvent,
-    "retry": RetryEvent,
-}
 
 
 async def _work(job: dict[str, Any], control: asyncio.StreamReader) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, get_args
 
 HostStatus = Literal[
@@ -148,6 +148,29 @@ class HostEvent:
 
 Event = StateEvent | MatchEvent | ProgressEvent | RetryEvent | HostEvent
 Sink = Callable[[Event], None]
+#: The ``event`` key of each event class but ``HostEvent`` on the pipe from a shard worker.
+_EVENT_KINDS: dict[str, type[StateEvent | MatchEvent | ProgressEvent | RetryEvent]] = {
+    "state": StateEvent,
+    "match": MatchEvent,
+    "progress": ProgressEvent,
+    "retry": RetryEvent,
+}
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    """One event as a JSON-able dict, for the pipe from a shard worker to the parent."""
+    if isinstance(event, HostEvent):
+        return {"event": "host", "result": asdict(event.result)}
+    kind = next(k for k, cls in _EVENT_KINDS.items() if type(event) is cls)
+    return {"event": kind, **{f.name: getattr(event, f.name) for f in fields(event)}}
+
+
+def decode_event(raw: dict[str, Any]) -> Event:
+    """The event ``encode_event`` made ``raw`` from."""
+    kind = raw.pop("event")
+    if kind == "host":
+        return HostEvent(HostResult(**raw["result"]))
+    return _EVENT_KINDS[kind](**raw)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import tomli_w
 
 from protocol.frames import encode_frame, read_frame
 from protocol.keyfile import write_private
+from protocol.signing import Signer
 
 #: Params of a yara operation that spins on /srv/slow.txt (hosts without it answer at once) until
 #: a limit of the agent stops it (a regex no longer can: RE2 matches in linear time).
@@ -83,6 +84,19 @@ def write_agent(
     path = directory / "agentd.toml"
     path.write_bytes(tomli_w.dumps(config).encode())
     return path
+
+
+def write_trusting_agent(
+    directory: Path, signer: Signer, name: str = "me", **settings: Any
+) -> Path:
+    """An agent folder (``write_agent``) trusting ``signer`` alone, whose one signature suffices
+    for every module."""
+    return write_agent(
+        directory,
+        investigators={name: signer.export_public()},
+        acl={"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}},
+        **settings,
+    )
 
 
 def start_agent(

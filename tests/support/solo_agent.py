@@ -14,7 +14,7 @@ from console.lab.local import Lab
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
-from tests.support.agents import AgentProc, converse, run_frames, write_agent
+from tests.support.agents import AgentProc, converse, run_frames, write_trusting_agent
 from tests.support.paths import short_tmp
 
 IDLE = 2
@@ -26,10 +26,10 @@ def hostile_agent_dir(lab: Lab, **limits: Any) -> Path:
     """An agent folder trusting the lab investigator, with short idle and login timeouts."""
     directory = short_tmp("ha")
     signer = Signer(lab.gnupghome)
-    write_agent(
+    write_trusting_agent(
         directory,
-        investigators={"lab": signer.export_public()},
-        acl={"default": {"minimum_weight": 1, "investigators": {signer.fingerprint: 1}}},
+        signer,
+        "lab",
         limits={"module_timeout": 60, "max_concurrent": MAX_CONCURRENT, **limits},
     )
     config_path = directory / "agentd.toml"

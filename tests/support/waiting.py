@@ -7,6 +7,7 @@ import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 #: How often a condition is looked at again.
 POLL = 0.02
@@ -32,6 +33,15 @@ async def until(done: Callable[[], object], timeout: float = 60, what: str = "co
     while not await _value(done()):
         assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
         await asyncio.sleep(POLL)
+
+
+async def wait_for(pilot: Any, predicate: Callable[[], object], timeout: float = 60.0) -> None:
+    """``until`` for a Textual app under ``pilot``: the app handles its messages between looks."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await pilot.pause(0.05)
 
 
 async def _value(result: object) -> object:
