@@ -192,8 +192,12 @@ async def bench(
             assert state.counts["matched"] == n_hosts, state.counts
             if row_filter:
                 assert len(state.match_model) == expected_kept, len(state.match_model)
-            if stack_screen is not None:
-                shown = {r.key: r.raw[0] for r in stack_screen.model.rows}
+            if stack_screen is not None:  # the view redraws its counts on its tick: let it
+                deadline = time.perf_counter() + 2.0
+                while (shown := {r.key: r.raw[0] for r in stack_screen.model.rows}) != (
+                    expected_stack
+                ) and time.perf_counter() < deadline:
+                    await pilot.pause(0.05)
                 assert shown == expected_stack, "stack counts differ from the bench's count"
             return {
                 "kept": len(state.match_model) if row_filter else None,
