@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 
 from agentd import confine
-from agentd.runner import Budget, OpOutcome, Zygote, run_operation
+from agentd.runner import Zygote
 from modules.base import CollectingContext, LimitReached
 from modules.registry import all_modules, get_module
-from protocol.agent_config import LimitsSection
 from tests.support import cli
 from tests.support.agents import start_agent, stop_agent, write_agent
 from tests.support.confine_probe import ProbeModule
+from tests.support.confined_run import operation
 from tests.support.mod_child import running_child
 from tests.support.protocol_keys import KeyFactory
 
@@ -83,22 +83,6 @@ def targets(tmp_path: Path) -> Iterator[dict[str, Any]]:
             },
         }
     assert str(tmp_path).startswith("/tmp/")
-
-
-async def operation(
-    module: str, params: dict[str, Any], root: Path, **limits: Any
-) -> tuple[OpOutcome, list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
-    outcome = await run_operation(
-        module,
-        params,
-        root=str(root),
-        limits=LimitsSection(**limits),
-        timeout=60,
-        budget=Budget(10000, 16 << 20),
-        sink=lambda kind, payload: rows.append(payload) if kind == "match" else None,
-    )
-    return outcome, rows
 
 
 async def probe(module: str, targets: dict[str, Any]) -> dict[str, str]:

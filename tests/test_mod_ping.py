@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from modules.ping import PingModule
 from modules.timedrift import TimeDriftModule
 from protocol.errors import ParamError
 from tests.support.confined_run import operation
+from tests.support.udp import udp_responder
 
 MOD = PingModule()
 
@@ -52,25 +52,8 @@ def closed_udp() -> int:
 @pytest.fixture
 def udp_echo() -> Iterator[int]:
     """A UDP responder on loopback answering each datagram once, until the test ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            sock.sendto(data, peer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join()
-    sock.close()
+    with udp_responder(lambda data: data) as port:
+        yield port
 
 
 def run(**params: Any) -> CollectingContext:

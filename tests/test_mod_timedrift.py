@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import socket
 import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from protocol.errors import ParamError
 from tests.support.cli import console_env, events, spyglass
 from tests.support.confined_run import operation
 from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.udp import udp_responder
 
 MOD = TimeDriftModule()
 OFF_MS = 7_000  # the endpoint's clock, seven seconds ahead
@@ -40,27 +40,14 @@ def _ntp(ms: float) -> bytes:
 @pytest.fixture
 def ntp_server() -> Iterator[int]:
     """An SNTP responder with the machine's true clock (stratum 2, origin echoed)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    stop = threading.Event()
 
-    def serve() -> None:
-        sock.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(512)
-            except TimeoutError:
-                continue
-            stamp = _ntp(time.time_ns() / 1e6)
-            header = bytes([0x24, 2, 0, 0]) + bytes(8) + b"LOCL"
-            sock.sendto(header + bytes(8) + data[40:48] + stamp + stamp, peer)
+    def answer(request: bytes) -> bytes:
+        stamp = _ntp(time.time_ns() / 1e6)
+        header = bytes([0x24, 2, 0, 0]) + bytes(8) + b"LOCL"
+        return header + bytes(8) + request[40:48] + stamp + stamp
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join()
-    sock.close()
+    with udp_responder(answer) as port:
+        yield port
 
 
 @pytest.fixture
