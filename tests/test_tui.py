@@ -282,6 +282,9 @@ async def test_history_reopen_export_diff(make_app, tmp_path: Path) -> None:
         diff = app.screen.diff
         assert [h for h, _, _ in diff.hosts] == ["lab-001", "lab-002", "lab-003"]
         assert len(diff.added) == 2 and diff.removed == []
+        shown = " ".join(str(row.cells[2]) for row in app.screen.model.rows)
+        mtimes = [str(data["mtime"]) for _, data in diff.added]
+        assert mtimes and not any(m in shown for m in mtimes)  # times in local time, not epochs
 
 
 async def test_sign_only_then_approvals_launch(make_app, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -24,16 +26,22 @@ DIFF_COLUMNS = (
 class DiffScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="diff.back")]
 
-    def __init__(self, before: str, after: str, diff: RunDiff) -> None:
+    def __init__(self, before: str, after: str, diff: RunDiff, modules: list[str]) -> None:
         super().__init__()
         self.before, self.after, self.diff = before, after, diff
         self.model = RowModel(DIFF_COLUMNS)
+
+        def readable(data: Any) -> Any:  # time columns in local time, like every time on screen
+            for module in modules:
+                data = fmt.readable_data(module, data)
+            return data
+
         rows = [
             make_row(DIFF_COLUMNS, ["~", host, f"status {old} -> {new}"], fmt.cell)
             for host, old, new in diff.hosts
         ]
-        rows += [make_row(DIFF_COLUMNS, ["-", h, d], fmt.cell) for h, d in diff.removed]
-        rows += [make_row(DIFF_COLUMNS, ["+", h, d], fmt.cell) for h, d in diff.added]
+        rows += [make_row(DIFF_COLUMNS, ["-", h, readable(d)], fmt.cell) for h, d in diff.removed]
+        rows += [make_row(DIFF_COLUMNS, ["+", h, readable(d)], fmt.cell) for h, d in diff.added]
         self.model.append(rows)
 
     def compose(self) -> ComposeResult:

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from console.results import history
+from protocol.errors import UsageError
 from tui.model import format as fmt
 from tui.model import when as when_
 from tui.model.provenance import compact_operations, signer_ids
@@ -186,8 +187,14 @@ class HistoryScreen(Screen[None]):
         if self.marked is None or self.marked == run_id:
             self.notify("mark a run with space, then highlight another one and press d")
             return
-        diff = history.diff_runs(self.session.store, self.marked, run_id)
-        self.app.push_screen(DiffScreen(self.marked, run_id, diff))
+        try:
+            diff = history.diff_runs(self.session.store, self.marked, run_id)
+        except UsageError as err:  # runs of different modules
+            self.notify(str(err), title="Not compared", severity="warning")
+            return
+        run = self.session.store.run(run_id)
+        modules = run["modules"].split(",") if run is not None else []
+        self.app.push_screen(DiffScreen(self.marked, run_id, diff, modules))
 
     def action_export_jsonl(self) -> None:
         self._export("jsonl")
