@@ -27,9 +27,11 @@ from modules.registry import all_modules, get_module
 from tests.support import cli
 from tests.support.agents import start_agent, stop_agent, write_agent
 from tests.support.confine_probe import ProbeModule
-from tests.support.confined_run import operation
+from tests.support.confined_run import fresh_zygote, operation
 from tests.support.mod_child import running_child
 from tests.support.protocol_keys import KeyFactory
+
+__all__ = ["fresh_zygote"]  # a fixture: used by its name
 
 pytestmark = pytest.mark.skipif(
     not confine.support().landlock or not confine.support().seccomp,
@@ -43,16 +45,6 @@ DATA_ROOT = REPO / "tests" / "data" / "modules" / "root"
 def probes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Operations go to a fresh zygote that also knows the probe modules."""
     monkeypatch.setattr(Zygote, "entry", "tests.support.confine_probe")
-    yield
-    if Zygote._current is not None:
-        Zygote._current.close()
-
-
-@pytest.fixture
-def fresh_zygote() -> Iterator[None]:
-    """A zygote started in the test (so it sees the test's environment), closed after."""
-    if Zygote._current is not None:
-        Zygote._current.close()
     yield
     if Zygote._current is not None:
         Zygote._current.close()

@@ -17,7 +17,10 @@ from modules.base import CollectingContext
 from modules.process import ProcessModule, agent_pids, parse_maps, protected_pids
 from protocol.agent_config import LimitsSection
 from protocol.errors import ParamError
+from tests.support.confined_run import fresh_zygote
 from tests.support.mod_child import CHILD, running_child
+
+__all__ = ["fresh_zygote"]  # a fixture: used by its name
 
 MOD = ProcessModule()
 MARKER = "spyglass-marker-" + secrets.token_hex(8)  # also in this process: never read
@@ -163,16 +166,6 @@ async def test_the_agents_own_processes_are_left_out_unless_asked(
     assert len(launched) == 2
     assert not {zygote, *launched} & left_out
     assert {zygote, launched[1]} <= listed
-
-
-@pytest.fixture
-def fresh_zygote() -> Iterator[None]:
-    """A zygote of this test's own event loop, closed after."""
-    if Zygote._current is not None:
-        Zygote._current.close()
-    yield
-    if Zygote._current is not None:
-        Zygote._current.close()
 
 
 async def operation(params: dict[str, Any], root: Path) -> set[int]:

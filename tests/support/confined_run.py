@@ -6,10 +6,13 @@ child's Landlock ruleset built from the signed params, e.g. ``ping``'s ports).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from agentd.runner import Budget, OpOutcome, run_operation
+import pytest
+
+from agentd.runner import Budget, OpOutcome, Zygote, run_operation
 from protocol.agent_config import LimitsSection
 
 
@@ -28,3 +31,13 @@ async def operation(
         sink=lambda kind, payload: rows.append(payload) if kind == "match" else None,
     )
     return outcome, rows
+
+
+@pytest.fixture
+def fresh_zygote() -> Iterator[None]:
+    """A zygote started in the test (its own event loop and environment), closed after."""
+    if Zygote._current is not None:
+        Zygote._current.close()
+    yield
+    if Zygote._current is not None:
+        Zygote._current.close()
