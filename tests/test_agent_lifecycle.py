@@ -93,6 +93,15 @@ async def until(process: Any, kind: str, frames: list[dict[str, Any]]) -> None:
             frames.append(frame)
 
 
+async def first_rows(conn: Any, env: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """A new channel on ``conn`` sent ``env``, read until its first row: (channel, frames)."""
+    process = await conn.create_process(subsystem="spyglass", encoding=None)
+    process.stdin.write(agents.run_frames(env))
+    frames: list[dict[str, Any]] = []
+    await until(process, "match", frames)
+    return process, frames
+
+
 async def assert_serves(agent: agents.AgentProc, signer: Signer) -> None:
     frames = await agents.converse(agent, agents.run_frames(envelope(signer, HELLO)))
     assert [f["type"] for f in frames] == ["accepted", "match", "done", "finished"], frames
@@ -107,10 +116,7 @@ async def test_an_action_runs_to_its_end_after_its_channel_closes_and_a_resend_f
 ) -> None:
     env = envelope(signer, SLOW)
     conn = await agents.connect(agent)
-    process = await conn.create_process(subsystem="spyglass", encoding=None)
-    process.stdin.write(agents.run_frames(env))
-    before: list[dict[str, Any]] = []
-    await until(process, "match", before)
+    await first_rows(conn, env)  # the action runs: it has sent a row
     getattr(conn, leave)()  # abort: the TCP connection drops with no SSH goodbye
     # the console is gone; the same envelope again follows the action that still runs
     again = await agents.converse(agent, agents.run_frames(env), timeout=120)
@@ -130,14 +136,8 @@ async def test_a_follower_attached_mid_run_gets_the_rows_so_far_then_the_rest_li
 ) -> None:
     env = envelope(signer, SLOW)
     async with await agents.connect(agent) as conn:
-        sender = await conn.create_process(subsystem="spyglass", encoding=None)
-        sender.stdin.write(agents.run_frames(env))
-        sent: list[dict[str, Any]] = []
-        await until(sender, "match", sent)
-        follower = await conn.create_process(subsystem="spyglass", encoding=None)
-        follower.stdin.write(agents.run_frames(env))
-        followed: list[dict[str, Any]] = []
-        await until(follower, "match", followed)
+        sender, sent = await first_rows(conn, env)
+        follower, followed = await first_rows(conn, env)
         assert verdicts(agent, env) == ["accepted", "attached"]
         await asyncio.gather(until(sender, "finished", sent), until(follower, "finished", followed))
     assert sorted(paths(sent)) == EVERY_SLOW_ROW
@@ -150,10 +150,7 @@ async def test_cancel_stops_the_action_and_frees_its_slot(
 ) -> None:
     env = envelope(signer, SLOW)
     async with await agents.connect(agent) as conn:
-        process = await conn.create_process(subsystem="spyglass", encoding=None)
-        process.stdin.write(agents.run_frames(env))
-        frames: list[dict[str, Any]] = []
-        await until(process, "match", frames)
+        process, frames = await first_rows(conn, env)
         process.stdin.write(encode_frame({"type": "cancel"}))
         await until(process, "finished", frames)
     done = next(f for f in frames if f["type"] == "done")
