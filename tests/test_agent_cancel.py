@@ -9,7 +9,6 @@ from pathlib import Path
 from console.lab.local import Lab
 from tests.support import faults
 from tests.support.agents import AgentProc
-from tests.support.cli import console_env
 from tests.support.faults import victim
 
 __all__ = ["victim"]  # a fixture: used by its name
@@ -19,9 +18,7 @@ def test_interrupting_the_console_cancels_the_running_action(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
     envelope = faults.envelope_file(lab, tmp_path, faults.SLOW_OP)
-    env = console_env(
-        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "a.db"
-    )
+    env = faults.victim_env(lab, victim, tmp_path, "a.db")
     with faults.launching(env, envelope, f"name={faults.VICTIM}") as console:
         faults.wait_for_verdict(victim, faults.action_id(envelope))
         console.send_signal(signal.SIGINT)

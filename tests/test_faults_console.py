@@ -47,9 +47,7 @@ def kill_hard(agent: AgentProc) -> None:
 def test_agent_killed_mid_action_fails_that_host_only(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
-    env = console_env(
-        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "r.db"
-    )
+    env = faults.victim_env(lab, victim, tmp_path)
     envelope = faults.envelope_file(lab, tmp_path, faults.SLOW_OP)
     with faults.launching(
         env, envelope, f"name={faults.VICTIM} or name=lab-001 or name=lab-002"
@@ -69,28 +67,17 @@ def test_console_killed_mid_run_keeps_every_printed_event(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
     """op 0 matches every file at once; op 1 spins on the victim only (its slow.txt)."""
-    env = console_env(
-        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "r.db"
-    )
+    env = faults.victim_env(lab, victim, tmp_path)
     envelope = faults.envelope_file(lab, tmp_path, faults.EVERY_FILE_OP, faults.SLOW_OP)
     fast_hosts = {"lab-001", "lab-002", "lab-003"}
     target = f"name={faults.VICTIM} or name in (lab-001, lab-002, lab-003)"
-    printed: list[dict[str, Any]] = []
     with faults.launching(env, envelope, target, stderr=subprocess.DEVNULL) as console:
-        assert console.stdout is not None
-        while True:  # read as the console prints, until the victim's op 0 is done
-            line = console.stdout.readline()
-            assert line, f"console ended early: {printed[-3:]}"
-            printed.append(json.loads(line))
-            answered = {e["host"] for e in printed if e["event"] == "host"}
-            victim_rows = [
-                e for e in printed if e["event"] == "match" and e["host"] == faults.VICTIM
-            ]
-            if answered >= fast_hosts and len(victim_rows) == 2:  # hello.txt and slow.txt
-                break
+        # until the victim's op 0 is done: its rows are hello.txt and slow.txt
+        printed = faults.read_until_shown(console, fast_hosts, victim_rows=2)
         faults.wait_for_verdict(victim, faults.action_id(envelope))
         console.send_signal(signal.SIGKILL)
         console.wait()
+        assert console.stdout is not None
         printed += [json.loads(line) for line in console.stdout.read().splitlines()]
     shown = spyglass(env, "results", "show", faults.action_id(envelope), "--json")
     assert shown.returncode == 0, shown.stderr
@@ -125,19 +112,13 @@ def test_restarted_agent_serves_the_stored_outcome_to_a_relaunch(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
     envelope = faults.envelope_file(lab, tmp_path, faults.HELLO_OP)
-    env = console_env(
-        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "a.db"
-    )
-    first = spyglass(
-        env, "action", "launch", str(envelope), "-t", f"name={faults.VICTIM}", "--json"
-    )
+    env = faults.victim_env(lab, victim, tmp_path, "a.db")
+    first = faults.launch(env, envelope)
     assert first.returncode == 0, first.stderr
     restarted, inventory = _restart(lab, victim, tmp_path)
     try:
         env = console_env(lab, inventory, tmp_path / "b.db")
-        again = spyglass(
-            env, "action", "launch", str(envelope), "-t", f"name={faults.VICTIM}", "--json"
-        )
+        again = faults.launch(env, envelope)
         assert again.returncode == 0, again.stderr
         before, after = events(first.stdout), events(again.stdout)
         assert [e for e in after if e["event"] == "match"] == [
@@ -158,9 +139,7 @@ def test_agent_restarted_mid_action_refuses_the_relaunch(
     lab: Lab, victim: AgentProc, tmp_path: Path
 ) -> None:
     envelope = faults.envelope_file(lab, tmp_path, faults.SLOW_OP)
-    env = console_env(
-        lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: victim}), tmp_path / "a.db"
-    )
+    env = faults.victim_env(lab, victim, tmp_path, "a.db")
     with faults.launching(
         env, envelope, f"name={faults.VICTIM}", stderr=subprocess.DEVNULL
     ) as console:
@@ -170,9 +149,7 @@ def test_agent_restarted_mid_action_refuses_the_relaunch(
     try:
         assert host_statuses(events(out))[faults.VICTIM]["status"] in ("error", "unreachable")
         env = console_env(lab, inventory, tmp_path / "b.db")
-        again = spyglass(
-            env, "action", "launch", str(envelope), "-t", f"name={faults.VICTIM}", "--json"
-        )
+        again = faults.launch(env, envelope)
         assert again.returncode == 3, again.stderr
         host = host_statuses(events(again.stdout))[faults.VICTIM]
         assert (host["status"], host["reason"]) == ("rejected", "replayed")
@@ -219,20 +196,9 @@ def test_agent_behind_300ms_latency_and_5pct_loss_answers_within_expiry(
         subprocess.run([*in_ns, "ip", "link", "set", "lo", "up"], check=True)
         subprocess.run([*in_ns, *NETEM], check=True)
         agent = start_agent(faults.victim_dir(lab), prefix=in_ns, startup_timeout=60)
-        env = console_env(
-            lab, faults.fleet_inventory(lab, tmp_path, {faults.VICTIM: agent}), tmp_path / "r.db"
-        )
+        env = faults.victim_env(lab, agent, tmp_path)
         envelope = faults.envelope_file(lab, tmp_path, faults.HELLO_OP, expire=60)
-        done = spyglass(
-            env,
-            "action",
-            "launch",
-            str(envelope),
-            "-t",
-            f"name={faults.VICTIM}",
-            "--json",
-            prefix=in_ns,
-        )
+        done = faults.launch(env, envelope, prefix=in_ns)
         assert done.returncode == 0, done.stderr
         assert host_statuses(events(done.stdout))[faults.VICTIM]["status"] == "matched"
     finally:

@@ -25,8 +25,8 @@ from console.results.records import HostEvent, HostResult, MatchEvent, Summary
 from console.results.store import Store
 from console.results.text import is_formula, printable
 from tests.support.agents import start_agent, stop_agent
-from tests.support.cli import SPYGLASS, console_env
-from tests.support.faults import VICTIM, fleet_inventory, victim_dir
+from tests.support.cli import SPYGLASS
+from tests.support.faults import VICTIM, victim_dir, victim_env
 from tests.support.paths import short_tmp
 
 EVIL_NAMES = [
@@ -87,7 +87,7 @@ def runs(lab: Lab) -> Iterator[Runs]:
     agent = start_agent(directory)
     where = short_tmp("hd")
     try:
-        env = console_env(lab, fleet_inventory(lab, where, {VICTIM: agent}), where / "r.db")
+        env = victim_env(lab, agent, where)
         args = ("run", "file", "--paths", "/srv/evil", "--name", ".", "-t", f"name={VICTIM}")
         text = spyglass_bytes(env, *args)
         as_json = spyglass_bytes(env, *args, "--json")

@@ -21,7 +21,7 @@ from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.signing import Signer
 from tests.support.agents import SPIN_YARA, AgentProc, start_agent, stop_agent
-from tests.support.cli import SPYGLASS
+from tests.support.cli import SPYGLASS, console_env, spyglass
 from tests.support.solo_agent import hostile_agent_dir
 from tests.support.waiting import wait_until
 
@@ -56,6 +56,12 @@ def fleet_inventory(lab: Lab, where: Path, extra: dict[str, AgentProc]) -> Path:
     return path
 
 
+def victim_env(lab: Lab, agent: AgentProc, where: Path, store: str = "r.db") -> dict[str, str]:
+    """The console's environment for the lab's fleet plus ``agent`` as the victim, its
+    inventory and store (``store``) in ``where``."""
+    return console_env(lab, fleet_inventory(lab, where, {VICTIM: agent}), where / store)
+
+
 def envelope_file(lab: Lab, where: Path, *ops: Operation, expire: int = 300) -> Path:
     action = make_action("faults", "all", list(ops), expire_seconds=expire)
     path = where / f"{action.id}.json"
@@ -71,6 +77,15 @@ def wait_for_verdict(agent: AgentProc, action: str, verdict: str = "accepted") -
     wait_until(
         lambda: any(r["action_id"] == action and r["verdict"] == verdict for r in agent.audit),
         what=f"{action} {verdict}",
+    )
+
+
+def launch(
+    env: dict[str, str], envelope: Path, *, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """`spyglass action launch ENVELOPE -t name=victim --json` to the end."""
+    return spyglass(
+        env, "action", "launch", str(envelope), "-t", f"name={VICTIM}", "--json", prefix=prefix
     )
 
 
@@ -93,6 +108,23 @@ def launching(
         if console.poll() is None:
             console.kill()
             console.wait()
+
+
+def read_until_shown(
+    console: subprocess.Popen[str], hosts: set[str], victim_rows: int
+) -> list[dict[str, Any]]:
+    """The JSON lines ``console`` prints, read as it prints them, until every one of ``hosts``
+    answered and the victim's rows number ``victim_rows``."""
+    assert console.stdout is not None
+    printed: list[dict[str, Any]] = []
+    while True:
+        line = console.stdout.readline()
+        assert line, f"console ended early: {printed[-3:]}"
+        printed.append(json.loads(line))
+        answered = {e["host"] for e in printed if e["event"] == "host"}
+        rows = [e for e in printed if e["event"] == "match" and e["host"] == VICTIM]
+        if answered >= hosts and len(rows) == victim_rows:
+            return printed
 
 
 @pytest.fixture
