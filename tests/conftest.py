@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from console.lab.local import Lab, lab_down, lab_up
+from console.lab.local import Lab
 from protocol.signing import Signer, generate_key
-from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME
+from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME, running_lab
 from tests.support.paths import kill_gpg_agent, short_tmp
 
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """A lab of six agents; lab-002 and lab-004 hold /srv/drop/planted-ioc.bin."""
-    directory = short_tmp()
-    seeds = directory / "seeds"
-    for index in PLANTED:
-        drop = seeds / f"lab-{index + 1:03d}" / "srv" / "drop"
-        drop.mkdir(parents=True)
-        (drop / PLANTED_NAME).write_bytes(b"indicator of compromise\n")
-    started = lab_up(directory / "lab", LAB_SIZE, seed_files=seeds)
-    try:
+    planted = {index: (PLANTED_NAME, b"indicator of compromise\n") for index in PLANTED}
+    with running_lab(LAB_SIZE, planted) as started:
         yield started
-    finally:
-        lab_down(started.dir)
-        kill_gpg_agent(started.gnupghome)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ signed send time and a local SNTP responder on 127.0.0.1."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
 import time
@@ -14,13 +13,13 @@ from typing import Any
 import pytest
 
 from agentd import confine
-from console.lab.local import Lab, lab_down, lab_up
+from console.lab.local import Lab
 from modules.base import CollectingContext
 from modules.timedrift import CLOCK_OFFSET_ENV, TimeDriftModule, now_ms, parse_drift
 from protocol.errors import ParamError
 from tests.support.cli import console_env, events, spyglass
 from tests.support.confined_run import operation
-from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.lab import running_lab
 from tests.support.udp import udp_responder
 
 MOD = TimeDriftModule()
@@ -137,16 +136,10 @@ async def test_sntp_runs_confined_through_the_agents_child(ntp_server: int, tmp_
 @pytest.fixture
 def skewed_lab(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     """Two lab agents whose clocks run ``OFF_MS`` ahead (the console's does not)."""
-    directory = short_tmp()
     monkeypatch.setenv(CLOCK_OFFSET_ENV, str(OFF_MS))
-    started = lab_up(directory / "lab", 2)
-    monkeypatch.delenv(CLOCK_OFFSET_ENV)
-    try:
+    with running_lab(2) as started:
+        monkeypatch.delenv(CLOCK_OFFSET_ENV)
         yield started
-    finally:
-        lab_down(started.dir)
-        kill_gpg_agent(started.gnupghome)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_inventory_check_and_timedrift_agree(skewed_lab: Lab, tmp_path: Path) -> None:

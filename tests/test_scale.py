@@ -22,14 +22,14 @@ from console.fanout.dispatch import Dispatcher
 from console.fanout.shard import ShardedDispatcher, parse_workers
 from console.fanout.ssh import Connector, ConnectWindow, Pool
 from console.fanout.ssh_transport import SshTransport
-from console.lab.local import Lab, lab_down, lab_up
+from console.lab.local import Lab
 from console.results.records import Event, HostEvent, decode_event, encode_event
 from console.results.store import Store
 from inventory.loader import load_inventory
 from protocol.envelope import Envelope
 from protocol.signing import Signer
 from tests.support.cli import console_env, events, spyglass
-from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.lab import running_lab
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.xdist_group("scale")
@@ -42,18 +42,9 @@ NAME = "^(ioc-|passwd$)"  # every host has /etc/passwd, so every host answers "m
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Lab]:
     """Twenty agents (in one process); four hold /srv/drop/ioc-N.bin."""
-    directory = short_tmp("sgs")
-    seeds = directory / "seeds"
-    for index in PLANTED:
-        drop = seeds / f"lab-{index + 1:03d}" / "srv" / "drop"
-        drop.mkdir(parents=True)
-        (drop / f"ioc-{index}.bin").write_bytes(b"x")
-    started = lab_up(directory / "lab", FLEET, seed_files=seeds)
-    try:
+    drops = {index: (f"ioc-{index}.bin", b"x") for index in PLANTED}
+    with running_lab(FLEET, drops, prefix="sgs") as started:
         yield started
-    finally:
-        lab_down(started.dir)
-        kill_gpg_agent(started.gnupghome)
 
 
 def envelope(lab: Lab) -> Envelope:
