@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import tomli_w
 
 from console.lab.local import Lab
 from console.lab.seed import BACKDOOR
@@ -24,6 +27,24 @@ def write(tmp_path: Path, text: str, name: str = "runbook.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def step_table(
+    name: str, target: str | None, params: dict[str, Any], module: str = "file", **more: Any
+) -> dict[str, Any]:
+    """One ``[[steps]]`` table; with no ``target`` the step takes the runbook's."""
+    table = {"name": name, "module": module, "params": params, **more}
+    return table if target is None else {**table, "target": target}
+
+
+def runbook(tmp_path: Path, *steps: dict[str, Any], **top: Any) -> str:
+    """The path of a runbook named ``runbook`` (its file's name) with ``steps`` and ``top``'s
+    keys."""
+    return str(write(tmp_path, tomli_w.dumps({**top, "steps": list(steps)})))
+
+
+def run_runbook(env: dict[str, str], path: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return spyglass(env, "runbook", "run", path, *flags)
 
 
 # -- check -------------------------------------------------------------------------------------
@@ -133,30 +154,17 @@ def test_second_step_runs_only_where_the_first_matched(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
     sha = hashlib.sha256(BACKDOOR).hexdigest()
-    body = f"""
-name = "xz sweep"
-target = "all"
-[[steps]]
-name = "packages"
-module = "pkg"
-params = {{ name = ['^(xz-utils|liblzma5)$'], version = ['^5\\.6\\.[01]'] }}
-stop_if = "nomatch"
-[[steps]]
-name = "libraries"
-module = "file"
-only_hosts_matched_by = "packages"
-params = {{ paths = ["/usr/lib"], name = ['^liblzma\\.so'], sha256 = ["{sha}"] }}
-"""
-    report_path = tmp_path / "report.json"
-    done = spyglass(
-        lab_env,
-        "runbook",
-        "run",
-        str(write(tmp_path, body)),
-        "--json",
-        "--report",
-        str(report_path),
+    packages = {"name": ["^(xz-utils|liblzma5)$"], "version": ["^5\\.6\\.[01]"]}
+    libraries = {"paths": ["/usr/lib"], "name": ["^liblzma\\.so"], "sha256": [sha]}
+    path = runbook(
+        tmp_path,
+        step_table("packages", None, packages, module="pkg", stop_if="nomatch"),
+        step_table("libraries", None, libraries, only_hosts_matched_by="packages"),
+        name="xz sweep",
+        target="all",
     )
+    report_path = tmp_path / "report.json"
+    done = run_runbook(lab_env, path, "--json", "--report", str(report_path))
     assert done.returncode == 0, done.stderr
     report = json.loads(report_path.read_text())
     packages, libraries = report["steps"]
@@ -186,20 +194,13 @@ params = {{ paths = ["/usr/lib"], name = ['^liblzma\\.so'], sha256 = ["{sha}"] }
 
 
 def test_stop_if_nomatch_and_markdown_report(lab_env: dict[str, str], tmp_path: Path) -> None:
-    body = """
-[[steps]]
-name = "nothing"
-target = "role=web"
-module = "file"
-params = { paths = ["/srv"], name = ['^no-such-file$'] }
-stop_if = "nomatch"
-[[steps]]
-name = "never"
-target = "all"
-module = "file"
-params = { paths = ["/srv"] }
-"""
-    done = spyglass(lab_env, "runbook", "run", str(write(tmp_path, body)))
+    nothing = {"paths": ["/srv"], "name": ["^no-such-file$"]}
+    path = runbook(
+        tmp_path,
+        step_table("nothing", "role=web", nothing, stop_if="nomatch"),
+        step_table("never", "all", {"paths": ["/srv"]}),
+    )
+    done = run_runbook(lab_env, path)
     assert done.returncode == 1, done.stderr
     assert "# Runbook: runbook" in done.stdout
     assert "| 1 | nothing | file | ran | 2 | 0 | 2 | 0 | 0 |" in done.stdout
@@ -214,14 +215,9 @@ def test_failed_hosts_are_listed_and_exit_3(
     inventory = lab_inventory(lab, tmp_path, (lab.dir / "known_hosts").read_text())
     inventory["hosts"].append(gone_host())
     env = {**lab_env, "SPYGLASS_INVENTORY": str(save_inventory(inventory, tmp_path))}
-    body = f"""
-[[steps]]
-name = "planted"
-target = "role=web or role=db"
-module = "file"
-params = {{ paths = ["/srv"], name = ['^{PLANTED_NAME}$'] }}
-"""
-    done = spyglass(env, "runbook", "run", str(write(tmp_path, body)), "--json")
+    planted = {"paths": ["/srv"], "name": [f"^{PLANTED_NAME}$"]}
+    path = runbook(tmp_path, step_table("planted", "role=web or role=db", planted))
+    done = run_runbook(env, path, "--json")
     assert done.returncode == 3, done.stderr
     (step,) = json.loads(done.stdout)["steps"]
     assert [f["host"] for f in step["failed_hosts"]] == ["gone"]
@@ -234,21 +230,16 @@ def test_results_diff_after_planting_a_file(
     lab: Lab, lab_env: dict[str, str], tmp_path: Path
 ) -> None:
     name = f"dropped-{uuid.uuid4().hex[:8]}.bin"
-    body = f"""
-[[steps]]
-name = "dropped"
-target = "all"
-module = "file"
-params = {{ paths = ["/srv"], name = ['^{name}$'] }}
-"""
-    path = write(tmp_path, body)
-    first = spyglass(lab_env, "runbook", "run", str(path), "--json")
+    path = runbook(
+        tmp_path, step_table("dropped", "all", {"paths": ["/srv"], "name": [f"^{name}$"]})
+    )
+    first = run_runbook(lab_env, path, "--json")
     assert first.returncode == 1, first.stderr
     planted = lab.root("lab-003") / "srv" / "incoming" / name
     planted.parent.mkdir(parents=True, exist_ok=True)
     planted.write_bytes(b"new\n")
     try:
-        second = spyglass(lab_env, "runbook", "run", str(path), "--json")
+        second = run_runbook(lab_env, path, "--json")
     finally:
         planted.unlink()
     assert second.returncode == 0, second.stderr
@@ -263,14 +254,8 @@ params = {{ paths = ["/srv"], name = ['^{name}$'] }}
 
 
 def test_nothing_launched_exits_2(lab_env: dict[str, str], tmp_path: Path) -> None:
-    body = """
-[[steps]]
-name = "nobody"
-target = "role=mainframe"
-module = "file"
-params = { paths = ["/srv"] }
-"""
-    done = spyglass(lab_env, "runbook", "run", str(write(tmp_path, body)))
+    path = runbook(tmp_path, step_table("nobody", "role=mainframe", {"paths": ["/srv"]}))
+    done = run_runbook(lab_env, path)
     assert done.returncode == 2
     assert "no step of the runbook was launched" in done.stderr
     assert "skipped" in done.stdout
