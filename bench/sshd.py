@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.lab.local import stop_process
+
 SSHD = "/usr/sbin/sshd"
 INSTALL = "apt-get update && apt-get install -y openssh-server"
 
@@ -38,12 +40,7 @@ class Sshd:
     user: str
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 def free_port() -> int:

@@ -142,6 +142,17 @@ def lab_down(directory: str | Path) -> int:
     return len(pids)
 
 
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, and SIGKILL if it still runs after ``grace`` seconds: an agent or an sshd that
+    a test or a benchmark started."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _console_key(directory: Path) -> str:
     path = directory / "console_ed25519"
     if not path.exists():

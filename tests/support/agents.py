@@ -21,6 +21,7 @@ from typing import Any
 import asyncssh
 import tomli_w
 
+from console.lab.local import stop_process
 from protocol.frames import encode_frame, read_frame
 from protocol.keyfile import write_private
 from protocol.signing import Signer
@@ -146,12 +147,7 @@ def start_agents(
 
 
 def stop_agent(agent: AgentProc) -> None:
-    agent.proc.terminate()
-    try:
-        agent.proc.wait(5)
-    except subprocess.TimeoutExpired:
-        agent.proc.kill()
-        agent.proc.wait()
+    stop_process(agent.proc)
 
 
 @contextmanager
