@@ -53,7 +53,7 @@ from inventory.model import Host, Inventory  # noqa: E402
 from protocol.envelope import Envelope  # noqa: E402
 from protocol.frames import encode_frame, read_frame  # noqa: E402
 from protocol.signing import Signer  # noqa: E402
-from protocol.transport import CIPHERS, KEX, SUBSYSTEM  # noqa: E402
+from protocol.transport import SUBSYSTEM  # noqa: E402
 
 
 class Meter:
@@ -171,20 +171,8 @@ async def spyglass_run(
 async def floor_run(
     inventory: Inventory, connector: Connector, meter: Meter, concurrency: int
 ) -> int:
-    """connect + subsystem + hello frame + reply, nothing else: the cost of the SSH path."""
-    keys = [asyncssh.read_private_key(str(p)) for p in inventory.defaults.client_keys]
-    options = asyncssh.SSHClientConnectionOptions(
-        username=inventory.defaults.user,
-        client_keys=keys,
-        agent_path=None,
-        config=None,
-        gss_host=None,
-        compression_algs=None,
-        kex_algs=KEX,
-        encryption_algs=CIPHERS,
-        preferred_auth="publickey",
-        connect_timeout=10,
-    )
+    """connect + subsystem + hello frame + reply, nothing else: the cost of the SSH path, with
+    the console's connection options (keys, algorithms, timeouts) but none of its machinery."""
     gate = asyncio.Semaphore(concurrency)
     hello = encode_frame({"type": "hello", "versions": [1]})
     start = time.monotonic()
@@ -196,7 +184,7 @@ async def floor_run(
                 asyncssh.connect(
                     host.address,
                     host.port,
-                    options=options,
+                    options=connector.options,
                     config=None,
                     known_hosts=(connector.pinned_keys(host), [], []),
                 ) as c,

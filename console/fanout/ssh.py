@@ -118,7 +118,7 @@ class Connector:
             raise InventoryError(f"{inventory.path}: client_keys: {err}") from None
         self.known_hosts = _read_known_hosts(defaults.known_hosts)
         _name_the_local_user()
-        self._base = asyncssh.SSHClientConnectionOptions(
+        self.options = asyncssh.SSHClientConnectionOptions(
             username=defaults.user,
             client_keys=keys or None,
             agent_path=None if keys else (),
@@ -158,7 +158,7 @@ class Connector:
                 return await asyncssh.connect(
                     host.address,
                     host.port,
-                    options=self._base,
+                    options=self.options,
                     config=None,
                     known_hosts=(pinned, [], []),
                     username=host.user,
