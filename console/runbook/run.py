@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import KW_ONLY, dataclass
 from typing import TextIO
 
 from console.actions.compose import validated_operation
@@ -25,27 +26,18 @@ from protocol.envelope import Envelope
 from protocol.signing import Signer
 
 
+@dataclass(eq=False)
 class RunbookRunner:
     """Signs and runs a runbook's steps in order over one connection pool."""
 
-    def __init__(
-        self,
-        runbook: Runbook,
-        inventory: Inventory,
-        pool: Pool,
-        store: Store,
-        signer: Signer,
-        *,
-        concurrency: int = DEFAULT_CONCURRENCY,
-        progress: TextIO = sys.stderr,
-    ) -> None:
-        self.runbook = runbook
-        self.inventory = inventory
-        self.pool = pool
-        self.store = store
-        self.signer = signer
-        self.concurrency = concurrency
-        self.progress = progress
+    runbook: Runbook
+    inventory: Inventory
+    pool: Pool
+    store: Store
+    signer: Signer
+    _: KW_ONLY
+    concurrency: int = DEFAULT_CONCURRENCY
+    progress: TextIO = sys.stderr
 
     async def run(self) -> RunbookReport:
         report = RunbookReport(self.runbook, time.time(), [])
