@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -34,23 +35,8 @@ class StepReport:
     stopped: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "module": self.module,
-            "target": self.target,
-            "status": self.status,
-            "note": self.note,
-            "action_id": self.action_id,
-            "hosts": self.hosts,
-            "matched": self.matched,
-            "nomatch": self.nomatch,
-            "failed": self.failed,
-            "matches": self.matches,
-            "elapsed_ms": self.elapsed_ms,
-            "matched_hosts": self.matched_hosts,
-            "failed_hosts": self.failed_hosts,
-            "stopped": self.stopped,
-        }
+        """Every field, in declaration order (the report's JSON and the stored reports)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
