@@ -144,7 +144,7 @@ def cmd_inventory_check(args: argparse.Namespace) -> int:
         skew = format_skew(h.skew_ms)
         if h.skew_ms is not None and abs(h.skew_ms) > SKEW_WARNING_MS:
             skew += " (CLOCK OFF)"
-        info = h.info or {}
+        info = h.agent or {}
         facts = [
             f"version {printable(h.version)}",
             f"skew {skew}",

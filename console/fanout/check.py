@@ -14,6 +14,7 @@ or sent) and pins it only after a confirmation or a matching ``--fingerprint``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ class HostHealth:
     modules: list[str] = field(default_factory=list)
     skew_ms: int | None = None
     rtt_ms: int | None = None
-    info: dict[str, Any] | None = None  # the agent module's row
+    agent: dict[str, Any] | None = None  # the agent module's row
     action: str | None = None  # outcome of the agent-module action: matched / rejected:acl ...
 
     @property
@@ -59,20 +60,8 @@ class HostHealth:
         return self.status == "ok"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "event": "host",
-            "host": self.host,
-            "address": self.address,
-            "status": self.status,
-            "detail": self.detail,
-            "version": self.version,
-            "platform": self.platform,
-            "modules": self.modules,
-            "skew_ms": self.skew_ms,
-            "rtt_ms": self.rtt_ms,
-            "agent": self.info,
-            "action": self.action,
-        }
+        """``inventory check --json``: every field, in declaration order."""
+        return {"event": "host", **dataclasses.asdict(self)}
 
 
 async def check_fleet(
@@ -161,7 +150,7 @@ async def _agent_module(
 
     def sink(event: Event) -> None:
         if isinstance(event, MatchEvent):
-            by_name[event.host].info = event.data
+            by_name[event.host].agent = event.data
         elif isinstance(event, HostEvent):
             r = event.result
             by_name[r.host].action = f"{r.status}:{r.reason}" if r.reason else r.status
