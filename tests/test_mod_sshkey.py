@@ -132,21 +132,26 @@ def by_path(ctx: CollectingContext) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def key_file_row(path: str, kind: str, key_type: str, bits: int, fp: str) -> dict[str, Any]:
+    """The row of an unencrypted key file: comments and options come only from public-key and
+    authorized_keys lines."""
+    return {
+        "path": path,
+        "kind": kind,
+        "type": key_type,
+        "bits": bits,
+        "fingerprint_sha256": fp,
+        "encrypted": False,
+        "comment": None,
+        "options": None,
+    }
+
+
 def test_pem_and_pkcs8_keys(root: tuple[Path, dict[str, Any]]) -> None:
     tree, fps = root
     rows = by_path(run(tree, paths=["/home"]))
-    assert rows["/home/alice/.ssh/id_rsa_pem"] == [
-        {
-            "path": "/home/alice/.ssh/id_rsa_pem",
-            "kind": "private",
-            "type": "ssh-rsa",
-            "bits": 2048,
-            "fingerprint_sha256": fps["rsa"],
-            "encrypted": False,
-            "comment": None,
-            "options": None,
-        }
-    ]
+    pem = "/home/alice/.ssh/id_rsa_pem"
+    assert rows[pem] == [key_file_row(pem, "private", "ssh-rsa", 2048, fps["rsa"])]
     if shutil.which("ssh-keygen"):  # the same fingerprint as OpenSSH computes
         assert ssh_keygen_fp(tree / "home/alice/.ssh/id_rsa_pem") == fps["rsa"]
     # encrypted PEM: the fingerprint comes from the adjacent .pub
@@ -186,16 +191,9 @@ def test_openssh_keys_encrypted_and_not(root: tuple[Path, dict[str, Any]]) -> No
     tree, fps = root
     rows = by_path(run(tree, paths=["/home/alice/.ssh"]))
     [plain] = rows["/home/alice/.ssh/id_ed25519"]
-    assert plain == {
-        "path": "/home/alice/.ssh/id_ed25519",
-        "kind": "private",
-        "type": "ssh-ed25519",
-        "bits": 256,
-        "fingerprint_sha256": fps["ed"],
-        "encrypted": False,
-        "comment": None,
-        "options": None,
-    }
+    assert plain == key_file_row(
+        "/home/alice/.ssh/id_ed25519", "private", "ssh-ed25519", 256, fps["ed"]
+    )
     [locked] = rows["/home/alice/.ssh/id_locked"]
     # the openssh-key-v1 format keeps the public key in clear: fingerprint without passphrase
     assert (locked["encrypted"], locked["fingerprint_sha256"]) == (True, fps["ed_locked"])
@@ -209,16 +207,9 @@ def test_host_keys_and_default_paths(root: tuple[Path, dict[str, Any]]) -> None:
     tree, fps = root
     rows = by_path(run(tree))  # default paths: /root, /home, /etc/ssh
     [host] = rows["/etc/ssh/ssh_host_ecdsa_key"]
-    assert host == {
-        "path": "/etc/ssh/ssh_host_ecdsa_key",
-        "kind": "host",
-        "type": "ecdsa-sha2-nistp256",
-        "bits": 256,
-        "fingerprint_sha256": fps["host"],
-        "encrypted": False,
-        "comment": None,
-        "options": None,
-    }
+    assert host == key_file_row(
+        "/etc/ssh/ssh_host_ecdsa_key", "host", "ecdsa-sha2-nistp256", 256, fps["host"]
+    )
     [host_pub] = rows["/etc/ssh/ssh_host_ecdsa_key.pub"]
     assert (host_pub["kind"], host_pub["fingerprint_sha256"]) == ("host", fps["host"])
     assert "/root/.ssh/authorized_keys" in rows
