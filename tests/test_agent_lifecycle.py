@@ -72,6 +72,12 @@ BIG = Operation("file", {"paths": ["/srv/big"], "match_limit": BIG_FILES})
 HELLO = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
 
 
+@pytest.fixture
+def slow_env(signer: Signer) -> dict[str, Any]:
+    """A freshly signed envelope of ``SLOW``: each test's own action on the shared agent."""
+    return envelope(signer, SLOW)
+
+
 def action_id(env: dict[str, Any]) -> str:
     return str(env["action"]["id"])
 
@@ -112,33 +118,31 @@ EVERY_SLOW_ROW = [f"/srv/slow/{i:02d}.txt" for i in range(SLOW_FILES)]
 
 @pytest.mark.parametrize("leave", ["close", "abort"])  # a clean close, or a console killed
 async def test_an_action_runs_to_its_end_after_its_channel_closes_and_a_resend_follows_it(
-    agent: agents.AgentProc, signer: Signer, leave: str
+    agent: agents.AgentProc, slow_env: dict[str, Any], leave: str
 ) -> None:
-    env = envelope(signer, SLOW)
     conn = await agents.connect(agent)
-    await first_rows(conn, env)  # the action runs: it has sent a row
+    await first_rows(conn, slow_env)  # the action runs: it has sent a row
     getattr(conn, leave)()  # abort: the TCP connection drops with no SSH goodbye
     # the console is gone; the same envelope again follows the action that still runs
-    again = await agents.converse(agent, agents.run_frames(env), timeout=120)
-    assert verdicts(agent, env) == ["accepted", "attached"]  # one execution, followed
+    again = await agents.converse(agent, agents.run_frames(slow_env), timeout=120)
+    assert verdicts(agent, slow_env) == ["accepted", "attached"]  # one execution, followed
     assert sorted(paths(again)) == EVERY_SLOW_ROW  # from the first row on, each once
     assert [f["type"] for f in again][-2:] == ["done", "finished"]
     assert again[-2]["status"] == "ok" and all(f["replay"] is True for f in again)
     # after its end, the stored outcome: the same rows, marked replayed, with the run's time
-    stored = await agents.converse(agent, agents.run_frames(env))
+    stored = await agents.converse(agent, agents.run_frames(slow_env))
     assert paths(stored) == paths(again) and all(f["replay"] is True for f in stored)
     assert stored[0]["ran_at"] == again[0]["ran_at"]
-    assert verdicts(agent, env) == ["accepted", "attached", "replayed-outcome"]
+    assert verdicts(agent, slow_env) == ["accepted", "attached", "replayed-outcome"]
 
 
 async def test_a_follower_attached_mid_run_gets_the_rows_so_far_then_the_rest_live(
-    agent: agents.AgentProc, signer: Signer
+    agent: agents.AgentProc, slow_env: dict[str, Any]
 ) -> None:
-    env = envelope(signer, SLOW)
     async with await agents.connect(agent) as conn:
-        sender, sent = await first_rows(conn, env)
-        follower, followed = await first_rows(conn, env)
-        assert verdicts(agent, env) == ["accepted", "attached"]
+        sender, sent = await first_rows(conn, slow_env)
+        follower, followed = await first_rows(conn, slow_env)
+        assert verdicts(agent, slow_env) == ["accepted", "attached"]
         await asyncio.gather(until(sender, "finished", sent), until(follower, "finished", followed))
     assert sorted(paths(sent)) == EVERY_SLOW_ROW
     assert paths(followed) == paths(sent)  # the same rows in the same order, none twice
@@ -146,18 +150,17 @@ async def test_a_follower_attached_mid_run_gets_the_rows_so_far_then_the_rest_li
 
 
 async def test_cancel_stops_the_action_and_frees_its_slot(
-    agent: agents.AgentProc, signer: Signer
+    agent: agents.AgentProc, signer: Signer, slow_env: dict[str, Any]
 ) -> None:
-    env = envelope(signer, SLOW)
     async with await agents.connect(agent) as conn:
-        process, frames = await first_rows(conn, env)
+        process, frames = await first_rows(conn, slow_env)
         process.stdin.write(encode_frame({"type": "cancel"}))
         await until(process, "finished", frames)
     done = next(f for f in frames if f["type"] == "done")
     assert done["status"] == "cancelled" and len(paths(frames)) < SLOW_FILES
-    assert verdicts(agent, env) == ["accepted", "cancelled"]
+    assert verdicts(agent, slow_env) == ["accepted", "cancelled"]
     stored = await agents.converse(
-        agent, agents.run_frames(env)
+        agent, agents.run_frames(slow_env)
     )  # the cancelled outcome, as it ended
     assert [f["status"] for f in stored if f["type"] == "done"] == ["cancelled"]
     await assert_serves(agent, signer)
