@@ -11,6 +11,7 @@ console and the agent cannot disagree on what a file means.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import tempfile
@@ -54,20 +55,16 @@ def read_agent_policy(path: str | Path) -> AgentPolicy:
 
 @dataclass
 class SignatureInfo:
-    index: int
+    """One signature of the envelope, in the envelope's order."""
+
     fingerprint: str | None
     uid: str
     status: str  # valid / bad / unknown-key / malformed, as seen by the keyring that knew most
     seen_by: str  # "local keyring", "agent keyring" or "nobody"
 
     def to_json(self) -> dict[str, Any]:
-        """As `spyglass action show --json` prints it."""
-        return {
-            "fingerprint": self.fingerprint,
-            "uid": self.uid,
-            "status": self.status,
-            "seen_by": self.seen_by,
-        }
+        """As `spyglass action show --json` prints it: every field."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -75,21 +72,16 @@ class ModuleWeight:
     module: str
     rule: str  # "acl.file" or "acl.default" or "none"
     weight: int
-    needed: int
+    minimum_weight: int
     signers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.rule != "none" and self.weight >= self.needed
+        return self.rule != "none" and self.weight >= self.minimum_weight
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "module": self.module,
-            "rule": self.rule,
-            "weight": self.weight,
-            "minimum_weight": self.needed,
-            "signers": self.signers,
-        }
+        """Every field (under ``modules`` of the verdict's JSON)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -172,11 +164,11 @@ def inspect_envelope(
             rings.append(("agent keyring", agent_ring))
             uids = {**_uids(homes[-1]), **uids}
         infos = []
-        for i, signature in enumerate(envelope.signatures):
+        for signature in envelope.signatures:
             seen_by, check = _best([(name, ring.check(data, signature)) for name, ring in rings])
             fpr = check.fingerprint if check else None
             status = check.status if check else "unknown-key"
-            infos.append(SignatureInfo(i, fpr, uids.get(fpr or "", ""), status, seen_by))
+            infos.append(SignatureInfo(fpr, uids.get(fpr or "", ""), status, seen_by))
         verdict = None
         if agent is not None and agent_ring is not None:
             verdict = evaluate(envelope, agent, agent_ring, now)

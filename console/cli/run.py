@@ -226,10 +226,10 @@ def _print_action(envelope: Envelope, infos: list[SignatureInfo]) -> None:
         params = json.dumps(op.params, ensure_ascii=False, sort_keys=True)
         print(f"  operation {i}: {op.module} {printable(params)}")
     print(f"signatures: {len(infos)}")
-    for info in infos:
+    for number, info in enumerate(infos, 1):
         who = info.fingerprint or "unknown key"
         uid = f" {printable(info.uid)}" if info.uid else ""
-        print(f"  {info.index + 1}. {who}{uid}: {info.status} ({info.seen_by})")
+        print(f"  {number}. {who}{uid}: {info.status} ({info.seen_by})")
 
 
 def _print_verdict(verdict: Verdict) -> None:
@@ -238,7 +238,7 @@ def _print_verdict(verdict: Verdict) -> None:
         signers = ", ".join(s[-16:] for s in m.signers) or "no signer it counts"
         mark = "ok" if m.ok else "NOT ENOUGH"
         print(
-            f"  {m.module}: {m.rule} needs weight {m.needed}, signers weigh {m.weight} "
+            f"  {m.module}: {m.rule} needs weight {m.minimum_weight}, signers weigh {m.weight} "
             f"({signers}): {mark}"
         )
     for warning in verdict.warnings:
