@@ -132,12 +132,16 @@ class LineScanner:
                 self.found = self.done = True
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Inspection:
     """What one read of a file established."""
 
     content: bool = False
     digests: dict[str, str] = field(default_factory=dict)
+
+
+#: The answers of a read that computed no digest: shared, not made per file.
+_FOUND, _MISSED = Inspection(True), Inspection(False)
 
 
 @dataclass
@@ -157,18 +161,35 @@ class Reader:
         # comes with the first file read (``_buffer``).
         self._scanner = LineScanner(self.regexes, self.macroal, self.match_any)
         self._makers = [getattr(hashlib, a) for a in self.algos]
+        #: The usual search, one content regex and nothing else to compute, gets its own short
+        #: path per file (``inspect``): a few Python calls fewer on each of thousands of files.
+        self._one = None
+        if len(self.regexes) == 1 and not (self.algos or self.decompress):
+            self._one = self.regexes[0].find
 
     def inspect(self, fd: int, size: int = 0) -> Inspection:
         """Read ``fd`` to the end (or until the content answer is known and no digest needs the
         rest). ``size`` is the file's size by fstat, to spare a read at the end. Raises OSError,
         zlib.error, TooBig."""
+        if self._one is not None:
+            buf, _view = self._buffer
+            n = os.readv(fd, (buf,))
+            self.bytes_read += n
+            if n < CHUNK and 0 < size <= n:  # the whole file in one read, as ``whole`` does
+                found = self._one(buf, 0, n - 1 if buf[n - 1] == 0x0A else n) >= 0
+                return _FOUND if found else _MISSED
+            scanner = self._scanner.reset()
+            self._read_rest(fd, size, n, [], scanner)
+            scanner.finish()
+            return _FOUND if scanner.found else _MISSED
         # Per-file code: no comprehension (each is a call) unless a digest was asked for.
         hashers = [make() for make in self._makers] if self._makers else []
         scanner = self._scanner.reset() if self.regexes else None
         self._read(fd, size, hashers, scanner)
+        if not hashers:
+            return _FOUND if scanner is not None and scanner.found else _MISSED
         return Inspection(
-            scanner is not None and scanner.found,
-            {h.name: h.hexdigest() for h in hashers} if hashers else {},
+            scanner is not None and scanner.found, {h.name: h.hexdigest() for h in hashers}
         )
 
     def sha256(self, fd: int, size: int = 0) -> str:
