@@ -178,10 +178,10 @@ class Reader:
             if n < CHUNK and 0 < size <= n:  # the whole file in one read, as ``whole`` does
                 found = self._one(buf, 0, n - 1 if buf[n - 1] == 0x0A else n) >= 0
                 return _FOUND if found else _MISSED
-            scanner = self._scanner.reset()
-            self._read_rest(fd, size, n, [], scanner)
-            scanner.finish()
-            return _FOUND if scanner.found else _MISSED
+            longer = self._scanner.reset()
+            self._read_rest(fd, size, n, [], longer)
+            longer.finish()
+            return _FOUND if longer.found else _MISSED
         # Per-file code: no comprehension (each is a call) unless a digest was asked for.
         hashers = [make() for make in self._makers] if self._makers else []
         scanner = self._scanner.reset() if self.regexes else None
