@@ -141,6 +141,11 @@ class Param:
             kw["choices"] = self.choices
         parser.add_argument(self.flag, action="append" if self.repeatable else "store", **kw)
 
+    @classmethod
+    def each(cls, kind: Kind, **helps: str) -> tuple[Param, ...]:
+        """Repeatable parameters of one kind, one per ``name="help"``: a search's filters."""
+        return tuple(cls(name, kind, text, repeatable=True) for name, text in helps.items())
+
     def to_json(self) -> dict[str, Any]:
         """The parameter's entry in ``Module.spec()``."""
         default = list(self.default) if isinstance(self.default, tuple) else self.default

@@ -125,26 +125,20 @@ class ProcessModule(Module):
     needs = Needs(read=("/proc",), processes=True)
     summary = "Processes by name, command line, executable, user, library or memory content"
     params = (
-        Param("name", "regex", "Regex searched in the process name", repeatable=True),
-        Param(
-            "cmdline",
+        *Param.each(
             "regex",
-            "Regex searched in the command line (args joined by spaces)",
-            repeatable=True,
+            name="Regex searched in the process name",
+            cmdline="Regex searched in the command line (args joined by spaces)",
+            exe="Regex searched in the executable's path",
         ),
-        Param("exe", "regex", "Regex searched in the executable's path", repeatable=True),
-        Param("user", "string", "User name or numeric uid owning the process", repeatable=True),
-        Param("exe_sha256", "hash", "SHA-256 of the executable is one of these", repeatable=True),
-        Param("library", "regex", "Regex searched in the paths of mapped files", repeatable=True),
-        Param(
-            "content",
+        *Param.each("string", user="User name or numeric uid owning the process"),
+        *Param.each("hash", exe_sha256="SHA-256 of the executable is one of these"),
+        *Param.each(
             "regex",
-            "Regex searched in readable memory (as UTF-8 bytes; needs ptrace rights)",
-            repeatable=True,
+            library="Regex searched in the paths of mapped files",
+            content="Regex searched in readable memory (as UTF-8 bytes; needs ptrace rights)",
         ),
-        Param(
-            "bytes", "hexbytes", "Byte string (hex) searched in readable memory", repeatable=True
-        ),
+        *Param.each("hexbytes", bytes="Byte string (hex) searched in readable memory"),
         Param(
             "max_length",
             "int",

@@ -70,31 +70,18 @@ class NetstatModule(Module):
     needs = Needs(read=("/proc",), sockets=("netlink",), processes=True)
     summary = "Local and neighbour MAC/IP, connected peers and listening ports (live host)"
     params = (
-        Param("local_mac", "mac", "Regex on this host's MAC addresses (any case)", repeatable=True),
-        Param(
-            "neighbor_mac",
+        *Param.each(
             "mac",
-            "Regex on MAC addresses in the neighbour (ARP/NDP) table (any case)",
-            repeatable=True,
+            local_mac="Regex on this host's MAC addresses (any case)",
+            neighbor_mac="Regex on MAC addresses in the neighbour (ARP/NDP) table (any case)",
         ),
-        Param(
-            "local_ip", "cidr", "IP or CIDR held by one of this host's interfaces", repeatable=True
-        ),
-        Param(
-            "neighbor_ip", "cidr", "IP or CIDR in the neighbour (ARP/NDP) table", repeatable=True
-        ),
-        Param(
-            "connected_ip",
+        *Param.each(
             "cidr",
-            "IP or CIDR of a peer of a TCP connection or connected UDP socket",
-            repeatable=True,
+            local_ip="IP or CIDR held by one of this host's interfaces",
+            neighbor_ip="IP or CIDR in the neighbour (ARP/NDP) table",
+            connected_ip="IP or CIDR of a peer of a TCP connection or connected UDP socket",
         ),
-        Param(
-            "listening_port",
-            "port",
-            "TCP port in LISTEN or UDP port bound, IPv4 or IPv6",
-            repeatable=True,
-        ),
+        *Param.each("port", listening_port="TCP port in LISTEN or UDP port bound, IPv4 or IPv6"),
         Param(
             "listening",
             "bool",
