@@ -179,19 +179,19 @@ class Reader:
         #: path per file (``inspect``): a few Python calls fewer on each of thousands of files.
         self._one = None
         if len(self.regexes) == 1 and not (self.algos or self.decompress):
-            self._one = self.regexes[0].find
+            self._one = self.regexes[0].whole_search()
 
     def inspect(self, fd: int, size: int = 0) -> Inspection:
         """Read ``fd`` to the end (or until the content answer is known and no digest needs the
         rest). ``size`` is the file's size by fstat, to spare a read at the end. Raises OSError,
         zlib.error, TooBig."""
         if self._one is not None:
-            buf, _view = self._buffer
+            buf, view = self._buffer
             n = os.readv(fd, (buf,))
             self.bytes_read += n
             if n < CHUNK and 0 < size <= n:  # the whole file in one read, as ``whole`` does
-                found = self._one(buf, 0, n - 1 if buf[n - 1] == 0x0A else n) >= 0
-                return _FOUND if found else _MISSED
+                end = n - 1 if buf[n - 1] == 0x0A else n
+                return _FOUND if self._one(view[:end], 0, end)[0][0] >= 0 else _MISSED
             longer = self._scanner.reset()
             self._read_rest(fd, size, n, [], longer)
             longer.finish()
