@@ -204,8 +204,13 @@ def agent_pids() -> set[int]:
     if parent == 1:
         return {os.getpid()}
     pids = {os.getpid(), parent}
-    with contextlib.suppress(psutil.Error):  # gone: the parent is still in
-        pids.update(c.pid for c in psutil.Process(parent).children())
+    try:  # as the kernel lists them: no scan of every process
+        for tid in os.listdir(f"/proc/{parent}/task"):
+            with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                pids.update(int(pid) for pid in f.read().split())
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN (or the parent gone)
+        with contextlib.suppress(psutil.Error):  # gone: the parent is still in
+            pids.update(c.pid for c in psutil.Process(parent).children())
     return pids
 
 
