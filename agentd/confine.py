@@ -38,7 +38,8 @@ Cost: the zygote confines itself once (no-new-privs, bounding set, capabilities,
 builds, before any fork, each module's BPF program and capset arguments and, per module and root,
 its Landlock ruleset (``prepare``, ``ruleset_for``). A child then only stats its root (to find
 the ruleset), calls capset and landlock_restrict_self, closes the zygote's descriptors and
-installs its filter (``bench/child_start.py`` measures it).
+installs its filter (``bench/child_start.py`` measures it, and the snapshot a module inspecting
+processes takes first).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ test_landlock_keeps_what_was_opened_before_it_and_hides_other_processes_after``)
 So the operation child of ``process``, ``netstat`` and ``yara`` takes a ``Snapshot``
 (``Module.snapshot``, called by ``agentd.child``) after its fork and before its Landlock, the
 zygote's seccomp filter and capability cut already in force. The snapshot holds only what the
-kernel formats: the pid list, parent pids (psutil, after a name's closing parenthesis), link
-targets (an executable's path, ``socket:[INODE]``) and open descriptors. It parses no name,
+kernel formats: the pid list, the zygote's children (``/proc/PID/task/TID/children``), this
+process's ancestors (psutil, reading past a name's closing parenthesis), link targets (an
+executable's path, ``socket:[INODE]``) and open descriptors. It parses no name,
 command line, map or memory and compiles no pattern: the module does that afterwards, confined.
 What is taken depends on which of the signed, validated params are given (a memory filter, a
 socket check), never on what a value says.
