@@ -97,6 +97,8 @@ def _confine(module: Module, request: dict[str, Any], ctx: PipeContext) -> str |
     refused a layer it offers, or one it lacks is required (``require_confinement``)."""
     try:
         ports = module.connect_ports(request["params"])  # the signed ones, validated
+        if module.needs.processes:  # what Landlock's ptrace scoping is about to hide
+            ctx.snapshot = module.snapshot(request["params"])
         layers = confine.apply(module, request["root"], ports)
     except OSError as err:
         return f"refused: cannot confine the module's process: {err}"

@@ -8,8 +8,12 @@ nothing else. The layers, as ``spyglass run agent`` names them:
   code; execute only the declared tools; no write, create, remove, rename or truncate anywhere
   (truncate from ABI 3), no TCP bind or connect (ABI 4+) but connect to the ports a module
   declaring ``tcp`` names in its signed params, no abstract unix sockets or signals
-  out of the child (ABI 6+). Modules that inspect other processes (``Needs.processes``) go
-  without: Landlock's ptrace scoping would hide every process outside the child's domain;
+  out of the child (ABI 6+). Landlock's ptrace scoping also denies the child ptrace-mode
+  access to every process outside its domain (opening ``/proc/PID/mem`` or ``maps``, reading
+  the ``exe`` and ``fd/*`` links): a module inspecting other processes (``Needs.processes``)
+  takes what it needs of them (``modules.proc_snapshot``) after the fork and before Landlock,
+  reading only kernel-formatted links and opening descriptors, and parses every name, map and
+  byte of memory confined;
 - ``seccomp``: two stacked filters, the zygote's (inherited) and the module's, denying with an
   errno (never a kill, so refusals are testable): exec (unless a tool is declared), ptrace,
   mount and namespace calls, bpf, keys, module loading, kexec, io_uring (whose operations would
@@ -34,7 +38,8 @@ Cost: the zygote confines itself once (no-new-privs, bounding set, capabilities,
 builds, before any fork, each module's BPF program and capset arguments and, per module and root,
 its Landlock ruleset (``prepare``, ``ruleset_for``). A child then only stats its root (to find
 the ruleset), calls capset and landlock_restrict_self, closes the zygote's descriptors and
-installs its filter (``bench/child_start.py`` measures it).
+installs its filter (``bench/child_start.py`` measures it, and the snapshot a module inspecting
+processes takes first).
 """
 
 from __future__ import annotations
@@ -361,7 +366,7 @@ class Plan:
     name: str
     needs: Needs
     landlock: bool
-    """Landlock applies (the kernel has it and the module inspects no other process)."""
+    """Landlock applies (the kernel has it)."""
     keep: int
     """Bit mask of the capabilities kept."""
     caps: tuple[_CapHeader, ctypes.Array[_CapData]]
@@ -426,7 +431,7 @@ def _confine_zygote() -> None:
 def _build(module: Module) -> Plan:
     _last_cap()  # read now: a child may not be able to
     needs, sup = module.needs, support()
-    landlock = sup.landlock > 0 and not needs.processes
+    landlock = sup.landlock > 0
     keep = 1 << _CAP_DAC_READ_SEARCH | (1 << _CAP_SYS_PTRACE if needs.processes else 0)
     header, data = _capget()
     kept = (data[0].permitted | data[1].permitted << 32) & keep
@@ -551,8 +556,7 @@ def apply(module: Module, root: str, ports: tuple[int, ...] = ()) -> list[str]:
 def missing(module: Module) -> list[str]:
     """Why a layer that should confine ``module`` is not in force (empty when all are)."""
     plan, abi = plan_for(module), support().landlock
-    layers = ("seccomp",) if plan.needs.processes else ("seccomp", "landlock")
-    lacking = [line for line in support().missing if line.startswith(layers)]
+    lacking = [line for line in support().missing if line.startswith(("seccomp", "landlock"))]
     if "tcp" in plan.needs.network and 0 < abi < 4:
         lacking.append(f"landlock: ABI {abi} cannot restrict TCP connect to the signed ports")
     return lacking

@@ -9,7 +9,9 @@ of the event loop during the burst. The zygote runs twice: with the kernel confi
 ``agentd.confine`` (the default), and with Landlock and seccomp hidden by its test knob.
 
 Last, the confinement's own cost: the CPU time ``confine.apply`` takes inside each of n freshly
-forked children (median and 90th percentile), what every operation adds.
+forked children (median and 90th percentile), what every operation adds; and for a module
+inspecting other processes, ``process`` with a name and a memory filter, the snapshot its child
+takes before Landlock (every process's executable link, maps and memory descriptors) with it.
 
     .venv/bin/python bench/child_start.py [-n 200]
 """
@@ -165,10 +167,22 @@ async def main(n: int) -> None:
         f"confine.apply in the child, CPU: median {costs[n // 2] * 1e3:.3f} ms, "
         f"90th percentile {costs[n * 9 // 10] * 1e3:.3f} ms ({' '.join(layers)})"
     )
+    process = get_module("process")
+    assert process is not None
+    search = process.validate({"name": ["^sshd$"], "content": ["x"]})
+    costs, layers = apply_costs(process, root, n, search)
+    print(
+        f"process: snapshot + confine.apply in the child, CPU: median {costs[n // 2] * 1e3:.3f} "
+        f"ms, 90th percentile {costs[n * 9 // 10] * 1e3:.3f} ms ({' '.join(layers)}; "
+        f"{len(psutil.pids())} processes)"
+    )
 
 
-def apply_costs(module: Any, root: str, n: int) -> tuple[list[float], list[str]]:
-    """CPU seconds ``confine.apply`` takes in each of n children forked, as the zygote does,
+def apply_costs(
+    module: Any, root: str, n: int, params: dict[str, Any] | None = None
+) -> tuple[list[float], list[str]]:
+    """CPU seconds ``confine.apply`` (after ``Module.snapshot``, for a module inspecting
+    processes, as ``agentd.child`` does) takes in each of n children forked, as the zygote does,
     by a process that prepared the plans and confined itself first (sorted), and the layers."""
     read_fd, write_fd = os.pipe()
     zygote = os.fork()
@@ -181,6 +195,8 @@ def apply_costs(module: Any, root: str, n: int) -> tuple[list[float], list[str]]
             pid = os.fork()
             if pid == 0:
                 start = time.process_time()
+                if module.needs.processes:
+                    module.snapshot(params)
                 layers = confine.apply(module, root)
                 os.write(w, json.dumps([time.process_time() - start, layers]).encode())
                 os._exit(0)

@@ -100,14 +100,6 @@ def limits() -> list[str]:
     return out
 
 
-def confinement(ctx: RunContext) -> str:
-    """The layers confining this run's process, and which modules go without Landlock."""
-    from modules.registry import all_modules  # the registry imports this module
-
-    exempt = [m.name for m in all_modules() if m.needs.processes]
-    return ctx.confinement + (f"; without landlock: {' '.join(exempt)}" if exempt else "")
-
-
 class AgentModule(Module):
     """Reports the endpoint's identity and the agent's health."""
 
@@ -131,8 +123,8 @@ class AgentModule(Module):
         ),
         Column(
             "confinement",
-            "Kernel confinement of module runs (e.g. landlock-v7 seccomp no-new-privs caps), "
-            "what the kernel lacks, and the modules that run without Landlock",
+            "Kernel confinement of module runs (e.g. landlock-v7 seccomp no-new-privs caps) "
+            "and what the kernel lacks",
         ),
     )
 
@@ -155,7 +147,7 @@ class AgentModule(Module):
                 "agent_version": __version__,  # the agent's: modules ship with it
                 "modules": [m.name for m in all_modules()],
                 "limits": limits(),
-                "confinement": confinement(ctx),
+                "confinement": ctx.confinement,
             }
         )
         return {"rows": 1}

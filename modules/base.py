@@ -141,6 +141,11 @@ class Param:
             kw["choices"] = self.choices
         parser.add_argument(self.flag, action="append" if self.repeatable else "store", **kw)
 
+    @classmethod
+    def each(cls, kind: Kind, **helps: str) -> tuple[Param, ...]:
+        """Repeatable parameters of one kind, one per ``name="help"``: a search's filters."""
+        return tuple(cls(name, kind, text, repeatable=True) for name, text in helps.items())
+
     def to_json(self) -> dict[str, Any]:
         """The parameter's entry in ``Module.spec()``."""
         default = list(self.default) if isinstance(self.default, tuple) else self.default
@@ -178,7 +183,7 @@ class Needs:
     4+); no layer can filter by address (docs/security.md)."""
     processes: bool = False
     """Inspects other processes (``/proc/PID/fd``, ``exe``, ``mem``): keeps CAP_SYS_PTRACE and
-    runs without Landlock, whose ptrace scoping would hide every process outside the child."""
+    takes, before Landlock, what its ptrace scoping would hide (``Module.snapshot``)."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,14 @@ class Module(ABC):
         """The TCP ports an operation with these (validated, signed) params may connect to:
         its child's Landlock ruleset allows those and no other (a module declaring ``tcp``)."""
         return ()
+
+    def snapshot(self, params: dict[str, Any]) -> Any:
+        """For a module declaring ``Needs.processes``: what Landlock's ptrace scoping will hide
+        (other processes' descriptors and links, ``modules.proc_snapshot``), taken in the
+        operation's child before Landlock, from which of these validated, signed params are
+        given, never from what a value says. ``run`` finds it in ``RunContext.snapshot``, or
+        takes it itself when run in place. None by default."""
+        return None
 
     def stamp(self, params: dict[str, Any]) -> dict[str, Any]:
         """The params with what the console fills in itself when it composes the action (so it

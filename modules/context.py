@@ -29,6 +29,9 @@ class RunContext(ABC):
     #: The kernel confinement of the process running the module, as the agent reports it
     #: (e.g. ``landlock-v7 seccomp no-new-privs caps``); "none" when run in place.
     confinement = "none"
+    #: What ``Module.snapshot`` took in the operation's child before Landlock; None when run in
+    #: place (the module then takes it itself).
+    snapshot: Any = None
 
     def __init__(self, root: str = "/") -> None:
         #: Folder investigated as "/": file-system modules read below it and report paths as

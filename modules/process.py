@@ -6,9 +6,12 @@ Filters run cheapest first: what ``process_iter`` already read, then the executa
 then the memory map, and last the memory itself, read once for every content and bytes filter.
 
 Memory is read through ``/proc/PID/maps`` and ``/proc/PID/mem`` (ptrace rights: root, or
-CAP_SYS_PTRACE), region by region, at most ``max_length`` bytes per process. The agent is never
-read: this process, its ancestors (the zygote, the agent) and its parent's other children
-(concurrent module runs, holding other actions' parameters) are skipped by the memory filters.
+CAP_SYS_PTRACE), region by region, at most ``max_length`` bytes per process. Under Landlock those
+are the descriptors the operation's child opened before it (``modules.proc_snapshot``): the
+executable's path and, only when a filter needs them, descriptors of the executable (a digest),
+the maps (a library, memory) and the memory. The agent is never read: this process, its
+ancestors (the zygote, the agent) and its parent's other children (concurrent module runs,
+holding other actions' parameters) are never opened and are skipped by the memory filters.
 Results carry the names of the filters that matched, never memory contents. The agent's own
 zygote and operation processes are not listed at all unless ``include_agent`` is set: they are
 the investigation, not the host.
@@ -16,13 +19,22 @@ the investigation, not the host.
 
 from __future__ import annotations
 
-import contextlib
+import bisect
 import hashlib
 import os
 from dataclasses import dataclass
 from typing import Any
 
-from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
+from modules.base import Column, Module, Needs, Param, RunContext
+from modules.proc_snapshot import (
+    Handles,
+    Snapshot,
+    Wants,
+    agent_pids,
+    read_all,
+    run_search,
+    take,
+)
 from modules.regex import BytesRegex, text_search
 from modules.soft_errors import MAX_ERRORS, SoftErrors
 
@@ -59,30 +71,51 @@ def parse_maps(text: str) -> list[Region]:
     return out
 
 
-def agent_pids() -> set[int]:
-    """The agent's own operation processes, as a module's child sees them: this one, its parent
-    (the zygote) and the parent's other children (concurrent operations, holding other
-    actions' parameters). Only this one when the parent is init (an orphan has no zygote)."""
-    import psutil  # heavy import, kept out of module loading
-
-    parent = os.getppid()
-    if parent == 1:
-        return {os.getpid()}
-    pids = {os.getpid(), parent}
-    with contextlib.suppress(psutil.Error):  # gone: the parent is still in
-        pids.update(c.pid for c in psutil.Process(parent).children())
-    return pids
+def readable(regions: list[Region]) -> list[Region]:
+    """The regions worth reading: not the kernel's own pages or device mappings."""
+    return [r for r in regions if not r.path.startswith(_SKIP_MAPPINGS)]
 
 
-def protected_pids() -> set[int]:
-    """Processes whose memory is never read: the agent's own (``agent_pids``) and this one's
-    ancestors but init (the agent itself, holding keys and every action)."""
-    import psutil  # heavy import, kept out of module loading
+@dataclass
+class Memory:
+    """A process's readable regions, in address order, one after the other in ``data``."""
 
-    pids = agent_pids()
-    with contextlib.suppress(psutil.Error):
-        pids.update(p.pid for p in psutil.Process().parents() if p.pid != 1)
-    return pids
+    data: memoryview
+    starts: list[int]
+    """Where each region read starts in ``data``..."""
+    addresses: list[int]
+    """...and in the process."""
+    unread: int
+    """Bytes of readable regions left out by the size cap."""
+
+    def address(self, offset: int) -> int:
+        """The virtual address of ``offset`` in ``data``."""
+        i = bisect.bisect_right(self.starts, offset) - 1
+        return self.addresses[i] + offset - self.starts[i]
+
+
+def read_memory(maps: int, mem: int, cap: int) -> Memory:
+    """Up to ``cap`` bytes of a process's memory through descriptors of its maps and memory; a
+    region the kernel refuses to read (guard pages, I/O mappings) is left out."""
+    regions = readable(parse_maps(read_all(maps).decode("utf-8", "surrogateescape")))
+    wanted = sum(r.end - r.start for r in regions)
+    view = memoryview(bytearray(min(cap, wanted)))
+    starts: list[int] = []
+    addresses: list[int] = []
+    at = 0
+    for region in regions:
+        size = min(region.end - region.start, len(view) - at)
+        if size <= 0:
+            break
+        try:
+            got = os.preadv(mem, [view[at : at + size]], region.start)
+        except OSError:
+            continue
+        if got:
+            starts.append(at)
+            addresses.append(region.start)
+            at += got
+    return Memory(view[:at], starts, addresses, max(0, wanted - cap))
 
 
 class ProcessModule(Module):
@@ -92,26 +125,20 @@ class ProcessModule(Module):
     needs = Needs(read=("/proc",), processes=True)
     summary = "Processes by name, command line, executable, user, library or memory content"
     params = (
-        Param("name", "regex", "Regex searched in the process name", repeatable=True),
-        Param(
-            "cmdline",
+        *Param.each(
             "regex",
-            "Regex searched in the command line (args joined by spaces)",
-            repeatable=True,
+            name="Regex searched in the process name",
+            cmdline="Regex searched in the command line (args joined by spaces)",
+            exe="Regex searched in the executable's path",
         ),
-        Param("exe", "regex", "Regex searched in the executable's path", repeatable=True),
-        Param("user", "string", "User name or numeric uid owning the process", repeatable=True),
-        Param("exe_sha256", "hash", "SHA-256 of the executable is one of these", repeatable=True),
-        Param("library", "regex", "Regex searched in the paths of mapped files", repeatable=True),
-        Param(
-            "content",
+        *Param.each("string", user="User name or numeric uid owning the process"),
+        *Param.each("hash", exe_sha256="SHA-256 of the executable is one of these"),
+        *Param.each(
             "regex",
-            "Regex searched in readable memory (as UTF-8 bytes; needs ptrace rights)",
-            repeatable=True,
+            library="Regex searched in the paths of mapped files",
+            content="Regex searched in readable memory (as UTF-8 bytes; needs ptrace rights)",
         ),
-        Param(
-            "bytes", "hexbytes", "Byte string (hex) searched in readable memory", repeatable=True
-        ),
+        *Param.each("hexbytes", bytes="Byte string (hex) searched in readable memory"),
         Param(
             "max_length",
             "int",
@@ -139,19 +166,26 @@ class ProcessModule(Module):
     )
     example = {"name": ["^sshd$"], "library": ["libkeyutils"]}
 
+    def snapshot(self, params: dict[str, Any]) -> Snapshot:
+        memory = bool(params["content"] or params["bytes"])
+        return take(
+            Wants(
+                exe=True,
+                exe_file=bool(params["exe_sha256"]),
+                maps=memory or bool(params["library"]),
+                mem=memory,
+            )
+        )
+
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
-        search = _Search(params, ctx)
-        try:
-            search.run()
-        except LimitReached as err:  # the agent's cap, raised by emit
-            err.stats = dict(search.stats)
-            raise
-        return dict(search.stats)
+        snapshot = ctx.snapshot or self.snapshot(params)
+        return run_search(_Search(params, ctx, snapshot), snapshot)
 
 
 class _Search:
-    def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
+    def __init__(self, params: dict[str, Any], ctx: RunContext, snapshot: Snapshot) -> None:
         self.ctx = ctx
+        self.snapshot = snapshot
         self.match_any: bool = params["match_any"]
         join = any if self.match_any else all
         self.join = join
@@ -164,7 +198,7 @@ class _Search:
         self.bytes = [bytes.fromhex(h) for h in params["bytes"]]
         self.max_length: int = params["max_length"]
         self.active = [f for f in FILTERS if params[f]]
-        self.protected = protected_pids()
+        self.protected = snapshot.protected
         self.hidden = set() if params["include_agent"] else agent_pids()
         self._digests: dict[tuple[int, int], str | None] = {}
         self.stats = dict.fromkeys(
@@ -175,22 +209,26 @@ class _Search:
     def run(self) -> None:
         import psutil  # heavy import, kept out of module loading
 
-        psutil.process_iter.cache_clear()
-        attrs = ["pid", "name", "exe", "cmdline", "username", "uids"]
-        for proc in psutil.process_iter(attrs=attrs, ad_value=None):
+        if self.snapshot.shortfall:
+            self.ctx.error(self.snapshot.shortfall)
+        attrs = ["pid", "name", "cmdline", "username", "uids"]
+        for pid, handles in self.snapshot.processes.items():
             if self.ctx.cancelled():
                 return
-            if proc.info["pid"] in self.hidden:
+            if pid in self.hidden:
                 continue
-            self.stats["processes_scanned"] += 1
             try:
-                self._consider(proc.info)
+                info = psutil.Process(pid).as_dict(attrs, ad_value=None)
+                self.stats["processes_scanned"] += 1
+                self._consider({**info, "exe": handles.exe}, handles)
             except psutil.NoSuchProcess:
                 continue  # gone while we looked
+            finally:
+                handles.close()
             if self.stats["processes_scanned"] % 64 == 0:
                 self.ctx.progress(self.stats)
 
-    def _consider(self, info: dict[str, Any]) -> None:
+    def _consider(self, info: dict[str, Any], handles: Handles) -> None:
         pid: int = info["pid"]
         cmdline = " ".join(info["cmdline"] or [])
         texts = {"name": info["name"] or "", "cmdline": cmdline, "exe": info["exe"] or ""}
@@ -203,16 +241,16 @@ class _Search:
             elif f == "user":
                 hit = info["username"] in self.users or uid in self.users
             elif f == "exe_sha256":
-                hit = self._exe_digest(pid) in self.hashes
+                hit = self._exe_digest(pid, handles) in self.hashes
             elif f == "library":
-                maps = self._maps(pid) if maps is None else maps
+                maps = self._maps(pid, handles) if maps is None else maps
                 paths = {r.path for r in maps or () if r.path.startswith("/")}
                 hit = self.join(any(found(p) for p in paths) for found in self.regexes["library"])
             elif f == "content":
-                found = self._memory(pid, maps)
+                found = self._memory(pid, maps, handles)
                 hit = found is not None and self._memory_hit(found, "content")
             else:  # bytes: the memory was read for content already, or is read now
-                found = self._memory(pid, maps)
+                found = self._memory(pid, maps, handles)
                 hit = found is not None and self._memory_hit(found, "bytes")
             if hit:
                 matched.append(f)
@@ -234,31 +272,32 @@ class _Search:
 
     # -- executable and maps --------------------------------------------------------------
 
-    def _exe_digest(self, pid: int) -> str | None:
-        link = f"/proc/{pid}/exe"
+    def _exe_digest(self, pid: int, handles: Handles) -> str | None:
         try:
-            st = os.stat(link)
+            fd = handles.fd("exe_file")
+            if fd is None:
+                return None
+            st = os.fstat(fd)
         except OSError:
             return None  # kernel thread, gone, or not ours to see
         key = (st.st_dev, st.st_ino)
         if key not in self._digests:
             h = hashlib.sha256()
             try:
-                with open(link, "rb") as f:
-                    while chunk := f.read(CHUNK):
-                        h.update(chunk)
+                while chunk := os.read(fd, CHUNK):
+                    h.update(chunk)
                 self._digests[key] = h.hexdigest()
             except OSError as err:
                 self._error(pid, "exe", err)
                 self._digests[key] = None
         return self._digests[key]
 
-    def _maps(self, pid: int) -> list[Region] | None:
+    def _maps(self, pid: int, handles: Handles) -> list[Region] | None:
         try:
-            with open(f"/proc/{pid}/maps", encoding="utf-8", errors="surrogateescape") as f:
-                return parse_maps(f.read())
-        except FileNotFoundError:
-            return None
+            fd = handles.fd("maps")
+            if fd is None:
+                return None
+            return parse_maps(read_all(fd).decode("utf-8", "surrogateescape"))
         except OSError as err:
             self._error(pid, "maps", err)
             return None
@@ -267,7 +306,9 @@ class _Search:
 
     _memo: tuple[int, dict[str, list[bool]] | None] | None = None
 
-    def _memory(self, pid: int, maps: list[Region] | None) -> dict[str, list[bool]] | None:
+    def _memory(
+        self, pid: int, maps: list[Region] | None, handles: Handles
+    ) -> dict[str, list[bool]] | None:
         """Which content regexes and byte strings the process memory holds (read once per
         process for both filters); None if it could not be read."""
         if self._memo is not None and self._memo[0] == pid:
@@ -276,35 +317,32 @@ class _Search:
         if pid in self.protected:
             self.stats["skipped"] += 1
         else:
-            regions = maps if maps is not None else self._maps(pid)
+            regions = maps if maps is not None else self._maps(pid, handles)
             if regions is not None:
-                result = self._scan(pid, regions)
+                result = self._scan(pid, regions, handles)
         self._memo = (pid, result)
         return result
 
     def _memory_hit(self, found: dict[str, list[bool]], what: str) -> bool:
         return self.join(found[what])
 
-    def _scan(self, pid: int, regions: list[Region]) -> dict[str, list[bool]] | None:
+    def _scan(
+        self, pid: int, regions: list[Region], handles: Handles
+    ) -> dict[str, list[bool]] | None:
         found = {"content": [False] * len(self.content), "bytes": [False] * len(self.bytes)}
         overlap = max([REGEX_OVERLAP if self.content else 0, *(len(b) - 1 for b in self.bytes)])
         budget = self.max_length
         try:
-            fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return None
+            fd = handles.fd("mem")
         except OSError as err:
             self._error(pid, "memory", err)
             return None
-        try:
-            for region in regions:
-                if budget <= 0 or self._done(found):
-                    break
-                if region.path.startswith(_SKIP_MAPPINGS):
-                    continue
-                budget = self._scan_region(fd, region, found, overlap, budget)
-        finally:
-            os.close(fd)
+        if fd is None:
+            return None
+        for region in readable(regions):
+            if budget <= 0 or self._done(found):
+                break
+            budget = self._scan_region(fd, region, found, overlap, budget)
         return found
 
     def _scan_region(

@@ -14,6 +14,7 @@ Matching goes straight to the RE2 object under the ``re2`` wrapper (``re2._re2``
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -97,6 +98,12 @@ class BytesRegex:
         self._match = _compile(
             pattern, flags="m" if lines else "s" if dotall else "", lines=lines
         ).Match
+
+    def whole_search(self) -> Callable[[Buffer, int, int], tuple[tuple[int, int], ...]]:
+        """RE2's own search, for a hot loop: ``search(text, 0, len(text))[0][0]`` is where the
+        first match in ``text`` begins, or -1 (give the text as a slice: RE2 takes what lies
+        past an end as context for ``$`` and ``\\b``). No Python frame of this class."""
+        return functools.partial(self._match, _UNANCHORED)
 
     def find(self, buf: Buffer, start: int = 0, end: int | None = None) -> int:
         """Where the first match in ``buf[start:end]`` begins, or -1; the part searched is the

@@ -4,8 +4,14 @@ Rules are compiled on the agent (no libyara version skew between console and age
 ``include`` refused: an action must not make the agent read its own files as rules. Files are
 chosen by the file module's metadata filters (name, path_re, size, mtime, mode) over the shared
 tree walker of ``modules.fs.walk``; each file is opened without following symlinks and handed
-to libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed. Process memory is
-scanned through libyara (ptrace rights needed); the agent's own processes are never scanned.
+to libyara as ``/proc/self/fd/N``, so what is scanned is exactly what was listed.
+
+Process memory is read through descriptors of ``/proc/PID/maps`` and ``mem`` that the operation's
+child opened before Landlock (``modules.proc_snapshot``; libyara's own ``match(pid=)`` would open
+them after, and Landlock denies that), its readable regions in address order up to
+``max_process_size`` bytes, and matched as one buffer; offsets are reported as virtual addresses.
+Unlike libyara's own process scan, ``filesize`` is the bytes read and a string could match across
+the join of two regions. The agent's own processes are never opened.
 
 Rows say which rules matched with their tags, meta and the offsets of each string, never the
 matched bytes.
@@ -13,6 +19,7 @@ matched bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -22,6 +29,8 @@ from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
 from modules.fs.filters import meta_checks
 from modules.fs.params import MAX_DEPTH, META_FILTERS, PATHS, XDEV
 from modules.fs.walk import Found, Root, walk
+from modules.proc_snapshot import Snapshot, Wants, run_search, take
+from modules.process import read_memory
 from modules.regex import text_search
 from modules.soft_errors import MAX_ERRORS, SoftErrors
 from protocol.errors import ParamError
@@ -54,13 +63,14 @@ def file_checks(params: dict[str, Any], now: float) -> Callable[[Found], bool]:
     return passes
 
 
-def describe_matches(matches: list[Any]) -> list[dict[str, Any]]:
-    """yara.Match objects as JSON: rule, tags, meta, string identifiers and offsets."""
+def describe_matches(matches: list[Any], where: Callable[[int], int] = int) -> list[dict[str, Any]]:
+    """yara.Match objects as JSON: rule, tags, meta, string identifiers and offsets (``where``
+    turns an offset in the scanned data into the one reported)."""
     out = []
     for m in matches:
         strings = []
         for s in m.strings:
-            offsets = [i.offset for i in s.instances]
+            offsets = [where(i.offset) for i in s.instances]
             strings.append(
                 {
                     "identifier": s.identifier,
@@ -103,6 +113,13 @@ class YaraModule(Module):
         XDEV,
         Param("pids", "int", "Scan the memory of these processes", repeatable=True, minimum=1),
         Param(
+            "max_process_size",
+            "int",
+            "Scan at most this many bytes of each process's memory (regions in address order)",
+            default=128 * 1024 * 1024,
+            minimum=1,
+        ),
+        Param(
             "process_name",
             "regex",
             "Scan the memory of processes whose name matches",
@@ -142,20 +159,21 @@ class YaraModule(Module):
         if not (params["paths"] or params["pids"] or params["process_name"]):
             raise ParamError("paths: give paths, pids or process_name to scan")
 
+    def snapshot(self, params: dict[str, Any]) -> Snapshot | None:
+        if not (params["pids"] or params["process_name"]):
+            return None
+        return take(Wants(maps=True, mem=True))
+
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
-        scan = _Scan(params, ctx)
-        try:
-            scan.run()
-        except LimitReached as err:  # ours, or the agent's cap raised by emit
-            err.stats = dict(scan.stats)
-            raise
-        return dict(scan.stats)
+        snapshot = ctx.snapshot or self.snapshot(params)
+        return run_search(_Scan(params, ctx, snapshot), snapshot)
 
 
 class _Scan:
-    def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
+    def __init__(self, params: dict[str, Any], ctx: RunContext, snapshot: Snapshot | None) -> None:
         self.p = params
         self.ctx = ctx
+        self.snapshot = snapshot
         self.rules = compile_rules(params["rules"])
         import yara  # heavy import, loaded by compile_rules already
 
@@ -184,8 +202,8 @@ class _Scan:
     def run(self) -> None:
         if self.p["paths"]:
             self._files()
-        if self.p["pids"] or self.p["process_name"]:
-            self._processes()
+        if self.snapshot is not None:
+            self._processes(self.snapshot)
 
     def _match(self, **target: Any) -> list[Any]:
         try:
@@ -247,39 +265,52 @@ class _Scan:
                 return self._match(data=data)
         return self._match(filepath=f"/proc/self/fd/{fd}")
 
-    def _processes(self) -> None:
+    def _processes(self, snapshot: Snapshot) -> None:
         import psutil  # heavy import
         import yara
 
-        from modules.process import protected_pids
-
-        protected = protected_pids()
+        if snapshot.shortfall:
+            self.ctx.error(snapshot.shortfall)
         wanted = set(self.p["pids"])
         names = [text_search(p) for p in self.p["process_name"]]
-        if names:
-            for proc in psutil.process_iter(attrs=["pid", "name"], ad_value=None):
-                if any(found(proc.info["name"] or "") for found in names):
-                    wanted.add(proc.info["pid"])
+        for pid in snapshot.processes if names else ():
+            with contextlib.suppress(psutil.Error):
+                name = psutil.Process(pid).name()
+                if any(found(name) for found in names):
+                    wanted.add(pid)
         for pid in sorted(wanted):
             if self.ctx.cancelled():
                 return
-            if pid in protected:
+            if pid in snapshot.protected:
                 self.stats["skipped"] += 1
                 continue
-            if not psutil.pid_exists(pid):
+            handles = snapshot.processes.get(pid)
+            if handles is None:
                 self._error(f"pid {pid}", OSError("no such process"))
                 continue
-            self.stats["processes_scanned"] += 1
             try:
-                matches = self._match(pid=pid)
-            except yara.Error as err:
+                maps, mem = handles.fd("maps"), handles.fd("mem")
+                if maps is None or mem is None:
+                    continue  # gone, or past the descriptor limit (said once)
+                self.stats["processes_scanned"] += 1
+                memory = read_memory(maps, mem, self.p["max_process_size"])
+                self.stats["bytes_scanned"] += len(memory.data)
+                matches = self._match(data=memory.data)
+            except (yara.Error, OSError) as err:
                 self._error(f"pid {pid}", err)
                 continue
+            finally:
+                handles.close()
+            if memory.unread:
+                self._error(f"pid {pid}", f"{memory.unread} bytes past max_process_size unread")
             if matches:
-                self._emit({"target": "process", "path": None, "pid": pid}, matches)
+                row = {"target": "process", "path": None, "pid": pid}
+                self._emit(row, matches, memory.address)
 
-    def _emit(self, row: dict[str, Any], matches: list[Any]) -> None:
-        row["rules"] = describe_matches(matches)
+    def _emit(
+        self, row: dict[str, Any], matches: list[Any], where: Callable[[int], int] = int
+    ) -> None:
+        row["rules"] = describe_matches(matches, where)
         self.ctx.emit(row)
         self.stats["matches"] += 1
         limit: int = self.p["match_limit"]

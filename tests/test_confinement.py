@@ -8,6 +8,7 @@ the errno. Tests run as root, so every denial below is the confinement's, not th
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -96,6 +97,7 @@ DENIED_EVERYWHERE = {
     "read_outside": "EACCES",
     "read_outside_via_proc_root": "EACCES",
     "ptrace_agent": "EPERM",
+    "read_agent_memory": "EACCES",
     "signal_agent": "EPERM",
     "raise_rlimit": "EPERM",
     "setuid_0": "EPERM",
@@ -150,16 +152,55 @@ async def test_seccomp_alone_denies_writes_exec_sockets_but_not_reads_outside(
     assert untouched(targets)
 
 
-async def test_a_module_inspecting_processes_runs_without_landlock_but_changes_nothing(
+async def test_a_module_inspecting_processes_is_confined_as_every_other(
     probes: None, targets: dict[str, Any]
 ) -> None:
-    """Like ``process`` and ``netstat``: no Landlock (it would hide every other process), so
-    reads outside the root work; every change, exec, socket, signal and ptrace is still denied."""
-    assert await probe("probe_processes", targets) == {
-        **DENIED_EVERYWHERE,
-        "read_outside": "ok",
-        "read_outside_via_proc_root": "ok",
+    """Like ``process``, ``netstat`` and ``yara``: CAP_SYS_PTRACE kept, and Landlock all the
+    same, so it cannot read outside the root, nor open the agent's memory."""
+    assert await probe("probe_processes", targets) == DENIED_EVERYWHERE
+    assert untouched(targets)
+
+
+def _searches(child: dict[str, Any], marker: str) -> dict[str, tuple[dict[str, Any], Any]]:
+    """Per module inspecting processes: a search the child answers, and how its row says so."""
+    return {
+        "process": (
+            {"cmdline": ["--role=attacked"], "content": [marker]},
+            lambda row: (row["pid"], row["matched"]) == (child["pid"], ["cmdline", "content"]),
+        ),
+        "netstat": (
+            {"listening_port": [child["tcp_port"]]},
+            lambda row: (row["pid"], row["local_addr"]) == (child["pid"], "127.0.0.1"),
+        ),
+        "yara": (
+            {
+                "rules": f'rule m {{ strings: $a = "{marker}" condition: $a }}',
+                "pids": [child["pid"]],
+            },
+            lambda row: (row["pid"], row["rules"][0]["rule"]) == (child["pid"], "m"),
+        ),
     }
+
+
+@pytest.mark.parametrize("name", ["process", "netstat", "yara"])
+async def test_the_process_modules_children_are_confined_and_still_find_their_matches(
+    probes: None, targets: dict[str, Any], name: str
+) -> None:
+    """In the child of ``process``, ``netstat`` and ``yara`` themselves (their needs, params and
+    snapshot), every attack is denied, the agent's memory included, and the search that
+    follows still finds the process under investigation."""
+    marker = "spyglass-attacked-" + os.urandom(8).hex()
+    with running_child(marker, "--role=attacked") as child:
+        search, found = _searches(child, marker)[name]
+        module = get_module(name)
+        assert module is not None
+        params = {**module.validate(search), **targets["params"]}
+        outcome, rows = await operation(f"probe_{name}", params, targets["root"])
+    assert outcome.status == "ok", outcome
+    attempts = {r["attempt"]: r["outcome"] for r in rows if r.get("attempt")}
+    assert attempts == DENIED_EVERYWHERE
+    assert [found(r) for r in rows if not r.get("attempt")].count(True) == 1, rows
+    assert outcome.errors == []
     assert untouched(targets)
 
 
@@ -199,10 +240,7 @@ async def test_the_agent_module_reports_the_confinement_in_force(
     outcome, [row] = await operation("agent", {}, tmp_path)
     assert outcome.status == "ok", outcome
     abi = confine.support().landlock
-    exempt = " ".join(m.name for m in all_modules() if m.needs.processes)
-    assert row["confinement"] == (
-        f"landlock-v{abi} seccomp no-new-privs caps; without landlock: {exempt}"
-    )
+    assert row["confinement"] == f"landlock-v{abi} seccomp no-new-privs caps"
 
 
 async def test_without_the_kernel_layers_operations_run_and_say_so(
@@ -420,3 +458,92 @@ def test_each_module_declares_only_known_needs(module: Any) -> None:
     if needs.network:  # outbound network is the need of these two only
         assert module.name in {"ping", "timedrift"}
     assert not (needs.execute and needs.processes), "exec is allowed only under Landlock"
+
+
+def _in_landlocked_child(before: Any, after: Any) -> dict[str, Any]:
+    """``before()`` in a forked child, then Landlock (read-only beneath /proc), then
+    ``after(before's result)``; what ``after`` returns, through a pipe."""
+    read_fd, write_fd = os.pipe()
+    kid = os.fork()
+    if kid == 0:
+        code = 0
+        try:
+            os.close(read_fd)
+            taken = before()
+            confine.apply(get_module("file"), "/proc")  # type: ignore[arg-type]
+            assert confine.in_force()[0].startswith("landlock-v"), confine.in_force()
+            os.write(write_fd, json.dumps(after(taken)).encode())
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 70
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    assert os.waitstatus_to_exitcode(os.waitpid(kid, 0)[1]) == 0
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
+def _errno_of(attempt: Any) -> str:
+    try:
+        attempt()
+    except OSError as err:
+        return errno.errorcode[err.errno or 0]
+    return "ok"
+
+
+def test_landlock_keeps_what_was_opened_before_it_and_hides_other_processes_after() -> None:
+    """The kernel fact the process modules' confinement rests on: Landlock's ptrace scoping
+    checks /proc/PID/mem and maps when they are opened and the exe and fd links on each
+    readlink; descriptors opened before landlock_restrict_self stay readable."""
+    marker = "spyglass-landlock-" + os.urandom(8).hex()
+    with running_child(marker) as child:
+        pid = child["pid"]
+
+        def before() -> tuple[int, int]:
+            return (os.open(f"/proc/{pid}/maps", os.O_RDONLY), os.open(f"/proc/{pid}/mem", 0))
+
+        def after(fds: tuple[int, int]) -> dict[str, Any]:
+            maps, mem = fds
+            found = False
+            for line in _read_fd(maps).decode().splitlines():
+                span, perms = line.split()[:2]
+                start, end = (int(x, 16) for x in span.split("-"))
+                if perms.startswith("r") and not line.endswith(("[vvar]", "[vsyscall]")):
+                    with contextlib.suppress(OSError):
+                        found = found or marker.encode() in os.pread(mem, end - start, start)
+            return {
+                "marker_in_pre_opened_mem": found,
+                "open_mem": _errno_of(lambda: os.open(f"/proc/{pid}/mem", os.O_RDONLY)),
+                "open_maps": _errno_of(lambda: os.open(f"/proc/{pid}/maps", os.O_RDONLY)),
+                "readlink_exe": _errno_of(lambda: os.readlink(f"/proc/{pid}/exe")),
+                "readlink_fd": _errno_of(lambda: os.readlink(f"/proc/{pid}/fd/0")),
+                "read_cmdline": _errno_of(lambda: _read_bytes(f"/proc/{pid}/cmdline")),
+                "readlink_own_exe": _errno_of(lambda: os.readlink("/proc/self/exe")),
+            }
+
+        assert _in_landlocked_child(before, after) == {
+            "marker_in_pre_opened_mem": True,
+            "open_mem": "EACCES",
+            "open_maps": "EACCES",
+            "readlink_exe": "EACCES",
+            "readlink_fd": "EACCES",
+            "read_cmdline": "ok",  # no ptrace check: names and command lines stay readable
+            "readlink_own_exe": "ok",  # this process is in its own domain
+        }
+
+
+def _read_fd(fd: int) -> bytes:
+    """All of a /proc file (which hands out about a page per read)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

@@ -14,7 +14,8 @@ import pytest
 
 from agentd.runner import Budget, Zygote, run_operation
 from modules.base import CollectingContext
-from modules.process import ProcessModule, agent_pids, parse_maps, protected_pids
+from modules.proc_snapshot import agent_pids, protected_pids
+from modules.process import ProcessModule, parse_maps
 from protocol.agent_config import LimitsSection
 from protocol.errors import ParamError
 from tests.support.confined_run import fresh_zygote

@@ -26,24 +26,17 @@ XDEV = Param(
 #: Filters answered from the directory entry and its lstat, without opening the file (see
 #: ``modules.fs.filters``), cheapest first: also the order in which they are evaluated.
 META_FILTERS = (
-    Param("name", "regex", "Regex searched in the file's base name", repeatable=True),
-    Param("path_re", "regex", "Regex searched in the file's full path", repeatable=True),
-    Param(
+    *Param.each(
+        "regex",
+        name="Regex searched in the file's base name",
+        path_re="Regex searched in the file's full path",
+    ),
+    *Param.each(
         "size",
-        "size",
-        "Size bound: <10M, >1k or =0 (k, M, G, T are powers of 1024); several make a window",
-        repeatable=True,
+        size="Size bound: <10M, >1k or =0 (k, M, G, T are powers of 1024); several make a window",
     ),
-    Param(
-        "mtime",
-        "age",
-        "Modified within (<2d) or before (>30d) a period; units s, m, h, d, w",
-        repeatable=True,
+    *Param.each(
+        "age", mtime="Modified within (<2d) or before (>30d) a period; units s, m, h, d, w"
     ),
-    Param(
-        "mode",
-        "mode",
-        "Regex on the mode string, e.g. ^-rws (setuid file) or ^l (symlink)",
-        repeatable=True,
-    ),
+    *Param.each("mode", mode="Regex on the mode string, e.g. ^-rws (setuid file) or ^l (symlink)"),
 )

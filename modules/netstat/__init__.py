@@ -4,8 +4,10 @@ It reads the live host's network state, whatever the agent's root: a disk image 
 As in MIG, every value of every parameter is one check; each hit is a row naming the check and
 the value that found it, so one action can ask several questions at once.
 
-Sockets and their owners come from psutil (``/proc/net/*`` and ``/proc/PID/fd``): every socket is
-listed, but the owning pid only where the agent may read the owner's descriptors (as root, all).
+Sockets come from psutil (``/proc/net/*``); their owners from the socket inodes each process's
+``/proc/PID/fd`` links name, read by the operation's child before Landlock hides other
+processes' links (``modules.proc_snapshot``): the owning pid is shown where the agent may read
+the owner's descriptors (as root, all).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from modules.base import Column, LimitReached, Module, Needs, Param, RunContext
+from modules.base import Column, Module, Needs, Param, RunContext
+from modules.proc_snapshot import Snapshot, Wants, run_search, take
 from modules.regex import text_search
 from protocol.errors import ParamError
 
@@ -67,31 +70,18 @@ class NetstatModule(Module):
     needs = Needs(read=("/proc",), sockets=("netlink",), processes=True)
     summary = "Local and neighbour MAC/IP, connected peers and listening ports (live host)"
     params = (
-        Param("local_mac", "mac", "Regex on this host's MAC addresses (any case)", repeatable=True),
-        Param(
-            "neighbor_mac",
+        *Param.each(
             "mac",
-            "Regex on MAC addresses in the neighbour (ARP/NDP) table (any case)",
-            repeatable=True,
+            local_mac="Regex on this host's MAC addresses (any case)",
+            neighbor_mac="Regex on MAC addresses in the neighbour (ARP/NDP) table (any case)",
         ),
-        Param(
-            "local_ip", "cidr", "IP or CIDR held by one of this host's interfaces", repeatable=True
-        ),
-        Param(
-            "neighbor_ip", "cidr", "IP or CIDR in the neighbour (ARP/NDP) table", repeatable=True
-        ),
-        Param(
-            "connected_ip",
+        *Param.each(
             "cidr",
-            "IP or CIDR of a peer of a TCP connection or connected UDP socket",
-            repeatable=True,
+            local_ip="IP or CIDR held by one of this host's interfaces",
+            neighbor_ip="IP or CIDR in the neighbour (ARP/NDP) table",
+            connected_ip="IP or CIDR of a peer of a TCP connection or connected UDP socket",
         ),
-        Param(
-            "listening_port",
-            "port",
-            "TCP port in LISTEN or UDP port bound, IPv4 or IPv6",
-            repeatable=True,
-        ),
+        *Param.each("port", listening_port="TCP port in LISTEN or UDP port bound, IPv4 or IPv6"),
         Param(
             "listening",
             "bool",
@@ -126,20 +116,25 @@ class NetstatModule(Module):
         if not any(params[c] for c in CHECKS):
             raise ParamError(f"{CHECKS[0]}: give at least one of {', '.join(CHECKS)}")
 
+    def snapshot(self, params: dict[str, Any]) -> Snapshot | None:
+        if not _asks_sockets(params):
+            return None
+        return take(Wants(sockets=True))
+
     def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
-        search = _Search(params, ctx)
-        try:
-            search.run()
-        except LimitReached as err:  # the agent's cap, raised by emit
-            err.stats = dict(search.stats)
-            raise
-        return dict(search.stats)
+        snapshot = ctx.snapshot or self.snapshot(params)
+        return run_search(_Search(params, ctx, snapshot), snapshot)
+
+
+def _asks_sockets(params: dict[str, Any]) -> bool:
+    return bool(params["connected_ip"] or params["listening_port"] or params["listening"])
 
 
 class _Search:
-    def __init__(self, params: dict[str, Any], ctx: RunContext) -> None:
+    def __init__(self, params: dict[str, Any], ctx: RunContext, snapshot: Snapshot | None) -> None:
         self.p = params
         self.ctx = ctx
+        self.snapshot = snapshot
         self.stats = {"examined": 0, "matches": 0, "errors": 0}
         self._names: dict[int, str | None] = {}
 
@@ -148,8 +143,8 @@ class _Search:
             self._interfaces()
         if self.p["neighbor_mac"] or self.p["neighbor_ip"]:
             self._neighbours()
-        if self.p["connected_ip"] or self.p["listening_port"] or self.p["listening"]:
-            self._sockets()
+        if self.snapshot is not None:
+            self._sockets(self.snapshot)
 
     def _row(self, check: str, value: Any, **fields: Any) -> None:
         row = dict.fromkeys(c.name for c in NetstatModule.columns)
@@ -206,14 +201,16 @@ class _Search:
             for value in _in(ip, nets):
                 self._row("neighbor_ip", value, **fields)
 
-    def _sockets(self) -> None:
+    def _sockets(self, snapshot: Snapshot) -> None:
         import psutil  # heavy import, only when a check needs it
+
+        from modules.netstat._linux import connections
 
         nets = [(v, _network(v)) for v in self.p["connected_ip"]]
         ports = set(self.p["listening_port"])
         try:
-            conns = psutil.net_connections(kind="inet")
-        except psutil.Error as err:
+            conns = connections(snapshot.sockets)
+        except (psutil.Error, OSError) as err:
             self._error(f"sockets: {err}")
             return
         for c in conns:

@@ -1,4 +1,5 @@
-"""Linux neighbour table (ARP for IPv4, NDP for IPv6), read over rtnetlink.
+"""Linux neighbour table (ARP for IPv4, NDP for IPv6), read over rtnetlink; inet sockets with the
+owners a snapshot found.
 
 One ``RTM_GETNEIGH`` dump on an ``AF_NETLINK`` socket gives both families with their state, as
 ``ip neigh`` shows them, without running a tool: the module's child may execute nothing. Entries
@@ -15,6 +16,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 _NETLINK_ROUTE = 0
 _RTM_NEWNEIGH, _RTM_GETNEIGH = 28, 30
@@ -140,3 +142,17 @@ def _dump(names: dict[int, str]) -> list[Neighbour]:
             if done:
                 return out
     raise OSError("netlink dump did not end")
+
+
+def connections(owners: dict[str, list[tuple[int, int]]]) -> list[Any]:
+    """``psutil.net_connections("inet")``, each socket's pid and fd taken from ``owners``
+    (socket inode -> [(pid, fd)], read before Landlock hid other processes' links) rather than
+    from ``/proc/PID/fd`` now. psutil's ``NetConnections`` is private API: its one method
+    listing the owners is replaced, its parsing of ``/proc/net/*`` kept."""
+    from psutil import _pslinux
+
+    class _Owned(_pslinux.NetConnections):  # type: ignore[misc]
+        def get_all_inodes(self) -> dict[str, list[tuple[int, int]]]:
+            return owners
+
+    return _Owned().retrieve("inet")  # type: ignore[no-any-return]

@@ -90,6 +90,7 @@ def attempts(root: str, params: dict[str, Any]) -> dict[str, Callable[[], Any]]:
         "read_outside": lambda: _read(outside),
         "read_outside_via_proc_root": lambda: _read("/proc/self/root" + outside),
         "ptrace_agent": lambda: _ptrace(agent),
+        "read_agent_memory": lambda: os.close(os.open(f"/proc/{agent}/mem", os.O_RDONLY)),
         "signal_agent": lambda: os.kill(agent, 0),
         "raise_rlimit": _raise_rlimit,
         "setuid_0": lambda: os.setuid(0),
@@ -132,6 +133,21 @@ class ProcessProbeModule(ProbeModule):
     needs = Needs(read=("/proc",), processes=True)
 
 
+def attacking(module: type[Module]) -> Module:
+    """``module`` (its needs, params and snapshot) as ``probe_NAME``, whose child first tries
+    every attack, then runs the module's own search: its rows follow the attempts' rows."""
+
+    class Attacking(module):  # type: ignore[misc,valid-type]
+        name = f"probe_{module.name}"
+        columns = (*module.columns, *ProbeModule.columns)
+
+        def run(self, params: dict[str, Any], ctx: RunContext) -> dict[str, int]:
+            ProbeModule.run(self, params, ctx)  # type: ignore[arg-type]
+            return super().run(params, ctx)  # type: ignore[no-any-return]
+
+    return Attacking()
+
+
 class ExecProbeModule(Module):
     """Runs its one declared tool and one it did not declare (tests only)."""
 
@@ -162,8 +178,12 @@ class ExecProbeModule(Module):
 def register() -> None:
     """Add the probes to this process's registry (the zygote's, below)."""
     from modules import registry
+    from modules.netstat import NetstatModule
+    from modules.process import ProcessModule
+    from modules.yara import YaraModule
 
-    for module in (ProbeModule(), ProcessProbeModule(), ExecProbeModule()):
+    attackers = [attacking(m) for m in (ProcessModule, NetstatModule, YaraModule)]
+    for module in (ProbeModule(), ProcessProbeModule(), ExecProbeModule(), *attackers):
         registry._load()[module.name] = module
 
 

@@ -55,9 +55,12 @@ def _confined_run(
 def _child(module: Module, run: Any, params: dict[str, Any], ctx: RunContext, fd: int) -> None:
     code = 0
     try:
+        inner = CollectingContext(root=ctx.root, max_rows=getattr(ctx, "_max_rows", None))
+        if module.needs.processes:  # as agentd.child does
+            inner.snapshot = module.snapshot(params)
         confine.apply(module, ctx.root, module.connect_ports(params))
         assert "seccomp" in confine.in_force(), confine.in_force()
-        inner = CollectingContext(root=ctx.root, max_rows=getattr(ctx, "_max_rows", None))
+        assert confine.in_force()[0].startswith("landlock-v"), confine.in_force()
         if ctx.cancelled():
             inner.cancel()
         try:
