@@ -137,3 +137,32 @@ async def test_the_palette_opens_the_alerts_screen(app: SpyglassApp) -> None:
         assert sum(isinstance(s, AlertsScreen) for s in app.screen_stack) == 1
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, AlertsScreen))
+
+
+async def test_when_the_agents_end_the_follow_it_follows_on(
+    app: SpyglassApp, watcher: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each follow lives as long as its action (here 3 s): the screen signs the next one itself,
+    from the last alert it holds, and an alert raised after that shows, the earlier ones once."""
+    monkeypatch.setattr("tui.screens.alerts.EXPIRE", "3s")
+    monkeypatch.setattr("tui.screens.alerts.REFOLLOW_AFTER", 0.0)
+    watcher_id, folder = watcher
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen))
+        screen = app.screen
+        assert isinstance(screen, AlertsScreen)
+        await wait_for(pilot, lambda: watcher_row(screen, watcher_id) is not None, timeout=60)
+        first = screen.action_id
+        (folder / "before.php").write_text("<?php ?>\n")
+        await wait_for(pilot, lambda: len(alert_cells(screen, watcher_id)) == 1, timeout=60)
+        await wait_for(
+            pilot, lambda: screen.action_id != first and screen.phase == "following", timeout=60
+        )
+        (folder / "after.php").write_text("<?php ?>\n")
+        await wait_for(pilot, lambda: len(alert_cells(screen, watcher_id)) == 2, timeout=60)
+        assert [c["path"] for c in alert_cells(screen, watcher_id)] == [
+            "/srv/tui-alerts/before.php",
+            "/srv/tui-alerts/after.php",
+        ]
