@@ -3,6 +3,7 @@ command line, files planted in a lab host's root, their alerts streaming onto th
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,8 +41,9 @@ def app(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SpyglassAp
 
 @pytest.fixture
 def watcher(lab: Lab, lab_env: dict[str, str]) -> Iterator[tuple[str, Path]]:
-    """A watcher on a folder of lab-003's root, armed as the README shows (cancelled after):
-    its id and the folder."""
+    """A watcher on a folder of lab-003's root, armed as the README shows: its id and the
+    folder. After the test the watcher is cancelled and the folder removed: other tests search
+    the same lab's /srv."""
     folder = lab.dir / "hosts" / HOST / "root" / "srv" / "tui-alerts"
     folder.mkdir(parents=True, exist_ok=True)
     arm = ["run", "fswatch", "--paths", "/srv/tui-alerts", "--recursive", "--name", r"\.php$"]
@@ -52,6 +54,7 @@ def watcher(lab: Lab, lab_env: dict[str, str]) -> Iterator[tuple[str, Path]]:
         yield row["watcher"], folder
     finally:
         cli.spyglass(lab_env, "watchers", "cancel", row["watcher"], "-t", f"name={HOST}")
+        shutil.rmtree(folder)
 
 
 def cells(model: RowModel, row: Row) -> dict[str, str]:
