@@ -17,6 +17,8 @@ from tui.app import SpyglassApp
 from tui.model.rows import Row, RowModel
 from tui.model.session import Session
 from tui.screens.alerts import AlertsScreen
+from tui.screens.confirm import ConfirmLaunch
+from tui.widgets.virtual_table import VirtualTable
 
 SIZE = (160, 45)
 HOST = "lab-003"
@@ -169,3 +171,34 @@ async def test_when_the_agents_end_the_follow_it_follows_on(
             "/srv/tui-alerts/before.php",
             "/srv/tui-alerts/after.php",
         ]
+
+
+async def test_a_watcher_is_cancelled_from_the_screen(
+    app: SpyglassApp, lab_env: dict[str, str], watcher: tuple[str, Path]
+) -> None:
+    """x on a highlighted watcher: the usual confirmation, then a signed fswatch_cancel for its
+    host; the watcher leaves the list, on the screen and on the agent."""
+    watcher_id, _folder = watcher
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen))
+        screen = app.screen
+        assert isinstance(screen, AlertsScreen)
+        await wait_for(pilot, lambda: watcher_row(screen, watcher_id) is not None, timeout=60)
+        await pilot.press("w")
+        table = screen.query_one("#watchers", VirtualTable)
+        keys = [screen.watchers.visible(i).key for i in range(len(screen.watchers))]
+        table.cursor_row = keys.index((HOST, watcher_id))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmLaunch))
+        assert app.screen.action.operations[0].params == {"watcher": watcher_id}
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(n.title == "Cancelled" for n in app._notifications))
+        await wait_for(
+            pilot,
+            lambda: screen.phase == "following" and watcher_row(screen, watcher_id) is None,
+            timeout=60,
+        )
+    listed = cli.spyglass(lab_env, "watchers", "list", "-t", f"name={HOST}", "--json")
+    assert watcher_id not in listed.stdout

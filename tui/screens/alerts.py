@@ -26,17 +26,21 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
-from console.actions.watchers import ALERTS_OP, LIST_OP, follow_action
+from console.actions.watchers import ALERTS_OP, LIST_OP, cancel_action, follow_action
 from console.fanout.dispatch import Dispatcher
 from console.fanout.investigation import Investigation
 from console.fanout.ssh_transport import SshTransport
 from console.results import records
 from console.results.text import plural, printable
+from inventory.model import Host
+from protocol.action import Action
 from protocol.envelope import Envelope
 from protocol.errors import SpyglassError
 from tui.model.provenance import signer_ids
 from tui.model.rows import ColumnSpec, RowModel
 from tui.model.session import Session
+from tui.screens.compose import ComposeScreen
+from tui.screens.confirm import ConfirmLaunch
 from tui.widgets.virtual_table import VirtualTable
 
 Sign = Callable[[Envelope], Awaitable[Envelope | None]]
@@ -44,6 +48,8 @@ Sign = Callable[[Envelope], Awaitable[Envelope | None]]
 
 EXPIRE = "1h"
 """Lifetime of each follow action (the agents' ``module_timeout`` may end it sooner)."""
+CANCEL_EXPIRE = "5m"
+"""Lifetime of a cancel action (``spyglass watchers cancel``'s default)."""
 REFOLLOW_AFTER = 5.0
 """Seconds at least between the starts of two follows, should agents end them at once."""
 REPAINT = 0.1
@@ -89,6 +95,7 @@ class AlertsScreen(Screen[None]):
         Binding("slash", "focus_filter", "Filter", id="alerts.filter", priority=True),
         Binding("ctrl+t", "focus_target", "Target", id="alerts.target"),
         Binding("r", "refollow", "Refresh", id="alerts.refresh"),
+        Binding("x", "cancel_watcher", "Cancel watcher", id="alerts.cancel_watcher"),
         Binding("w", "focus_watchers", "Watchers", id="alerts.watchers", show=False),
         Binding("a", "focus_alerts", "Alerts", id="alerts.alerts", show=False),
         Binding("escape", "back", "Back", id="alerts.back"),
@@ -323,6 +330,50 @@ class AlertsScreen(Screen[None]):
 
     def action_refollow(self) -> None:
         self.follow()
+
+    def action_cancel_watcher(self) -> None:
+        """Stop the highlighted watcher before its expiry: a signed ``fswatch_cancel`` for its
+        host, after the same confirmation as any launch (or signed only, for a second
+        approver)."""
+        row = self.query_one("#watchers", VirtualTable).current_row
+        if row is None:
+            self.notify("no watcher to cancel (w goes to the watchers)")
+            return
+        name, watcher = row.key
+        hosts = [h for h in self.session.hosts if h.name == name]
+        if not hosts:
+            self.notify(f"{name} is no longer in the inventory", markup=False)
+            return
+        try:
+            action = cancel_action(str(watcher), f"name={name}", CANCEL_EXPIRE)
+        except SpyglassError as err:
+            self.notify(str(err), severity="error", title="Nothing launched", markup=False)
+            return
+
+        def chosen(choice: str | None) -> None:
+            if choice == "launch":
+                self._cancel(action, hosts[0], row.cells[1])
+            elif choice == "sign-only":
+                self.post_message(ComposeScreen.SignOnlyRequested(action))
+
+        self.app.push_screen(ConfirmLaunch(action, 1), chosen)
+
+    @work(group="alerts-cancel", exclusive=True, exit_on_error=False)
+    async def _cancel(self, action: Action, host: Host, shown: str) -> None:
+        envelope = await self.sign(Envelope(action))
+        if envelope is None:
+            return
+        dispatcher = Dispatcher(SshTransport(self.session.pool()))
+        investigation = Investigation(envelope, [host], dispatcher, self.session.store)
+        result = (await investigation.run(lambda _event: None)).results.get(host.name)
+        if result is not None and result.status == "matched":
+            self.notify(f"{host.name}: watcher {shown} cancelled", title="Cancelled", markup=False)
+            self.follow()  # its row goes, its alerts stay
+            return
+        why = "no such watcher" if result and result.status == "nomatch" else ""
+        if result is not None and not why:
+            why = printable(f"{result.status_text} {result.detail}".strip())
+        self.notify(f"{host.name}: {why}", title="Not cancelled", severity="error", markup=False)
 
     def action_focus_filter(self) -> None:
         if isinstance(self.focused, Input):
