@@ -66,6 +66,9 @@ RULES = replace(
 #: What a batch request of the agent to its own child carries beyond the file parameters: the
 #: watcher's rules, compiled once (``compiled_rules``). Not a parameter, so no action can give it.
 COMPILED = "compiled_rules"
+#: Seconds the rules may take on one file (the yara module's default ``timeout_per_target``);
+#: past it the file is a soft error, and the batch goes on.
+SCAN_TIMEOUT = 60
 
 WATCHER_COLUMNS = (
     Column("watcher", "The watcher's id: the id of the signed action that armed it"),
@@ -200,7 +203,7 @@ class _RulesGate(RunContext):
                 if found.replaced(os.fstat(fd)):
                     return []  # swapped since the file module read it: its own event comes
                 self.stats["yara_scanned"] += 1
-                matches = self.rules.match(filepath=f"/proc/self/fd/{fd}")
+                matches = self.rules.match(filepath=f"/proc/self/fd/{fd}", timeout=SCAN_TIMEOUT)
             except (yara.Error, OSError) as err:
                 self._error(shown, err)
                 return []
