@@ -75,18 +75,25 @@ def watcher_row(screen: AlertsScreen, watcher: str) -> dict[str, str] | None:
     return None if row is None else cells(screen.watchers, row)
 
 
+async def open_alerts(pilot, watcher_id: str) -> AlertsScreen:
+    """f7, then wait until the screen lists the watcher (its follow has started)."""
+    app = pilot.app
+    await pilot.pause()
+    await pilot.press("f7")
+    await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen))
+    screen = app.screen
+    assert isinstance(screen, AlertsScreen)
+    await wait_for(pilot, lambda: watcher_row(screen, watcher_id) is not None, timeout=60)
+    return screen
+
+
 async def test_alerts_stream_in_literally_tied_to_their_watcher(
     app: SpyglassApp, lab: Lab, watcher: tuple[str, Path]
 ) -> None:
     watcher_id, folder = watcher
     key_id = Signer(lab.gnupghome).fingerprint[-16:]
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("f7")
-        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen))
-        screen = app.screen
-        assert isinstance(screen, AlertsScreen)
-        await wait_for(pilot, lambda: watcher_row(screen, watcher_id) is not None, timeout=60)
+        screen = await open_alerts(pilot, watcher_id)
         listed = watcher_row(screen, watcher_id)
         assert listed is not None
         assert listed["host"] == HOST and listed["status"] == "armed"
@@ -153,12 +160,7 @@ async def test_when_the_agents_end_the_follow_it_follows_on(
     monkeypatch.setattr("tui.screens.alerts.REFOLLOW_AFTER", 0.0)
     watcher_id, folder = watcher
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("f7")
-        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen))
-        screen = app.screen
-        assert isinstance(screen, AlertsScreen)
-        await wait_for(pilot, lambda: watcher_row(screen, watcher_id) is not None, timeout=60)
+        screen = await open_alerts(pilot, watcher_id)
         first = screen.action_id
         (folder / "before.php").write_text("<?php ?>\n")
         await wait_for(pilot, lambda: len(alert_cells(screen, watcher_id)) == 1, timeout=60)
@@ -180,12 +182,7 @@ async def test_a_watcher_is_cancelled_from_the_screen(
     host; the watcher leaves the list, on the screen and on the agent."""
     watcher_id, _folder = watcher
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        await pilot.press("f7")
-        await wait_for(pilot, lambda: isinstance(app.screen, AlertsScreen))
-        screen = app.screen
-        assert isinstance(screen, AlertsScreen)
-        await wait_for(pilot, lambda: watcher_row(screen, watcher_id) is not None, timeout=60)
+        screen = await open_alerts(pilot, watcher_id)
         await pilot.press("w")
         table = screen.query_one("#watchers", VirtualTable)
         keys = [screen.watchers.visible(i).key for i in range(len(screen.watchers))]
