@@ -2,9 +2,11 @@
 
 The watchers share the process's inotify descriptor, read by the agent's event loop
 (``modules.fswatch`` says why they live here); each turns kernel events into changed paths below
-the agent's root, and has them matched, a batch at a time, by the ``file`` module in a confined
-operation child (``agentd.runner.run_operation``): the agent process never opens what it watches.
-Matches become alerts in the agent's ``AlertStore``, each naming the watcher's action id and digest.
+the agent's root, and has them matched, a batch at a time, by the file module's filters and the
+watcher's YARA rules (compiled once, when it is armed) in a confined operation child
+(``agentd.runner.run_operation`` of ``fswatch``): the agent process never opens what it watches.
+Matches become alerts in the agent's ``AlertStore``, each naming the watcher's action id, digest
+and signers.
 
 A watcher is its accepted envelope, kept in ``state_dir/watch/armed/`` until it expires or is
 cancelled. At start the agent verifies each kept envelope again, as a new request (signatures
@@ -26,7 +28,7 @@ from inotify_simple import INotify, flags
 
 from agentd.runner import Budget, OpOutcome, Sink, run_operation
 from agentd.watch_alerts import AlertStore
-from modules.fswatch import LIMITS
+from modules.fswatch import COMPILED, LIMITS, compiled_rules
 from modules.registry import all_modules, get_module
 from protocol.acl import Acl, AclRule
 from protocol.errors import ParamError, Rejected
@@ -143,11 +145,10 @@ class Watcher:
         self.max_pending: int = params["max_pending"]
         self.rate = LIMITS["events_per_second"]
         self.tokens, self.refilled = float(self.max_pending), time.monotonic()
-        own = ("recursive", "max_pending")
-        filters = {k: v for k, v in params.items() if k not in own and v is not None}
-        file_module = get_module("file")
-        assert file_module is not None
-        self.file_params = file_module.validate({**filters, "match_limit": LIMITS["batch"]})
+        self.batch_params = {
+            **params,
+            COMPILED: compiled_rules(params["rules"]) if params["rules"] else None,
+        }
         self.kernel = Kernel.current()
         for path in params["paths"]:
             self._watch(path, top=True)
@@ -219,7 +220,7 @@ class Watcher:
         self.wake.set()
 
     async def _match(self) -> None:
-        """Match waiting paths, a batch per confined ``file`` child, one child at a time."""
+        """Match waiting paths, a batch per confined child, one child at a time."""
         agent = self.hub.agent
         limits = agent.config.limits
         while True:
@@ -230,8 +231,8 @@ class Watcher:
                 for path in batch:
                     del self.pending[path]
                 await run_operation(
-                    "file",
-                    {**self.file_params, "paths": batch},
+                    "fswatch",
+                    {**self.batch_params, "paths": batch},
                     root=agent.root,
                     limits=limits,
                     timeout=limits.module_timeout,
@@ -244,7 +245,12 @@ class Watcher:
             return
         self.counters.alerts += 1
         armed = self.armed
-        alert = {"time": int(time.time()), "watcher": armed.action_id, "digest": armed.digest}
+        alert = {
+            "time": int(time.time()),
+            "watcher": armed.action_id,
+            "digest": armed.digest,
+            "signers": armed.signers,
+        }
         self.hub.alerts.add({**alert, **row})
 
     def stop(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +21,8 @@ from modules.timedrift import TimeDriftModule
 from protocol.errors import ParamError
 from tests.support.confined_run import operation
 from tests.support.udp import udp_responder
+
+REPO = Path(__file__).resolve().parent.parent
 
 MOD = PingModule()
 
@@ -216,3 +220,59 @@ def test_an_old_landlock_cannot_restrict_the_port_and_says_so(
     assert confine.missing(TimeDriftModule()) == []  # UDP only: no Landlock ABI covers it
     monkeypatch.setattr(confine, "_support", confine.Support(4, True, ()))
     assert confine.missing(MOD) == []
+
+
+#: Run inside a fresh network namespace (loopback up, root's group allowed ICMP sockets there):
+#: the ICMP path through the agent's own child (zygote, confinement), reachable and not.
+_ICMP_IN_NAMESPACE = """
+import asyncio, json, sys
+from modules.ping import PingModule
+from tests.support.confined_run import operation
+module, out = PingModule(), {}
+for address in ("127.0.0.1", "::1", "192.0.2.1"):
+    params = module.validate({"address": address, "protocol": "icmp", "count": 2})
+    outcome, rows = asyncio.run(operation("ping", params, sys.argv[1]))
+    out[address] = {"status": outcome.status, "errors": outcome.errors, "rows": rows}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+@pytest.mark.skipif(
+    shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs unshare (util-linux) and ip (iproute2) to build the namespace",
+)
+@needs_layers
+def test_icmp_echo_confined_in_a_namespace_that_allows_it(tmp_path: Path) -> None:
+    """net.ipv4.ping_group_range is per network namespace: in one of its own (the host's is
+    untouched), with root's group allowed, the confined child's datagram ICMP socket (the
+    ``udp`` network need: seccomp allows datagram sockets, never raw ones) pings loopback
+    (IPv4 and IPv6), and an unrouted TEST-NET address is unreachable, reported as such."""
+    setup = (
+        "ip link set lo up && echo '0 0' > /proc/sys/net/ipv4/ping_group_range && "
+        'exec "$0" -c "$1" "$2"'
+    )
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", setup, sys.executable, _ICMP_IN_NAMESPACE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip(f"no network namespace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    for address in ("127.0.0.1", "::1"):
+        assert out[address]["status"] == "ok", out[address]
+        [row] = out[address]["rows"]
+        assert (row["status"], row["reachable"], row["sent"], row["answered"]) == (
+            "open",
+            True,
+            2,
+            2,
+        )
+        assert len(row["rtt_ms"]) == 2
+    [row] = out["192.0.2.1"]["rows"]
+    assert (row["status"], row["reachable"], row["answered"]) == ("enetunreach", False, 0)

@@ -260,3 +260,53 @@ def test_history_snapshot(snap_compare, app: SpyglassApp, tmp_path: Path, size) 
         assert statuses == ["cancelled", "finished"]
 
     assert snap_compare(app, run_before=show, terminal_size=size)
+
+
+async def show_alerts(pilot) -> None:
+    """The alerts screen with synthetic watchers and alerts (hostile names among them): its
+    follow is not signed, so nothing connects, then the rows arrive as a follow brings them."""
+    from console.actions.watchers import ALERTS_OP, LIST_OP
+    from tui.screens.alerts import AlertsScreen
+
+    async def not_signed(_envelope):
+        return None
+
+    app = pilot.app
+    await pilot.pause()
+    screen = AlertsScreen(app.session, not_signed)
+    await app.push_screen(screen)
+    await until(pilot, lambda: screen.phase.startswith("not following"))
+    fingerprint = "5A3F0C2B9E8D7A6F1B2C" + SIGNATURE_IDS[0]
+    watcher = {
+        "watcher": ACTION["id"],
+        "status": "armed",
+        "expires": NOW + 3600,
+        "paths": ["/srv/www"],
+        "events": 14,
+        "alerts": 3,
+        "dropped": 0,
+        "signers": [fingerprint],
+    }
+    for host in ("lab-002", "lab-004"):
+        screen.receive(MatchEvent(host, LIST_OP, "fswatch_list", watcher))
+    paths = ("/srv/www/uploads/.cache.php", "/srv/www/[/]broken.php", "/srv/www/esc\x1b[2J.php")
+    for seq, path in enumerate(paths, 1):
+        alert = {
+            "seq": seq,
+            "time": NOW - 60 + seq,
+            "watcher": ACTION["id"],
+            "signers": [fingerprint],
+            "path": path,
+            "matched": ["name"],
+            "rules": ["php_webshell"] if seq == 1 else [],
+        }
+        screen.receive(MatchEvent("lab-004" if seq == 1 else "lab-002", ALERTS_OP, "x", alert))
+    screen.action_id, screen.signers = ACTION["id"], SIGNATURE_IDS
+    screen.hosts = [f"lab-00{i}" for i in range(1, 5)]
+    screen.set_phase("following")
+    await until(pilot, lambda: "broken" in app.export_screenshot())
+
+
+@pytest.mark.parametrize("size", [(80, 24)], ids=["80x24"])
+def test_alerts_snapshot(snap_compare, app: SpyglassApp, size) -> None:
+    assert snap_compare(app, run_before=show_alerts, terminal_size=size)

@@ -358,3 +358,43 @@ async def test_ping_wants_two_approvers_without_a_rule_of_its_own(
     assert "'ping' needs weight 2, signers have 1" in refused[-1]["detail"]
     accepted = await agents.converse(agent, agents.run_frames(signed([alice, bob], "ping", params)))
     assert accepted[0]["type"] == "accepted" and accepted[-1]["type"] == "finished"
+
+
+WEBSHELL_RULE = 'rule php_webshell { strings: $a = "eval(base64_decode(" condition: $a }'
+
+
+async def test_a_watcher_with_yara_rules_alerts_only_on_files_they_match(
+    agent: agents.AgentProc, signers: tuple[Signer, Signer]
+) -> None:
+    """The rules are matched in the confined batch child after the file filters (here the
+    name): an innocent .php file is seen and ignored, the web shell alerts naming the rule."""
+    alice, bob = signers
+    env = await arm(agent, [alice, bob], {"paths": ["/srv/www"], "rules": WEBSHELL_RULE})
+    watcher = env["action"]["id"]
+    async with Follower(agent, alice, since=0) as follower:
+        plant(agent, "/srv/www/innocent.php", b"<?php echo 'hello'; ?>\n")
+        plant(agent, "/srv/www/shell.php")
+        async with asyncio.timeout(ALERT_DEADLINE * 5):
+            alert = await follower.next_alert()
+    assert (alert["path"], alert["rules"], alert["matched"]) == (
+        "/srv/www/shell.php",
+        ["php_webshell"],
+        ["name"],
+    )
+    assert sorted(alert["signers"]) == sorted([alice.fingerprint, bob.fingerprint])
+    assert [a["path"] for a in await alerts(agent, alice, watcher)] == ["/srv/www/shell.php"]
+    row = (await watchers(agent, alice))[watcher]
+    assert (row["events"], row["alerts"]) == (2, 1)
+
+
+def test_a_broken_rule_is_a_one_line_parameter_error_before_signing(tmp_path: Path) -> None:
+    """Checked by the console with the agents' own validation: nothing is signed (the empty
+    GNUPGHOME has no key, which signing would have said) and nothing is sent."""
+    (tmp_path / "g").mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(tmp_path / "g"), "SPYGLASS_STORE": str(tmp_path / "r.db")}
+    broken = ["--rules", "rule broken { condition: $a }"]
+    done = cli.spyglass(env, "run", "fswatch", "--paths", "/srv", *broken, "-t", "all")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        'spyglass: fswatch: rules: invalid yara rules: line 1: undefined string "$a"'
+    ]

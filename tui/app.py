@@ -29,6 +29,7 @@ from tui.keymap import load_keymap
 from tui.model.provenance import signer_ids
 from tui.model.runstate import RunState
 from tui.model.session import Session
+from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
 from tui.screens.compose import ComposeScreen
 from tui.screens.confirm import ConfirmLaunch
@@ -49,6 +50,7 @@ class SpyglassApp(App[int]):
         Binding("f3", "watch", "Watch", id="app.watch", show=False),
         Binding("f4", "history", "History", id="app.history", show=False),
         Binding("f5", "approvals", "Approvals", id="app.approvals", show=False),
+        Binding("f7", "alerts", "Alerts", id="app.alerts", show=False),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
         # Priority, so that keys typed right after a Tab land in the next field (ComposeScreen).
         Binding("tab", "focus_next", "Next field", show=False, priority=True),
@@ -110,6 +112,10 @@ class SpyglassApp(App[int]):
         else:
             self.push_screen(approvals)
 
+    def action_alerts(self) -> None:
+        if not isinstance(self.screen, AlertsScreen):
+            self.push_screen(AlertsScreen(self.session, self.signing.sign))
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
@@ -123,6 +129,9 @@ class SpyglassApp(App[int]):
         )
         yield SystemCommand(
             "Approvals", "Add your signature to an envelope file, launch it", self.action_approvals
+        )
+        yield SystemCommand(
+            "Alerts", "The watchers' alerts, live, and the watchers", self.action_alerts
         )
         yield SystemCommand("Help", "Key bindings and what each screen does", self.action_help)
         if isinstance(screen, ComposeScreen):

@@ -6,11 +6,14 @@ alone grants nothing (docs/security.md). Arming a watcher is ``spyglass run fswa
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from console.actions.compose import compose
+from console.actions.watchers import alerts_action, cancel_action, list_action
 from console.cli.common import command, command_group, launch, launch_flags, signer
 from protocol.envelope import Envelope
+
+if TYPE_CHECKING:
+    from protocol.action import Action
 
 
 def add_alerts(commands: Any) -> None:
@@ -44,22 +47,21 @@ def _flags(parser: argparse.ArgumentParser, expire: str) -> None:
     parser.add_argument("--expire", default=expire, help=f"lifetime of the action ({expire})")
 
 
-def _launch(args: argparse.Namespace, module: str, params: dict[str, Any]) -> int:
-    target = args.target or "all"
-    action = compose(module, params, target, args.expire)
-    return launch(args, signer(args).sign(Envelope(action)), target)
+def _launch(args: argparse.Namespace, action: Action) -> int:
+    return launch(args, signer(args).sign(Envelope(action)), action.target)
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"since": args.since, "follow": args.follow}
-    if args.watcher:
-        params["watcher"] = args.watcher
-    return _launch(args, "fswatch_alerts", params)
+    target = args.target or "all"
+    action = alerts_action(
+        target, args.expire, since=args.since, follow=args.follow, watcher=args.watcher
+    )
+    return _launch(args, action)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    return _launch(args, "fswatch_list", {})
+    return _launch(args, list_action(args.target or "all", args.expire))
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    return _launch(args, "fswatch_cancel", {"watcher": args.id})
+    return _launch(args, cancel_action(args.id, args.target or "all", args.expire))

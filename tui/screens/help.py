@@ -28,6 +28,11 @@ CSV, space marks a run and d diffs it with the highlighted one, r reloads.
 
 Approvals (f5): add your signature to an envelope file, launch it.
 
+Alerts (f7): the watchers' alerts streaming in from the target's agents (ctrl+t changes it), each
+with the action that armed its watcher and who signed it, above them the watchers (expiry,
+counters, dropped); / filters the alerts, r lists the watchers again, x cancels the highlighted
+watcher (a signed action, after the confirmation).
+
 ctrl+p opens the command palette. Everything agents send is shown literally, never as markup."""
 #: One line per paragraph, so that the text wraps at whatever width the terminal has.
 ABOUT = "\n".join(p.replace("\n", " ") for p in _ABOUT.split("\n\n"))
