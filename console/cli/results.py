@@ -74,6 +74,9 @@ def add_results(commands: Any) -> None:
         "follow",
         cmd_follow,
         help="print a run's events as another console stores them, until it ends",
+        description="Exit status as `run` once the run ends; "
+        f"{EXIT_WRITER_GONE} if the console writing it is gone first (the run is unfinished: "
+        "`results resume` completes it).",
     )
     follow.add_argument("id", help="run id, or a unique prefix")
     json_flag(follow, "JSON lines, as `run --json` prints")
@@ -97,6 +100,9 @@ def add_results(commands: Any) -> None:
 
 #: The id that names the newest run: ``spyglass results show last``.
 LAST = "last"
+
+#: `results follow`: the run is unfinished and the console that wrote it is gone.
+EXIT_WRITER_GONE = 5
 
 
 def _run(store: Store, run_id: str) -> Any:
@@ -261,24 +267,27 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    """Poll the store (SQLite WAL: readers never block the writing console) for new events."""
+    """Poll the store for the run's new events until it ends, or until its console is gone."""
+    from console.results.follow import Follow
+
     store = open_store(args)
     first = _run(store, args.id)
-    run_id = first["id"]
     output = JsonLines() if args.json else TextOutput("all")
     if isinstance(output, JsonLines):
         output.begin(json.loads(first["envelope"]))  # the action first, as `run --json` does
-    seq = 0
+    follow = Follow(store, first["id"])
     while True:
-        run = store.run(run_id)  # read before the events: a finished run has stored them all
-        for number, event in store.events(run_id, seq):
+        events, end = follow.poll()
+        for event in events:
             output(event)
-            seq = number
-        if run is None or run["finished"] is not None:
+        if end is not None:
             break
         time.sleep(args.interval)
-    if run is None:
-        raise UsageError(f"run {run_id} was deleted while followed")
-    summary = history.run_summary(store, run_id)
+    if end == "deleted":
+        raise UsageError(f"run {follow.run_id} was deleted while followed")
+    if end == "gone":
+        print(f"spyglass: {follow.gone_text()}", file=sys.stderr)
+        return EXIT_WRITER_GONE
+    summary = history.run_summary(store, follow.run_id)
     output.summary(summary)
     return summary.exit_status()

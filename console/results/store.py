@@ -13,6 +13,7 @@ they were shown, for ``results follow`` in another process.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -31,6 +32,7 @@ from console.results.records import (
     RetryEvent,
 )
 from console.results.text import json_line, storable_text
+from console.results.writer import Writer
 from protocol.errors import ConfigError
 
 SCHEMA = """
@@ -90,6 +92,11 @@ ADDED_COLUMNS = (
     ("hosts", "ran_at", "INTEGER"),
     ("hosts", "attempts", "INTEGER NOT NULL DEFAULT 1"),
     ("hosts", "seq", "INTEGER NOT NULL DEFAULT 0"),
+    # The console writing the run (console/results/writer.py), for `results follow`.
+    ("runs", "writer_pid", "INTEGER"),
+    ("runs", "writer_host", "TEXT"),
+    ("runs", "writer_identity", "TEXT"),
+    ("runs", "heartbeat", "REAL"),
 )
 
 
@@ -135,12 +142,14 @@ class Store:
     ) -> str:
         """Record a new launch of the action; returns its run id (``action_id``, else the next
         free ``action_id.N``). ``targets`` are the names of its hosts, for ``results resume``."""
+        w = Writer.this_process()
         for n in itertools.count(1):
             run_id = action_id if n == 1 else f"{action_id}.{n}"
             try:
                 self.db.execute(
                     "INSERT INTO runs (id, action_id, name, target, modules, envelope, started,"
-                    " hosts, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " hosts, targets, writer_pid, writer_host, writer_identity, heartbeat)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         action_id,
@@ -151,6 +160,10 @@ class Store:
                         time.time(),
                         hosts,
                         json.dumps(targets) if targets is not None else None,
+                        w.pid,
+                        w.host,
+                        w.identity,
+                        w.heartbeat,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -161,13 +174,23 @@ class Store:
 
     def reopen_run(self, run_id: str) -> None:
         """Continue a stored run (``results resume``): unfinished again, its sequence resumed."""
-        self.db.execute("UPDATE runs SET finished = NULL WHERE id = ?", (run_id,))
+        w = Writer.this_process()
+        self.db.execute(
+            "UPDATE runs SET finished = NULL, writer_pid = ?, writer_host = ?,"
+            " writer_identity = ?, heartbeat = ? WHERE id = ?",
+            (w.pid, w.host, w.identity, w.heartbeat, run_id),
+        )
         self._seq[run_id] = max(
             self.db.execute(
                 f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
             for table in ("matches", "attempts", "hosts")
         )
+
+    def beat(self, run_id: str) -> None:
+        """The writer's heartbeat (every ``writer.HEARTBEAT`` seconds while the run is open)."""
+        with contextlib.suppress(sqlite3.Error):  # a missed beat is no failure: the next flush
+            self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
 
     def add_match(self, run_id: str, host: str, op: int, module: str, data: dict[str, Any]) -> int:
         """Queue one match row; returns the size of its stored JSON, for the console's caps."""
