@@ -29,12 +29,10 @@ from console.results.output import (
     match_line,
 )
 from console.results.provenance import clock
-from console.results.records import is_final
 from console.results.stack import PREVIOUS_RUNS
 from console.results.store import Store
 from console.results.text import json_line, plural, printable
-from protocol.envelope import parse_envelope
-from protocol.errors import InventoryError, UsageError
+from protocol.errors import UsageError
 
 
 def add_results(commands: Any) -> None:
@@ -242,28 +240,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from console.results.resume import plan_resume
+
     store = open_store(args)
-    run = _run(store, args.id)
-    envelope = parse_envelope(json.loads(run["envelope"]))
-    if envelope.action.expire_after <= time.time():
-        raise UsageError(f"run {run['id']}: its action has expired; nothing was sent")
-    if run["targets"] is None:
-        raise UsageError(f"run {run['id']} was stored without its host list: it cannot resume")
-    final = {r.host for r in store.host_results(run["id"]) if is_final(r.status, r.reason)}
-    wanted = [name for name in json.loads(run["targets"]) if name not in final]
     inventory = open_inventory(args)
-    hosts = []
-    for name in wanted:
-        try:
-            hosts.append(inventory.by_name(name))
-        except InventoryError as err:
-            print(f"spyglass: not resumed: {err}", file=sys.stderr)
-    if args.target:
-        selected = {h.name for h in inventory.select(args.target)}
-        hosts = [h for h in hosts if h.name in selected]
-    if not hosts:
-        print(f"run {run['id']}: no host to send the action to again", file=sys.stderr)
-    return fan_out(args, inventory, envelope, hosts, store, resume=run["id"])
+    plan = plan_resume(store, _run(store, args.id)["id"], inventory, args.target)
+    for problem in plan.unknown:
+        print(f"spyglass: not resumed: {problem}", file=sys.stderr)
+    if not plan.hosts:
+        print(f"run {plan.run_id}: no host to send the action to again", file=sys.stderr)
+    return fan_out(args, inventory, plan.envelope, plan.hosts, store, resume=plan.run_id)
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
