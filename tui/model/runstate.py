@@ -274,10 +274,11 @@ class RunState:
             return False
         events, end = self.follow.poll()
         self.pending.extend(events)
-        if end is None:
-            return False
-        self.writer_gone = end != "finished"
-        return True
+        if end == "gone":
+            self.writer_gone = True
+        elif end == "deleted":
+            self.error = "the run was deleted from the store while followed"
+        return end is not None
 
     def _match_row(self, event: MatchEvent) -> Entry:
         data = event.data if type(event.data) is dict else {}
