@@ -4,7 +4,6 @@ from the store as they are committed, are the ones that process printed with `--
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 import socket
 import subprocess
@@ -20,7 +19,7 @@ from console.lab.local import Lab
 from console.results.records import HostEvent
 from console.results.store import Store
 from console.results.writer import STALE, Writer, process_identity, writer_alive
-from tests.support import faults
+from tests.support import faults, writers
 from tests.support.agents import AgentProc, start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env, events, spyglass
 from tests.support.lab import LAB_SIZE
@@ -49,11 +48,9 @@ def test_follow_prints_what_the_writing_console_printed(
         text=True,
     )
     try:
-        assert writer.stdout is not None
-        first = writer.stdout.readline()  # the run exists: its first event is stored
-        assert first, "the writing console printed nothing"
+        first = writers.until_stored(writer)
         follower = spyglass(env, "results", "follow", faults.action_id(envelope), "--json")
-        written = [json.loads(first), *events(writer.communicate(timeout=120)[0])]
+        written = [*first, *writers.the_rest(writer)]
     finally:
         if writer.poll() is None:
             writer.kill()
@@ -79,7 +76,7 @@ def test_follow_of_a_run_whose_console_was_killed_ends_and_says_resume(
     envelope = faults.envelope_file(lab, tmp_path, faults.EVERY_FILE_OP, faults.SLOW_OP)
     run_id = faults.action_id(envelope)
     with faults.launching(env, envelope, "all", stderr=subprocess.DEVNULL) as writer:
-        assert writer.stdout is not None and writer.stdout.readline()  # the run is stored
+        writers.until_stored(writer)
         faults.wait_for_verdict(victim, run_id)  # the victim spins: the run stays open
         writer.send_signal(signal.SIGKILL)
         writer.wait()
@@ -88,6 +85,8 @@ def test_follow_of_a_run_whose_console_was_killed_ends_and_says_resume(
     (line,) = followed.stderr.splitlines()
     assert f"run {run_id} is unfinished" in line and f"pid {writer.pid} on " in line
     assert f"`spyglass results resume {run_id}`" in line
+    listed = spyglass(env, "results", "list").stdout.splitlines()[1].split("\t")
+    assert listed[:3:2] == [run_id, "unfinished"]
     printed = events(followed.stdout)
     assert printed[0]["event"] == "action" and "summary" not in {e["event"] for e in printed}
     store = Store(env["SPYGLASS_STORE"])

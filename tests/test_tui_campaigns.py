@@ -276,7 +276,7 @@ async def test_history_follows_a_run_another_console_writes(
     run_id = faults.action_id(envelope)
     app = console(inventory)
     with faults.launching(env, envelope, "all", stderr=subprocess.DEVNULL) as writer:
-        assert writer.stdout is not None and writer.stdout.readline()  # the run is stored
+        first = writers.until_stored(writer)
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
             history = await history_row(pilot, run_id)
@@ -295,7 +295,7 @@ async def test_history_follows_a_run_another_console_writes(
             )
             await wait_for(pilot, lambda: state.finished and not state.pending, timeout=90)
             assert "finished" in text_of(app, "#run-title")
-            written = [json.loads(line) for line in writer.communicate(timeout=60)[0].splitlines()]
+            written = [*first, *writers.the_rest(writer)]
     assert writer.returncode == 3  # the victim timed out
     hosts = {e["host"]: e["status"] for e in written if e["event"] == "host"}
     assert {h: s for h, (s, _) in host_rows(state).items()} == hosts

@@ -32,6 +32,7 @@ from console.results.provenance import clock
 from console.results.stack import PREVIOUS_RUNS
 from console.results.store import Store
 from console.results.text import json_line, plural, printable
+from console.results.writer import writer_alive
 from protocol.errors import UsageError
 
 
@@ -116,10 +117,10 @@ def _run(store: Store, run_id: str) -> Any:
 
 
 def run_state(store: Store, run: Any) -> str:
-    """``running`` until the run's end is stored, ``cancelled`` if hosts were cancelled, else
-    ``done``."""
+    """``running`` until the run's end is stored (``unfinished`` if the console writing it is
+    gone: `results resume` completes it), ``cancelled`` if hosts were cancelled, else ``done``."""
     if run["finished"] is None:
-        return "running"
+        return "running" if writer_alive(run) else "unfinished"
     cancelled = any(h.status == "cancelled" for h in store.host_results(run["id"]))
     return "cancelled" if cancelled else "done"
 

@@ -330,21 +330,29 @@ class Store:
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, Event]]:
         """The run's stored events after sequence number ``after``, in the order they were
         shown, each with its number: matches, failed attempts (``RetryEvent``) and host results,
-        the records ``run`` printed (``results follow``)."""
+        the records ``run`` printed (``results follow``).
+
+        The three tables are read in one transaction: from separate snapshots, a batch the
+        writer commits between two reads could show its host results without its matches, and a
+        follower would then skip those matches for good."""
         out: list[tuple[int, Event]] = []
-        for seq, host, op, module, data in self.db.execute(
-            "SELECT seq, host, op, module, data FROM matches WHERE run_id = ? AND seq > ?",
-            (run_id, after),
-        ):
-            out.append((seq, MatchEvent(host, op, module, json.loads(data))))
-        for a in self._query(
-            "SELECT * FROM attempts WHERE run_id = ? AND seq > ?", (run_id, after)
-        ):
+        with self.db:
+            self.db.execute("BEGIN")
+            for seq, host, op, module, data in self.db.execute(
+                "SELECT seq, host, op, module, data FROM matches WHERE run_id = ? AND seq > ?",
+                (run_id, after),
+            ):
+                out.append((seq, MatchEvent(host, op, module, json.loads(data))))
+            attempts = self._query(
+                "SELECT * FROM attempts WHERE run_id = ? AND seq > ?", (run_id, after)
+            )
+            hosts = self._query("SELECT * FROM hosts WHERE run_id = ? AND seq > ?", (run_id, after))
+        for a in attempts:
             retry = RetryEvent(
                 a["host"], a["attempt"], a["status"], a["reason"], a["detail"], a["retry_in_ms"]
             )
             out.append((a["seq"], retry))
-        for h in self._query("SELECT * FROM hosts WHERE run_id = ? AND seq > ?", (run_id, after)):
+        for h in hosts:
             out.append((h["seq"], HostEvent(_host_result(h))))
         out.sort(key=lambda pair: pair[0])
         return out

@@ -1,5 +1,6 @@
-"""A console process that writes a run into a store and stops there: it stays alive (a run being
-written by another console) or exits (a console that died before the run's end)."""
+"""Consoles that write runs, seen from outside: a process that writes a run into a store and
+stops there (alive: a run another console is writing; exited: a console that died before the
+run's end), and reading what a background `run --json` prints without losing lines."""
 
 from __future__ import annotations
 
@@ -52,3 +53,25 @@ def writing(
         proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def until_stored(console: subprocess.Popen[str]) -> list[dict[str, object]]:
+    """The JSON lines `run --json` (``console``) printed up to its first stored event: the
+    action line comes before the run is in the store, the first event after (stored before
+    shown)."""
+    assert console.stdout is not None
+    printed: list[dict[str, object]] = []
+    while not printed or printed[-1]["event"] == "action":
+        line = console.stdout.readline()
+        assert line, f"the console ended before storing anything: {printed}"
+        printed.append(json.loads(line))
+    return printed
+
+
+def the_rest(console: subprocess.Popen[str]) -> list[dict[str, object]]:
+    """The JSON lines ``console`` prints from here to its end. Not ``communicate``: with a
+    timeout it reads the pipe itself and loses what ``readline`` had buffered already."""
+    assert console.stdout is not None
+    lines = console.stdout.read().splitlines()
+    console.wait(timeout=60)
+    return [json.loads(line) for line in lines]
