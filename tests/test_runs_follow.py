@@ -109,8 +109,11 @@ def test_a_writer_is_alive_only_while_its_very_process_runs(tmp_path: Path) -> N
         here = Writer(child.pid, socket.gethostname(), identity, 0.0)
         assert here.alive()
         assert not dataclasses.replace(here, identity=identity + "0").alive()  # pid reused
-        elsewhere = dataclasses.replace(here, host="another-machine")
-        assert elsewhere.alive(now=STALE - 1) and not elsewhere.alive(now=STALE + 1)
+        # on another machine (another name, or the same name and another boot): the heartbeat
+        for other in (dict(host="another-machine"), dict(identity="other-boot/" + identity)):
+            elsewhere = dataclasses.replace(here, **other)
+            assert not elsewhere.local
+            assert elsewhere.alive(now=STALE - 1) and not elsewhere.alive(now=STALE + 1)
     finally:
         child.kill()
         child.wait()

@@ -3,7 +3,7 @@
 A run records its writer when it starts or resumes: the process id, the machine's name, what
 tells that process from a later one with the same pid, and a heartbeat the writer refreshes while
 the run is open. A pid alone lies: after a crash the kernel may give it to an unrelated process.
-On the writer's own machine the pid *and* its identity (on Linux the boot id and the start time
+On the writer's own machine (the same name and boot) the pid *and* its identity (on Linux the boot id and the start time
 in clock ticks since boot: exact, and immune to clock changes; elsewhere psutil's start time to
 the second) must still match a live process, a zombie counting as dead. From another machine
 sharing the store only the heartbeat can tell: a writer silent for ``STALE`` seconds is gone.
@@ -46,9 +46,19 @@ class Writer:
         return cls(run["writer_pid"], run["writer_host"], run["writer_identity"], run["heartbeat"])
 
     def alive(self, now: float | None = None) -> bool:
-        if self.host == socket.gethostname():
+        if self.local:
             return bool(self.identity) and process_identity(self.pid) == self.identity
         return (time.time() if now is None else now) - self.heartbeat < STALE
+
+    @property
+    def local(self) -> bool:
+        """Whether the writer ran on this machine, since its boot: then its pid can be checked.
+        The same name with another boot id is another machine (or a reboot: the heartbeat
+        tells, as it does for every other machine)."""
+        if self.host != socket.gethostname():
+            return False
+        boot, mark, _ = self.identity.partition("/")
+        return not mark or boot == _boot_id()
 
     def __str__(self) -> str:
         return f"pid {self.pid} on {self.host}"
@@ -57,18 +67,24 @@ class Writer:
 def process_identity(pid: int) -> str | None:
     """What tells process ``pid`` from any later process given the same pid (its boot and start
     time), or None if there is no such live process."""
+    boot = _boot_id()
+    if boot is None:
+        return _psutil_identity(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except FileNotFoundError:
-        if Path("/proc/self/stat").exists():
-            return None  # Linux, and no such process
-        return _psutil_identity(pid)
-    except OSError:
+    except OSError:  # no such process
         return None
     fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold anything
     state, start_ticks = fields[0], fields[19]
     return None if state in ("Z", "X") else f"{boot}/{start_ticks}"
+
+
+def _boot_id() -> str | None:
+    """This boot of this machine (Linux), None elsewhere."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
 
 
 def _psutil_identity(pid: int) -> str | None:
