@@ -3,10 +3,11 @@
 A run records its writer when it starts or resumes: the process id, the machine's name, what
 tells that process from a later one with the same pid, and a heartbeat the writer refreshes while
 the run is open. A pid alone lies: after a crash the kernel may give it to an unrelated process.
-On the writer's own machine (the same name and boot) the pid *and* its identity (on Linux the boot id and the start time
-in clock ticks since boot: exact, and immune to clock changes; elsewhere psutil's start time to
-the second) must still match a live process, a zombie counting as dead. From another machine
-sharing the store only the heartbeat can tell: a writer silent for ``STALE`` seconds is gone.
+On the writer's own machine (the same name and boot) the pid *and* its identity (on Linux the
+boot id and the start time in clock ticks since boot: exact, and immune to clock changes;
+elsewhere psutil's start time to the second) must still match a live process, a zombie counting
+as dead. From another machine sharing the store only the heartbeat can tell: a writer silent for
+``STALE`` seconds is gone.
 """
 
 from __future__ import annotations
