@@ -54,15 +54,14 @@ STATUS_STYLES: dict[str, Style] = {
 
 
 def waiting_counter(s: RunState) -> list[tuple[str, str]]:
-    """``waiting 3 (7 failed attempts)``: hosts waiting for their next attempt, once a run has
-    retried."""
+    """``waiting 3 (7 retries)``: hosts waiting for their next attempt, and the failed attempts
+    retried so far, once a run has retried."""
     if not s.retries and not s.counts["waiting"]:
         return []
-    plural = "attempt" if s.retries == 1 else "attempts"
     return [
         ("  waiting ", "dim"),
         (str(s.counts["waiting"]), "bold yellow"),
-        (f" ({s.retries} failed {plural})", "yellow"),
+        (f" ({s.retries} {'retry' if s.retries == 1 else 'retries'})", "yellow"),
     ]
 
 
@@ -188,7 +187,7 @@ class WatchScreen(Screen[None]):
         elif not s.finished:
             phase = Text("cancelling…" if s.cancelling else "running", style="bold cyan")
             if s.until_expiry and not s.cancelling:
-                phase.append(", retrying unreachable hosts until the action expires")
+                phase.append(", retrying until expiry")
         elif s.cancelled:
             phase = Text("cancelled", style="bold yellow")
         else:
@@ -231,7 +230,6 @@ class WatchScreen(Screen[None]):
             (str(c["connecting"]), "bold cyan"),
             ("  running ", "dim"),
             (str(c["running"]), "bold cyan"),
-            *waiting_counter(s),
             ("  matched ", "dim"),
             (str(c["matched"]), "bold green"),
             ("  no match ", "dim"),
@@ -248,6 +246,7 @@ class WatchScreen(Screen[None]):
                     extra = "[" + ", ".join(f"{r} {k}" for r, k in sorted(reasons.items())) + "]"
                 kinds.append(f"{kind} {n}{extra}")
             parts.append((" (" + ", ".join(kinds) + ")", "red"))
+        parts += waiting_counter(s)  # last: the host rows say more
         counters = Text.assemble(*parts)
         # Only when the text changed, and with no layout pass: both lines have a fixed size
         # (app.tcss), and a layout of the whole screen costs more than the rest of a tick.
