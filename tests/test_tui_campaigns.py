@@ -31,6 +31,7 @@ from tui.model.session import Session
 from tui.screens.compose import ComposeScreen
 from tui.screens.confirm import ConfirmLaunch
 from tui.screens.history import HistoryScreen
+from tui.screens.host_detail import HostDetailScreen
 from tui.screens.watch import WatchScreen
 
 SIZE = (160, 48)
@@ -188,6 +189,25 @@ def test_waiting_hosts_count_down_and_a_new_answer_replaces_earlier_rows() -> No
     assert [r.cells[1] for r in state.match_model.rows] == ["/srv/one", "/srv/two"]
     assert state.match_count == 2 and host_rows(state)["a"] == ("matched", "4 attempts")
     assert state.counts["waiting"] == 0 and state.retries == 1
+
+
+async def test_host_detail_says_when_a_waiting_host_is_tried_again(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[[hosts]]\nname = "a"\naddress = "127.0.0.1"\n')
+    app = SpyglassApp(Session(str(inventory), tmp_path / "results.db"))
+    state = RunState({"id": "X", "operations": [{"module": "file", "params": {}}]}, ["a", "b"])
+    state.sink(RetryEvent("a", 2, "unreachable", None, "Connection refused", 600_000))
+    state.sink(HostEvent(HostResult("b", "nomatch", attempts=3)))
+    state.drain()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ComposeScreen))
+        await app.push_screen(HostDetailScreen(state, "a"))
+        summary = text_of(app, "#host-summary")
+        assert summary.startswith("host a  state waiting  retry in ")
+        assert summary.endswith(" s, attempt 2, last: unreachable: Connection refused")
+        await pilot.press("escape")
+        await app.push_screen(HostDetailScreen(state, "b"))
+        assert "attempts 3" in text_of(app, "#host-summary")
 
 
 # -- resume from history ------------------------------------------------------------------------
