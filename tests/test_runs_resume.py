@@ -16,7 +16,7 @@ import pytest
 import tomli_w
 
 from console.lab.local import Lab
-from tests.support import faults
+from tests.support import faults, writers
 from tests.support.agents import AgentProc, start_agent, stop_agent
 from tests.support.cli import SPYGLASS, console_env, events, spyglass
 from tests.support.lab import LAB_SIZE
@@ -138,3 +138,25 @@ def test_resume_of_a_complete_run_sends_nothing(
     assert "no host to send the action to again" in again.stderr
     for host in LAB_HOSTS:
         assert accepted(lab, host, faults.action_id(envelope)) == 1
+
+
+def test_resume_refuses_a_run_its_console_still_writes(
+    lab: Lab, lab_env: dict[str, str], tmp_path: Path
+) -> None:
+    envelope = faults.envelope_file(lab, tmp_path, faults.EVERY_FILE_OP)
+    store = Path(lab_env["SPYGLASS_STORE"])
+    with writers.writing(store, envelope, LAB_HOSTS[:2], {"lab-001": "matched"}, stay=True) as (
+        writer,
+        run_id,
+    ):
+        refused = spyglass(lab_env, "results", "resume", run_id)
+        assert refused.returncode == 2
+        assert f"still being written by its console (pid {writer.pid} on " in refused.stderr
+        assert f"`spyglass results follow {run_id}`" in refused.stderr
+        writer.kill()
+        writer.wait()
+        resumed = spyglass(lab_env, "results", "resume", run_id, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    out = events(resumed.stdout)
+    assert [e["host"] for e in out if e["event"] == "host"] == ["lab-002"]
+    assert accepted(lab, "lab-001", run_id) == 0 and accepted(lab, "lab-002", run_id) == 1

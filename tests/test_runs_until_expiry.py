@@ -29,6 +29,7 @@ from protocol import messages as msg
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError
 from protocol.signing import Signer
+from tests.support import writers
 from tests.support.agents import AgentProc, start_agent, start_agents, stop_agent
 from tests.support.cli import (
     SPYGLASS,
@@ -105,7 +106,7 @@ def test_hosts_down_at_launch_are_caught_when_they_come_up(
             assert line, f"console ended before retrying every late host: {printed}"
             printed.append(json.loads(line))
         late = start_agents(late_dirs)  # they come up while the console waits to retry
-        printed += events(console.communicate(timeout=120)[0])
+        printed += writers.the_rest(console)
     finally:
         if console.poll() is None:
             console.kill()

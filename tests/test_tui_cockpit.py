@@ -123,7 +123,7 @@ async def test_one_row_per_parameter_and_no_invisible_stops(make_app) -> None:
         assert shown[:2] == ["paths", "name"] and "content" in shown and "xdev" not in shown
         # every tab stop is a field the investigator can see and type in, nothing in between
         common = [f"p-file-{name}" for name in shown]
-        wanted = ["module", "jump", *common, "target", "expire", "action-name"]
+        wanted = ["module", "jump", *common, "target", "expire", "until-expiry", "action-name"]
         assert [w.id for w in screen.focus_chain] == wanted
         seen = []
         for _ in wanted:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static
 
-from console.results.records import HostEvent, HostResult, MatchEvent
+from console.results.records import HostEvent, HostResult, MatchEvent, RetryEvent, StateEvent
 from console.results.store import Store
 from tui.app import SpyglassApp
 from tui.model.runstate import RunState
@@ -310,3 +310,37 @@ async def show_alerts(pilot) -> None:
 @pytest.mark.parametrize("size", [(80, 24)], ids=["80x24"])
 def test_alerts_snapshot(snap_compare, app: SpyglassApp, size) -> None:
     assert snap_compare(app, run_before=show_alerts, terminal_size=size)
+
+
+def waiting_state() -> RunState:
+    """A run launched to retry until expiry: lab-003 waits for its third attempt, lab-004
+    answered on its second."""
+    state = RunState(ACTION, [f"lab-00{i}" for i in range(1, 5)], signers=SIGNATURE_IDS)
+    state.started, state.until_expiry = 1764400001, True
+    data = {"path": "/srv/www/uploads/.cache.php", "size": 75, "mode": "-rw-r--r--"}
+    state.sink(MatchEvent("lab-004", 0, "file", {**data, "mtime": 1764300000, "matched": []}))
+    state.sink(HostEvent(HostResult("lab-001", "nomatch", elapsed_ms=412)))
+    state.sink(StateEvent("lab-002", "running"))
+    state.sink(RetryEvent("lab-003", 1, "unreachable", None, "Connection refused", 12_000))
+    state.sink(StateEvent("lab-003", "connecting"))
+    state.sink(RetryEvent("lab-003", 2, "unreachable", None, "Connection refused", 40_000))
+    state.sink(HostEvent(HostResult("lab-004", "matched", matches=1, elapsed_ms=5488, attempts=2)))
+    return state
+
+
+@SIZES
+def test_watch_waiting_snapshot(
+    snap_compare, app: SpyglassApp, size, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host table of a run that retries: the waiting host's countdown (the monotonic clock
+    is stopped too), attempts, the waiting counter."""
+    monkeypatch.setattr("tui.model.runstate.time", types.SimpleNamespace(monotonic=lambda: 500.0))
+
+    async def show(pilot) -> None:
+        await pilot.pause()
+        state = waiting_state()
+        app.current = state
+        await app.push_screen(WatchScreen(state, app.session))
+        await until(pilot, lambda: not state.pending and "running" in title(app))
+
+    assert snap_compare(app, run_before=show, terminal_size=size)

@@ -19,7 +19,9 @@ from textual.screen import Screen
 
 from console.fanout.dispatch import Dispatcher
 from console.fanout.investigation import Investigation
+from console.fanout.retry import until_expiry
 from console.fanout.ssh_transport import SshTransport
+from console.results.resume import plan_resume
 from inventory.model import Host
 from protocol.action import Action
 from protocol.envelope import Envelope
@@ -27,7 +29,7 @@ from protocol.errors import SpyglassError
 from tui import gcpause
 from tui.keymap import load_keymap
 from tui.model.provenance import signer_ids
-from tui.model.runstate import RunState
+from tui.model.runstate import RunState, resume_run
 from tui.model.session import Session
 from tui.screens.alerts import AlertsScreen
 from tui.screens.approvals import ApprovalsScreen
@@ -179,11 +181,16 @@ class SpyglassApp(App[int]):
             yield SystemCommand(
                 "Diff", "Compare the marked run with the highlighted one", screen.action_diff
             )
+            yield SystemCommand(
+                "Resume",
+                "Send the highlighted run again to its hosts without a final answer",
+                screen.action_resume,
+            )
 
     # -- what the screens ask for -----------------------------------------------------------
     @on(ComposeScreen.LaunchRequested)
     def _launch_composed(self, message: ComposeScreen.LaunchRequested) -> None:
-        self.confirm_and_launch(message.action)
+        self.confirm_and_launch(message.action, until_expiry=message.until_expiry)
 
     @on(ComposeScreen.SignOnlyRequested)
     def _sign_composed(self, message: ComposeScreen.SignOnlyRequested) -> None:
@@ -220,7 +227,9 @@ class SpyglassApp(App[int]):
     def running(self) -> bool:
         return self.current is not None and not self.current.finished and self.current.live
 
-    def confirm_and_launch(self, action: Action, envelope: Envelope | None = None) -> None:
+    def confirm_and_launch(
+        self, action: Action, envelope: Envelope | None = None, *, until_expiry: bool = False
+    ) -> None:
         """Ask, then sign (unless ``envelope`` is already signed enough) and launch."""
         if self.running:
             self.notify("an investigation is running: cancel it (c) or wait", severity="warning")
@@ -240,7 +249,7 @@ class SpyglassApp(App[int]):
 
         def chosen(choice: str | None) -> None:
             if choice == "launch":
-                self._sign_and_launch(action, hosts, envelope)
+                self._sign_and_launch(action, hosts, envelope, dialog.until_expiry)
             elif choice == "sign-only":
                 self.signing.save_as(envelope or Envelope(action))
             else:
@@ -249,39 +258,88 @@ class SpyglassApp(App[int]):
                 )
 
         signatures = len(envelope.signatures) if envelope else 0
-        self.push_screen(ConfirmLaunch(action, len(hosts), signatures=signatures), chosen)
+        dialog = ConfirmLaunch(action, len(hosts), signatures=signatures, until_expiry=until_expiry)
+        self.push_screen(dialog, chosen)
+
+    @on(HistoryScreen.ResumeRequested)
+    def _resume(self, message: HistoryScreen.ResumeRequested) -> None:
+        """Send a stored run's envelope again to its hosts without a final answer, after the
+        confirmation, completing the same run (``spyglass results resume``)."""
+        if self.running:
+            self.notify("an investigation is running: cancel it (c) or wait", severity="warning")
+            return
+        try:
+            plan = plan_resume(self.session.store, message.run_id, self.session.require_inventory())
+        except SpyglassError as err:
+            self.notify(str(err), severity="error", title="Not resumed")
+            return
+        for problem in plan.unknown:
+            self.notify(problem, severity="warning", title="Not resumed")
+        if not plan.hosts:
+            self.notify(f"run {plan.run_id}: no host to send the action to again")
+            return
+
+        envelope = plan.envelope
+        dialog = ConfirmLaunch(
+            envelope.action,
+            len(plan.hosts),
+            signatures=len(envelope.signatures),
+            resume=plan.run_id,
+        )
+
+        def chosen(choice: str | None) -> None:
+            if choice == "launch":
+                self.launch(envelope, plan.hosts, dialog.until_expiry, resume=plan.run_id)
+
+        self.push_screen(dialog, chosen)
 
     @work(group="sign", exclusive=True, exit_on_error=False)
     async def _sign_and_launch(
-        self, action: Action, hosts: list[Host], envelope: Envelope | None
+        self, action: Action, hosts: list[Host], envelope: Envelope | None, until_expiry: bool
     ) -> None:
         if envelope is None:
             envelope = await self.signing.sign(Envelope(action))
             if envelope is None:
                 return
-        self.launch(envelope, hosts)
+        self.launch(envelope, hosts, until_expiry)
 
-    def launch(self, envelope: Envelope, hosts: list[Host]) -> RunState:
-        """Start the fan-out of a signed envelope and show it."""
-        state = RunState(
-            envelope.action.to_dict(),
-            [h.name for h in hosts],
-            signers=signer_ids(envelope.signatures),
-        )
+    def launch(
+        self,
+        envelope: Envelope,
+        hosts: list[Host],
+        until_expiry: bool = False,
+        *,
+        resume: str | None = None,
+    ) -> RunState:
+        """Start the fan-out of a signed envelope (continuing stored run ``resume``) and show it."""
+        names = [h.name for h in hosts]
+        if resume is None:
+            state = RunState(
+                envelope.action.to_dict(), names, signers=signer_ids(envelope.signatures)
+            )
+        else:
+            state = resume_run(self.session.store, resume, names)
+        state.until_expiry = until_expiry
         gcpause.release()  # the previous run's rows may go now
         self.current = state
         self.action_compose()
         self.push_screen(WatchScreen(state, self.session))
-        self._run_investigation(envelope, hosts, state)
+        self._run_investigation(envelope, hosts, state, resume)
         return state
 
     @work(group="investigation", exclusive=True, exit_on_error=False)
     async def _run_investigation(
-        self, envelope: Envelope, hosts: list[Host], state: RunState
+        self, envelope: Envelope, hosts: list[Host], state: RunState, resume: str | None
     ) -> None:
         try:
-            dispatcher = Dispatcher(SshTransport(self.session.pool()), concurrency=self.concurrency)
-            investigation = Investigation(envelope, hosts, dispatcher, self.session.store)
+            dispatcher = Dispatcher(
+                SshTransport(self.session.pool()),
+                concurrency=self.concurrency,
+                retry=until_expiry(state.until_expiry),
+            )
+            investigation = Investigation(
+                envelope, hosts, dispatcher, self.session.store, resume=resume
+            )
             self._investigation = investigation
             run = asyncio.ensure_future(investigation.run(state.sink))
             await asyncio.sleep(0)  # the dispatcher creates its host tasks
@@ -300,7 +358,7 @@ class SpyglassApp(App[int]):
         state.cancelling = True
         if self._investigation is not None:
             self._investigation.cancel()
-        self.notify("cancelling: hosts still running end as cancelled")
+        self.notify("cancelling: hosts still running end as cancelled, waiting ones stop retrying")
 
 
 def run_app(args: argparse.Namespace) -> int:

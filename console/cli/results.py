@@ -29,12 +29,11 @@ from console.results.output import (
     match_line,
 )
 from console.results.provenance import clock
-from console.results.records import is_final
 from console.results.stack import PREVIOUS_RUNS
 from console.results.store import Store
 from console.results.text import json_line, plural, printable
-from protocol.envelope import parse_envelope
-from protocol.errors import InventoryError, UsageError
+from console.results.writer import writer_alive
+from protocol.errors import UsageError
 
 
 def add_results(commands: Any) -> None:
@@ -74,6 +73,9 @@ def add_results(commands: Any) -> None:
         "follow",
         cmd_follow,
         help="print a run's events as another console stores them, until it ends",
+        description="Exit status as `run` once the run ends; "
+        f"{EXIT_WRITER_GONE} if the console writing it is gone first (the run is unfinished: "
+        "`results resume` completes it).",
     )
     follow.add_argument("id", help="run id, or a unique prefix")
     json_flag(follow, "JSON lines, as `run --json` prints")
@@ -98,6 +100,9 @@ def add_results(commands: Any) -> None:
 #: The id that names the newest run: ``spyglass results show last``.
 LAST = "last"
 
+#: `results follow`: the run is unfinished and the console that wrote it is gone.
+EXIT_WRITER_GONE = 5
+
 
 def _run(store: Store, run_id: str) -> Any:
     if run_id == LAST:
@@ -112,10 +117,10 @@ def _run(store: Store, run_id: str) -> Any:
 
 
 def run_state(store: Store, run: Any) -> str:
-    """``running`` until the run's end is stored, ``cancelled`` if hosts were cancelled, else
-    ``done``."""
+    """``running`` until the run's end is stored (``unfinished`` if the console writing it is
+    gone: `results resume` completes it), ``cancelled`` if hosts were cancelled, else ``done``."""
     if run["finished"] is None:
-        return "running"
+        return "running" if writer_alive(run) else "unfinished"
     cancelled = any(h.status == "cancelled" for h in store.host_results(run["id"]))
     return "cancelled" if cancelled else "done"
 
@@ -236,49 +241,40 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from console.results.resume import plan_resume
+
     store = open_store(args)
-    run = _run(store, args.id)
-    envelope = parse_envelope(json.loads(run["envelope"]))
-    if envelope.action.expire_after <= time.time():
-        raise UsageError(f"run {run['id']}: its action has expired; nothing was sent")
-    if run["targets"] is None:
-        raise UsageError(f"run {run['id']} was stored without its host list: it cannot resume")
-    final = {r.host for r in store.host_results(run["id"]) if is_final(r.status, r.reason)}
-    wanted = [name for name in json.loads(run["targets"]) if name not in final]
     inventory = open_inventory(args)
-    hosts = []
-    for name in wanted:
-        try:
-            hosts.append(inventory.by_name(name))
-        except InventoryError as err:
-            print(f"spyglass: not resumed: {err}", file=sys.stderr)
-    if args.target:
-        selected = {h.name for h in inventory.select(args.target)}
-        hosts = [h for h in hosts if h.name in selected]
-    if not hosts:
-        print(f"run {run['id']}: no host to send the action to again", file=sys.stderr)
-    return fan_out(args, inventory, envelope, hosts, store, resume=run["id"])
+    plan = plan_resume(store, _run(store, args.id)["id"], inventory, args.target)
+    for problem in plan.unknown:
+        print(f"spyglass: not resumed: {problem}", file=sys.stderr)
+    if not plan.hosts:
+        print(f"run {plan.run_id}: no host to send the action to again", file=sys.stderr)
+    return fan_out(args, inventory, plan.envelope, plan.hosts, store, resume=plan.run_id)
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    """Poll the store (SQLite WAL: readers never block the writing console) for new events."""
+    """Poll the store for the run's new events until it ends, or until its console is gone."""
+    from console.results.follow import Follow
+
     store = open_store(args)
     first = _run(store, args.id)
-    run_id = first["id"]
     output = JsonLines() if args.json else TextOutput("all")
     if isinstance(output, JsonLines):
         output.begin(json.loads(first["envelope"]))  # the action first, as `run --json` does
-    seq = 0
+    follow = Follow(store, first["id"])
     while True:
-        run = store.run(run_id)  # read before the events: a finished run has stored them all
-        for number, event in store.events(run_id, seq):
+        events, end = follow.poll()
+        for event in events:
             output(event)
-            seq = number
-        if run is None or run["finished"] is not None:
+        if end is not None:
             break
         time.sleep(args.interval)
-    if run is None:
-        raise UsageError(f"run {run_id} was deleted while followed")
-    summary = history.run_summary(store, run_id)
+    if end == "deleted":
+        raise UsageError(f"run {follow.run_id} was deleted while followed")
+    if end == "gone":
+        print(f"spyglass: {follow.gone_text()}", file=sys.stderr)
+        return EXIT_WRITER_GONE
+    summary = history.run_summary(store, follow.run_id)
     output.summary(summary)
     return summary.exit_status()

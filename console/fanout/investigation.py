@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from console.fanout.dispatch import FanOut
 from console.results import records
 from console.results.store import Store
+from console.results.writer import HEARTBEAT
 from inventory.model import Host
 from protocol.envelope import Envelope
 from protocol.errors import ConfigError
@@ -138,9 +139,11 @@ class Investigation:
             self._stale = {h.name for h in self.hosts}
             kept = [r for r in self.store.host_results(self._resume) if r.host not in self._stale]
 
+        beating = asyncio.create_task(self._beat())
         try:
             summary = await self.dispatcher.run(self.envelope, self.hosts, self._tee)
         finally:
+            beating.cancel()
             self._flush()
         if self._error is not None:
             raise self._error
@@ -155,6 +158,13 @@ class Investigation:
             summary.elapsed_ms,
         )
         return summary
+
+    async def _beat(self) -> None:
+        """The run's heartbeat while it is open: a follower on another machine learns that this
+        console still lives (console/results/writer.py)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            self.store.beat(self.run_id)
 
     def _tee(self, event: records.Event) -> None:
         """Queue an event for the store (then the sink) at the end of this loop turn."""

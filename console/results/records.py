@@ -107,8 +107,12 @@ class RetryEvent:
     @property
     def text(self) -> str:
         """``retry in 40 s, attempt 3, last: unreachable: connection refused``."""
+        return self.text_in(self.retry_in_ms / 1000)
+
+    def text_in(self, seconds: float) -> str:
+        """``text`` with ``seconds`` left before the next attempt (the TUI counts them down)."""
         last = ": ".join(x for x in (self.status, self.reason, self.detail) if x)
-        return f"retry in {self.retry_in_ms / 1000:.0f} s, attempt {self.attempt}, last: {last}"
+        return f"retry in {seconds:.0f} s, attempt {self.attempt}, last: {last}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ they were shown, for ``results follow`` in another process.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -31,6 +32,7 @@ from console.results.records import (
     RetryEvent,
 )
 from console.results.text import json_line, storable_text
+from console.results.writer import Writer
 from protocol.errors import ConfigError
 
 SCHEMA = """
@@ -90,6 +92,11 @@ ADDED_COLUMNS = (
     ("hosts", "ran_at", "INTEGER"),
     ("hosts", "attempts", "INTEGER NOT NULL DEFAULT 1"),
     ("hosts", "seq", "INTEGER NOT NULL DEFAULT 0"),
+    # The console writing the run (console/results/writer.py), for `results follow`.
+    ("runs", "writer_pid", "INTEGER"),
+    ("runs", "writer_host", "TEXT"),
+    ("runs", "writer_identity", "TEXT"),
+    ("runs", "heartbeat", "REAL"),
 )
 
 
@@ -135,12 +142,14 @@ class Store:
     ) -> str:
         """Record a new launch of the action; returns its run id (``action_id``, else the next
         free ``action_id.N``). ``targets`` are the names of its hosts, for ``results resume``."""
+        w = Writer.this_process()
         for n in itertools.count(1):
             run_id = action_id if n == 1 else f"{action_id}.{n}"
             try:
                 self.db.execute(
                     "INSERT INTO runs (id, action_id, name, target, modules, envelope, started,"
-                    " hosts, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " hosts, targets, writer_pid, writer_host, writer_identity, heartbeat)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         action_id,
@@ -151,6 +160,10 @@ class Store:
                         time.time(),
                         hosts,
                         json.dumps(targets) if targets is not None else None,
+                        w.pid,
+                        w.host,
+                        w.identity,
+                        w.heartbeat,
                     ),
                 )
             except sqlite3.IntegrityError:
@@ -161,13 +174,23 @@ class Store:
 
     def reopen_run(self, run_id: str) -> None:
         """Continue a stored run (``results resume``): unfinished again, its sequence resumed."""
-        self.db.execute("UPDATE runs SET finished = NULL WHERE id = ?", (run_id,))
+        w = Writer.this_process()
+        self.db.execute(
+            "UPDATE runs SET finished = NULL, writer_pid = ?, writer_host = ?,"
+            " writer_identity = ?, heartbeat = ? WHERE id = ?",
+            (w.pid, w.host, w.identity, w.heartbeat, run_id),
+        )
         self._seq[run_id] = max(
             self.db.execute(
                 f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE run_id = ?", (run_id,)
             ).fetchone()[0]
             for table in ("matches", "attempts", "hosts")
         )
+
+    def beat(self, run_id: str) -> None:
+        """The writer's heartbeat (every ``writer.HEARTBEAT`` seconds while the run is open)."""
+        with contextlib.suppress(sqlite3.Error):  # a missed beat is no failure: the next flush
+            self.db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (time.time(), run_id))
 
     def add_match(self, run_id: str, host: str, op: int, module: str, data: dict[str, Any]) -> int:
         """Queue one match row; returns the size of its stored JSON, for the console's caps."""
@@ -307,21 +330,29 @@ class Store:
     def events(self, run_id: str, after: int = 0) -> list[tuple[int, Event]]:
         """The run's stored events after sequence number ``after``, in the order they were
         shown, each with its number: matches, failed attempts (``RetryEvent``) and host results,
-        the records ``run`` printed (``results follow``)."""
+        the records ``run`` printed (``results follow``).
+
+        The three tables are read in one transaction: from separate snapshots, a batch the
+        writer commits between two reads could show its host results without its matches, and a
+        follower would then skip those matches for good."""
         out: list[tuple[int, Event]] = []
-        for seq, host, op, module, data in self.db.execute(
-            "SELECT seq, host, op, module, data FROM matches WHERE run_id = ? AND seq > ?",
-            (run_id, after),
-        ):
-            out.append((seq, MatchEvent(host, op, module, json.loads(data))))
-        for a in self._query(
-            "SELECT * FROM attempts WHERE run_id = ? AND seq > ?", (run_id, after)
-        ):
+        with self.db:
+            self.db.execute("BEGIN")
+            for seq, host, op, module, data in self.db.execute(
+                "SELECT seq, host, op, module, data FROM matches WHERE run_id = ? AND seq > ?",
+                (run_id, after),
+            ):
+                out.append((seq, MatchEvent(host, op, module, json.loads(data))))
+            attempts = self._query(
+                "SELECT * FROM attempts WHERE run_id = ? AND seq > ?", (run_id, after)
+            )
+            hosts = self._query("SELECT * FROM hosts WHERE run_id = ? AND seq > ?", (run_id, after))
+        for a in attempts:
             retry = RetryEvent(
                 a["host"], a["attempt"], a["status"], a["reason"], a["detail"], a["retry_in_ms"]
             )
             out.append((a["seq"], retry))
-        for h in self._query("SELECT * FROM hosts WHERE run_id = ? AND seq > ?", (run_id, after)):
+        for h in hosts:
             out.append((h["seq"], HostEvent(_host_result(h))))
         out.sort(key=lambda pair: pair[0])
         return out

@@ -148,6 +148,19 @@ class RowModel:
             self._view_dirty = True
         self.version += 1
 
+    def remove(self, drop: Callable[[Entry], bool]) -> int:
+        """Remove the rows ``drop`` is true of (a host's rows that a new answer replaces: rare,
+        so one pass over every row is fine); returns how many went."""
+        keep = [i for i, entry in enumerate(self._entries) if not drop(entry)]
+        removed = len(self._entries) - len(keep)
+        if removed:
+            self._entries = [self._entries[i] for i in keep]
+            self._cells = [self._cells[i] for i in keep]
+            self._search = [self._search[i] for i in keep]
+            self._by_key = None
+            self._rebuild()
+        return removed
+
     def get(self, key: Any) -> Row | None:
         index = self._keys().get(key)
         return None if index is None else self.row(index)

@@ -62,17 +62,19 @@ class Session:
     def hosts(self) -> list[Host]:
         return list(self.inventory.hosts) if self.inventory else []
 
+    def require_inventory(self) -> Inventory:
+        """The inventory; a UsageError saying why there is none."""
+        if self.inventory is None:
+            raise UsageError(self.inventory_error or "no inventory")
+        return self.inventory
+
     def select(self, target: str) -> list[Host]:
         """Hosts for a selector; SelectorError (with its column) if it does not parse."""
-        if self.inventory is None:
-            raise UsageError(self.inventory_error or "no inventory")
-        return self.inventory.select(target)
+        return self.require_inventory().select(target)
 
     def pool(self) -> Pool:
-        if self.inventory is None:
-            raise UsageError(self.inventory_error or "no inventory")
         if self._pool is None:
-            self._pool = Pool(Connector(self.inventory))
+            self._pool = Pool(Connector(self.require_inventory()))
         return self._pool
 
     def sign(self, envelope: Envelope, passphrase: str | None = None) -> Envelope:

@@ -20,7 +20,7 @@ from textual.events import DescendantFocus
 from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, Input, Label, Select, Static
+from textual.widgets import Footer, Header, Input, Label, Select, Static, Switch
 
 from console.actions.compose import compose, parse_duration
 from modules.base import Module
@@ -33,6 +33,8 @@ from tui.model.session import Session
 from tui.widgets.param_form import ParamForm
 
 MAX_LISTED_HOSTS = 200
+#: What the Retry switch does (`spyglass run --until-expiry`), next to it; cut to fit.
+UNTIL_EXPIRY_NOTE = "until expiry (hosts that cannot be reached)"
 
 
 class FindField(Input):
@@ -72,9 +74,11 @@ class ComposeScreen(Screen[None]):
 
     @dataclass
     class LaunchRequested(Message):
-        """Sign ``action`` and launch it, after the confirmation."""
+        """Sign ``action`` and launch it, after the confirmation; with ``until_expiry``, retry
+        the hosts that cannot be reached until it expires (``run --until-expiry``)."""
 
         action: Action
+        until_expiry: bool = False
 
     @dataclass
     class SignOnlyRequested(Message):
@@ -127,6 +131,10 @@ class ComposeScreen(Screen[None]):
                 with Horizontal(classes="compose-row"):
                     yield Label("Expires", classes="row-label")
                     yield Input(value="5m", id="expire")
+                with Horizontal(classes="compose-row"):
+                    yield Label("Retry", classes="row-label")
+                    yield Switch(value=False, id="until-expiry")
+                    yield Label(UNTIL_EXPIRY_NOTE, id="until-expiry-note")
                 with Horizontal(classes="compose-row"):
                     yield Label("Name", classes="row-label")
                     yield Input(placeholder="default: MODULE on TARGET", id="action-name")
@@ -307,9 +315,13 @@ class ComposeScreen(Screen[None]):
             )
         return action
 
+    @property
+    def until_expiry(self) -> bool:
+        return self.query_one("#until-expiry", Switch).value
+
     def action_launch(self) -> None:
         if (action := self._fresh_action()) is not None:
-            self.post_message(self.LaunchRequested(action))
+            self.post_message(self.LaunchRequested(action, self.until_expiry))
 
     def action_sign_only(self) -> None:
         if (action := self._fresh_action()) is not None:

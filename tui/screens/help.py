@@ -14,17 +14,21 @@ _ABOUT = """\
 Compose (f2): pick a module, fill its form (one row per parameter, checked as you type; the
 focused one's help shows above the form), ctrl+f finds a parameter by name, ctrl+o shows the
 less-used ones; each module keeps its draft. ctrl+t goes to the target (live count and hosts).
-The preview is the exact action you sign (times in local time). ctrl+l signs it with your gpg
-key and, after a confirmation naming the host count (Enter launches, Esc cancels), launches it.
+The preview is the exact action you sign (times in local time). Retry on (here, or u in the
+confirmation) tries unreachable hosts again with backoff until the action expires. ctrl+l signs
+it with your gpg key and, after a confirmation naming the host count (Enter launches, Esc
+cancels), launches it.
 
 Watch (f3): who launched what and when, counters, one row per host, matches streaming in.
 / filters: a regex, or COLUMN~regex (contains), COLUMN=regex (whole cell): path~\\.php$
 host=lab-00[4-8]. s sorts the highlighted column (left/right choose it), Enter opens a host,
 k stacks the matches by a column (hosts per value, rarest first), R reruns, e edits as new,
-c cancels the run.
+c cancels the run (and stops retrying: a host waiting shows "retry in 40 s, attempt 3, last: ...").
 
-History (f4): past runs. Enter reopens, R reruns, e edits as new, j / v export JSON lines /
-CSV, space marks a run and d diffs it with the highlighted one, r reloads.
+History (f4): past runs. Enter reopens (live, if another console is still writing the run),
+u resumes a run whose console stopped before its end (its hosts without an answer are sent it
+again), R reruns, e edits as new, j / v export JSON lines / CSV, space marks a run and d diffs
+it with the highlighted one, r reloads.
 
 Approvals (f5): add your signature to an envelope file, launch it.
 

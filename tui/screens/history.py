@@ -1,9 +1,15 @@
-"""History: past investigations from the results store; reopen, export, diff."""
+"""History: past investigations from the results store; reopen, export, diff, resume.
+
+A run that another console is still writing (a campaign under ``nohup``) reopens live: the watch
+screen follows it in the store as that console commits (console/results/follow.py). A run whose
+console died before its end can be resumed here, as ``spyglass results resume`` does.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +17,18 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from console.results import history
+from console.results.writer import writer_alive
 from protocol.errors import UsageError
 from tui.model import format as fmt
 from tui.model import when as when_
 from tui.model.provenance import compact_operations, signer_ids
 from tui.model.rows import ColumnSpec, RowModel, make_row
-from tui.model.runstate import load_run
+from tui.model.runstate import follow_run, load_run
 from tui.model.session import Session
 from tui.screens.diff import DiffScreen
 from tui.screens.messages import RerunRequested
@@ -59,8 +67,8 @@ def provenance_of(envelope_json: str) -> tuple[str, str, str]:
 
 
 def run_status(run: sqlite3.Row, cancelled: bool) -> str:
-    if run["finished"] is None:
-        return "running"  # or the console died before the end: the store cannot tell
+    if run["finished"] is None:  # still written, or its console died before the end
+        return "running" if writer_alive(run) else "unfinished"
     return "cancelled" if cancelled else "finished"
 
 
@@ -79,9 +87,16 @@ class HistoryScreen(Screen[None]):
         Binding("d", "diff", "Diff", id="history.diff"),
         Binding("R", "rerun", "Rerun", id="history.rerun"),
         Binding("e", "edit_as_new", "Edit", id="history.edit"),
+        Binding("u", "resume", "Resume", id="history.resume"),
         Binding("r", "reload", "Reload", id="history.reload", show=False),
         Binding("escape", "app.pop_screen", "Back", id="history.back"),
     ]
+
+    @dataclass
+    class ResumeRequested(Message):
+        """Send run ``run_id``'s envelope again to its hosts without a final answer."""
+
+        run_id: str
 
     def __init__(self, session: Session) -> None:
         super().__init__()
@@ -171,10 +186,23 @@ class HistoryScreen(Screen[None]):
             self.post_message(RerunRequested(action, edit=True))
 
     def action_reopen(self) -> None:
+        """Show the run: live if its console still writes it, else as stored."""
         if (run_id := self._selected()) is None:
             return
-        state = load_run(self.session.store, run_id)
+        store = self.session.store
+        run = store.run(run_id)
+        if run is None:
+            self.notify(f"no run {run_id} in the store", severity="error")
+            return
+        if run["finished"] is None and writer_alive(run):
+            state = follow_run(store, run_id)
+        else:
+            state = load_run(store, run_id)
         self.app.push_screen(WatchScreen(state, self.session))
+
+    def action_resume(self) -> None:
+        if (run_id := self._selected()) is not None:
+            self.post_message(self.ResumeRequested(run_id))
 
     def action_mark(self) -> None:
         if (run_id := self._selected()) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -52,6 +53,9 @@ class HostDetailScreen(Screen[None]):
             lines = Text.assemble(("host ", "dim"), (fmt.cell(self.host), "bold"), "  ")
             if result is None:
                 lines.append(f"state {info.state if info else 'unknown'}")
+                if info is not None and info.retry is not None:  # until expiry, between attempts
+                    waited = info.retry.text_in(info.wait_left(time.monotonic()))
+                    lines.append_text(Text.assemble("  ", humanize_epochs(fmt.cell(waited))))
             else:
                 lines.append_text(
                     Text.assemble(
@@ -63,6 +67,8 @@ class HostDetailScreen(Screen[None]):
                         str(result.matches),
                         ("  elapsed ", "dim"),
                         fmt.duration_ms(result.elapsed_ms) or "-",
+                        ("  attempts ", "dim"),
+                        str(result.attempts),
                     )
                 )
                 if result.detail:

@@ -37,6 +37,8 @@ SLICE = 0.02
 """Longest time one tick may spend applying events, so the loop never stalls for long."""
 BREATH = 0.004
 """Pause between slices while a backlog remains: the loop repaints and reads the network."""
+FOLLOW = 0.25
+"""Seconds between two looks at the store for a run another console writes."""
 
 STATUS_STYLES: dict[str, Style] = {
     "matched": Style(color="green", bold=True),
@@ -44,9 +46,23 @@ STATUS_STYLES: dict[str, Style] = {
     "connecting": Style(color="cyan"),
     "running": Style(color="cyan", bold=True),
     "queued": Style(color="bright_black", italic=True),
+    "pending": Style(color="bright_black", italic=True),
+    "waiting": Style(color="yellow", italic=True),
     **{k: Style(color="red", bold=True) for k in FAILED_STATUSES},
     "cancelled": Style(color="yellow"),  # a failed status too, but yellow rather than red
 }
+
+
+def waiting_counter(s: RunState) -> list[tuple[str, str]]:
+    """``waiting 3 (7 retries)``: hosts waiting for their next attempt, and the failed attempts
+    retried so far, once a run has retried."""
+    if not s.retries and not s.counts["waiting"]:
+        return []
+    return [
+        ("  waiting ", "dim"),
+        (str(s.counts["waiting"]), "bold yellow"),
+        (f" ({s.retries} {'retry' if s.retries == 1 else 'retries'})", "yellow"),
+    ]
 
 
 class WatchScreen(Screen[None]):
@@ -102,7 +118,8 @@ class WatchScreen(Screen[None]):
         gcpause.settle()  # no tick will come back to it
 
     _needs_paint = True
-    _phase: tuple[bool, bool] = (False, False)
+    _phase: tuple[bool, bool, bool] = (False, False, False)
+    _next_follow = 0.0
     _counters_text = ""
     _label_text = ""
 
@@ -118,10 +135,16 @@ class WatchScreen(Screen[None]):
             clock = time.perf_counter
             deadline = clock() + SLICE
             changed = False
+            now = clock()
+            if state.follow is not None and not state.finished and now >= self._next_follow:
+                self._next_follow = now + FOLLOW
+                if state.poll():
+                    state.finish()
             if state.pending:
                 gcpause.burst()
             while state.pending and clock() < deadline:
                 changed |= state.drain(400)
+            changed |= state.tick_waiting()  # "retry in 40 s" counts down
             matches = state.match_model
             if matches.scanning:  # a filter being applied to many rows, a slice per tick
                 matches.scan(max(0.002, deadline - clock()))
@@ -136,8 +159,8 @@ class WatchScreen(Screen[None]):
                 self.query_one("#hosts", VirtualTable).refresh_rows()
                 self.query_one("#matches", VirtualTable).refresh_rows()
                 self._render_counters()
-            if (state.finished, state.cancelling) != self._phase:
-                self._phase = (state.finished, state.cancelling)
+            if (state.finished, state.cancelling, state.writer_gone) != self._phase:
+                self._phase = (state.finished, state.cancelling, state.writer_gone)
                 self._render_title()
                 self._render_counters()
             elif int(when_.clock()) != self._title_second:
@@ -154,8 +177,17 @@ class WatchScreen(Screen[None]):
         self._title_second = int(when_.clock())
         if s.error:
             phase = Text(f"failed: {s.error}", style="bold red")
+        elif s.writer_gone:
+            phase = Text(
+                "unfinished: its console is gone; resume it from history (u)", style="bold red"
+            )
+        elif s.follow is not None and not s.finished:
+            writer = s.follow.writer
+            phase = Text(f"following {writer or 'another console'}", style="bold cyan")
         elif not s.finished:
             phase = Text("cancelling…" if s.cancelling else "running", style="bold cyan")
+            if s.until_expiry and not s.cancelling:
+                phase.append(", retrying until expiry")
         elif s.cancelled:
             phase = Text("cancelled", style="bold yellow")
         else:
@@ -214,6 +246,7 @@ class WatchScreen(Screen[None]):
                     extra = "[" + ", ".join(f"{r} {k}" for r, k in sorted(reasons.items())) + "]"
                 kinds.append(f"{kind} {n}{extra}")
             parts.append((" (" + ", ".join(kinds) + ")", "red"))
+        parts += waiting_counter(s)  # last: the host rows say more
         counters = Text.assemble(*parts)
         # Only when the text changed, and with no layout pass: both lines have a fixed size
         # (app.tcss), and a layout of the whole screen costs more than the rest of a tick.
@@ -271,6 +304,10 @@ class WatchScreen(Screen[None]):
     def action_cancel_run(self) -> None:
         if self.state.finished:
             self.notify("this investigation has already finished")
+            return
+        if self.state.follow is not None:
+            writer = self.state.follow.writer or "another console"
+            self.notify(f"this run is written by {writer}: stop it there", severity="warning")
             return
         self.post_message(self.CancelRequested(self.state))
 
