@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentd.audit import AuditLog
+from agentd.audit import AuditLog, Known
 from agentd.execution import Execution, Log, Slot, follow
 from agentd.replay import ReplayCache, Seen
 from agentd.watch import Watchers, with_default_weights
@@ -86,22 +86,6 @@ def _judge(envelope: Envelope, keyring: Keyring, acl: Acl) -> _Verdict:
     except Rejected as err:
         return _Verdict(envelope.action, signers, (err.reason, err.detail))
     return _Verdict(envelope.action, signers)
-
-
-@dataclass(slots=True)
-class Known:
-    """What a request has revealed so far, for its audit line: whatever the verdict, the line
-    names the action (id, digest, modules, params) once it parsed, and its trusted signers once
-    they were verified."""
-
-    action_id: str | None
-    action: Action | None = None
-    digest: str = ""  # SHA-256 of the canonical action bytes: what an outcome is keyed by
-    signers: tuple[str, ...] = ()
-
-    def learn(self, action: Action) -> None:
-        self.action, self.action_id = action, action.id
-        self.digest = hashlib.sha256(action.canonical).hexdigest()
 
 
 #: Verdicts by (verification scope, envelope digest), shared by every agent of this process with
@@ -424,15 +408,7 @@ class Channel:
                 execution.slot_stream_free = True
 
     def _audit(self, known: Known, verdict: str, detail: str = "") -> None:
-        self.agent.audit.decision(
-            action=known.action,
-            action_id=known.action_id,
-            digest=known.digest or None,
-            signers=known.signers,
-            peer=self.peer,
-            verdict=verdict,
-            detail=detail,
-        )
+        self.agent.audit.decision(known, peer=self.peer, verdict=verdict, detail=detail)
 
 
 def _validate_operations(verified: Verified) -> list[dict[str, Any]]:

@@ -7,13 +7,31 @@ signers, a time refusal, checked before any signature, names none)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from protocol.action import Action
+
+
+@dataclass(slots=True)
+class Known:
+    """What a request has revealed so far, for its audit line: whatever the verdict, the line
+    names the action (id, digest, modules, params) once it parsed, and its trusted signers once
+    they were verified."""
+
+    action_id: str | None
+    action: Action | None = None
+    digest: str = ""  # SHA-256 of the canonical action bytes: what an outcome is keyed by
+    signers: tuple[str, ...] = ()
+
+    def learn(self, action: Action) -> None:
+        self.action, self.action_id = action, action.id
+        self.digest = hashlib.sha256(action.canonical).hexdigest()
 
 
 class AuditLog:
@@ -26,22 +44,13 @@ class AuditLog:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self._file = os.fdopen(fd, "a")
 
-    def decision(
-        self,
-        *,
-        action: Action | None,
-        action_id: str | None,
-        digest: str | None,
-        signers: tuple[str, ...],
-        peer: str,
-        verdict: str,
-        detail: str = "",
-    ) -> None:
+    def decision(self, known: Known, *, peer: str, verdict: str, detail: str = "") -> None:
+        action, signers = known.action, known.signers
         self.write(
             {
                 "time": round(time.time(), 3),
-                "action_id": action_id,
-                "action_digest": digest,
+                "action_id": known.action_id,
+                "action_digest": known.digest or None,
                 "signers": list(signers),
                 "modules": action.modules if action else [],
                 "params_digest": action.operations_digest if action else None,
@@ -53,7 +62,7 @@ class AuditLog:
         modules = ",".join(action.modules) if action else "?"
         who = " ".join(s[-16:] for s in signers) or "no verified signer"
         print(
-            f"{self.name}: {verdict} {action_id or '?'} ({modules}) by {who} from {peer}",
+            f"{self.name}: {verdict} {known.action_id or '?'} ({modules}) by {who} from {peer}",
             flush=True,
         )
 

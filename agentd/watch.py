@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from inotify_simple import INotify, flags
 
+from agentd.audit import Known
 from agentd.runner import Budget, OpOutcome, Sink, run_operation
 from agentd.watch_alerts import AlertStore
 from modules.fswatch import COMPILED, LIMITS, compiled_rules
@@ -301,8 +302,6 @@ class Watchers:
 
     async def rearm(self) -> None:
         """Verify each kept envelope again and re-arm the watchers it still allows."""
-        from agentd.agent import Known
-
         for kept in sorted(self.armed_dir.glob("*.json")):
             armed = Armed(**json.loads(kept.read_text()))
             known = Known(armed.action_id)
@@ -323,16 +322,8 @@ class Watchers:
                 continue
             self._audit(known, "watcher-rearmed")
 
-    def _audit(self, known: Any, verdict: str, detail: str = "") -> None:
-        self.agent.audit.decision(
-            action=known.action,
-            action_id=known.action_id,
-            digest=known.digest or None,
-            signers=known.signers,
-            peer="(restart)",
-            verdict=verdict,
-            detail=detail,
-        )
+    def _audit(self, known: Known, verdict: str, detail: str = "") -> None:
+        self.agent.audit.decision(known, peer="(restart)", verdict=verdict, detail=detail)
 
     def _start(self, armed: Armed, status: str) -> Watcher:
         watcher = Watcher(self, armed, status)

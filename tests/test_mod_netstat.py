@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
 import socket
 import struct
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +18,9 @@ from modules.base import CollectingContext
 from modules.netstat import NetstatModule, _linux
 from protocol.errors import ParamError
 from tests.support.mod_child import running_child
+from tests.support.netns import needs_netns, run_in_netns
 
 MOD = NetstatModule()
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -252,12 +249,7 @@ print(json.dumps({"rows": ctx.rows, "errors": ctx.errors, "confinement": confine
 """
 
 
-@pytest.mark.netns
-@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-@pytest.mark.skipif(
-    shutil.which("unshare") is None or shutil.which("ip") is None,
-    reason="needs unshare (util-linux) and ip (iproute2) to build the namespace",
-)
+@needs_netns
 def test_ipv6_and_ipv4_neighbours_in_a_namespace_confined() -> None:
     """In a network namespace of its own (nothing of the host's changes): a veth pair with a
     permanent IPv6 neighbour, a reachable IPv4 one and an incomplete IPv6 one, read by the
@@ -266,20 +258,9 @@ def test_ipv6_and_ipv4_neighbours_in_a_namespace_confined() -> None:
         "ip link add v0 type veth peer name v1 && ip link set v0 up && ip link set v1 up && "
         "ip -6 neigh add fd00:5::7 lladdr 02:00:00:00:05:07 dev v0 nud permanent && "
         "ip neigh add 198.51.100.7 lladdr 02:00:00:00:05:08 dev v0 nud reachable && "
-        "ip -6 neigh add fd00:5::9 dev v0 nud incomplete && "
-        'exec "$0" -c "$1"'
+        "ip -6 neigh add fd00:5::9 dev v0 nud incomplete"
     )
-    done = subprocess.run(
-        ["unshare", "--net", "sh", "-c", setup, sys.executable, NAMESPACE_SCRIPT],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
-    if done.returncode != 0 and "unshare failed" in done.stderr:
-        pytest.skip(f"no network namespace here: {done.stderr.strip()}")
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    out = run_in_netns(setup, NAMESPACE_SCRIPT)
     assert out["errors"] == []
     if confine.support().seccomp:
         assert "seccomp" in out["confinement"]

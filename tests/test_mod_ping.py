@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,9 +18,8 @@ from modules.ping import PingModule
 from modules.timedrift import TimeDriftModule
 from protocol.errors import ParamError
 from tests.support.confined_run import operation
+from tests.support.netns import needs_netns, run_in_netns
 from tests.support.udp import udp_responder
-
-REPO = Path(__file__).resolve().parent.parent
 
 MOD = PingModule()
 
@@ -237,33 +234,15 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.netns
-@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-@pytest.mark.skipif(
-    shutil.which("unshare") is None or shutil.which("ip") is None,
-    reason="needs unshare (util-linux) and ip (iproute2) to build the namespace",
-)
+@needs_netns
 @needs_layers
 def test_icmp_echo_confined_in_a_namespace_that_allows_it(tmp_path: Path) -> None:
     """net.ipv4.ping_group_range is per network namespace: in one of its own (the host's is
     untouched), with root's group allowed, the confined child's datagram ICMP socket (the
     ``udp`` network need: seccomp allows datagram sockets, never raw ones) pings loopback
     (IPv4 and IPv6), and an unrouted TEST-NET address is unreachable, reported as such."""
-    setup = (
-        "ip link set lo up && echo '0 0' > /proc/sys/net/ipv4/ping_group_range && "
-        'exec "$0" -c "$1" "$2"'
-    )
-    done = subprocess.run(
-        ["unshare", "--net", "sh", "-c", setup, sys.executable, _ICMP_IN_NAMESPACE, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    if done.returncode != 0 and "unshare failed" in done.stderr:
-        pytest.skip(f"no network namespace here: {done.stderr.strip()}")
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+    setup = "ip link set lo up && echo '0 0' > /proc/sys/net/ipv4/ping_group_range"
+    out = run_in_netns(setup, _ICMP_IN_NAMESPACE, str(tmp_path), timeout=120)
     for address in ("127.0.0.1", "::1"):
         assert out[address]["status"] == "ok", out[address]
         [row] = out[address]["rows"]
