@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Static
 
 from console.lab.local import Lab
 from protocol.signing import Signer
@@ -18,6 +19,7 @@ from tui.model.rows import Row, RowModel
 from tui.model.session import Session
 from tui.screens.alerts import AlertsScreen
 from tui.screens.confirm import ConfirmLaunch
+from tui.screens.row_detail import RowDetailScreen
 from tui.widgets.virtual_table import VirtualTable
 
 SIZE = (160, 45)
@@ -136,6 +138,17 @@ async def test_alerts_stream_in_literally_tied_to_their_watcher(
             return raised >= len(planted) and raised == len(alert_cells(screen, watcher_id))
 
         await wait_for(pilot, lambda: screen.phase == "following" and consistent(), timeout=60)
+
+        # Enter on an alert shows it whole: the escaped name, never the terminal's escape
+        await pilot.press("slash", *"path~esc", "enter")
+        await wait_for(pilot, lambda: len(alert_cells(screen, watcher_id)) == 1)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RowDetailScreen))
+        detail = str(app.screen.query_one("#row-cells", Static).render())
+        assert "/srv/tui-alerts/esc\\x1b[2J\\x1b[31mred.php" in detail
+        assert "\x1b" not in detail and key_id in detail
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
 
 
 async def test_the_palette_opens_the_alerts_screen(app: SpyglassApp) -> None:

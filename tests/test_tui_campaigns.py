@@ -122,6 +122,8 @@ async def test_until_expiry_waits_for_a_late_host_then_catches_it(
         assert note.startswith("retry in ") and ", attempt 2, last: unreachable" in note
         assert "waiting 1 (" in text_of(app, "#counters")
         assert "retrying until expiry" in text_of(app, "#run-title")
+        await pilot.resize_terminal(80, 24)  # the counters wrap rather than lose their end
+        await wait_for(pilot, lambda: app.screen.query_one("#counters").size.height == 2)
         started.extend(start_agents([late]))
         await wait_for(pilot, lambda: state.finished and not state.pending)
         rows = host_rows(state)

@@ -41,6 +41,7 @@ from tui.model.rows import ColumnSpec, RowModel
 from tui.model.session import Session
 from tui.screens.compose import ComposeScreen
 from tui.screens.confirm import ConfirmLaunch
+from tui.screens.row_detail import RowDetailScreen
 from tui.widgets.virtual_table import VirtualTable
 
 Sign = Callable[[Envelope], Awaitable[Envelope | None]]
@@ -305,6 +306,14 @@ class AlertsScreen(Screen[None]):
         return line
 
     # -- interaction -----------------------------------------------------------------------------
+    @on(VirtualTable.RowSelected, "#alerts")
+    def _alert_selected(self, event: VirtualTable.RowSelected) -> None:
+        self.app.push_screen(RowDetailScreen("alert", ALERT_COLUMNS, event.row))
+
+    @on(VirtualTable.RowSelected, "#watchers")
+    def _watcher_selected(self, event: VirtualTable.RowSelected) -> None:
+        self.app.push_screen(RowDetailScreen("watcher", WATCHER_COLUMNS, event.row))
+
     @on(Input.Submitted, "#alerts-target")
     def _target(self, event: Input.Submitted) -> None:
         target = event.value.strip() or "all"

@@ -121,6 +121,7 @@ class WatchScreen(Screen[None]):
     _phase: tuple[bool, bool, bool] = (False, False, False)
     _next_follow = 0.0
     _counters_text = ""
+    _counters_lines = 1
     _label_text = ""
 
     def tick(self) -> None:
@@ -248,11 +249,15 @@ class WatchScreen(Screen[None]):
             parts.append((" (" + ", ".join(kinds) + ")", "red"))
         parts += waiting_counter(s)  # last: the host rows say more
         counters = Text.assemble(*parts)
-        # Only when the text changed, and with no layout pass: both lines have a fixed size
-        # (app.tcss), and a layout of the whole screen costs more than the rest of a tick.
+        # Only when the text changed, and with a layout pass only when it takes another number
+        # of lines (it wraps on a narrow terminal, app.tcss): a layout of the whole screen
+        # costs more than the rest of a tick.
         if counters.plain != self._counters_text:
             self._counters_text = counters.plain
-            self.query_one("#counters", Static).update(counters, layout=False)
+            widget = self.query_one("#counters", Static)
+            lines = 1 + (len(counters.plain) > widget.content_region.width)
+            widget.update(counters, layout=lines != self._counters_lines)
+            self._counters_lines = lines
         label = Text(f"matches: {s.match_count}", style="bold")
         row_filter = s.match_model.row_filter
         if row_filter.error:
