@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from console.lab.local import Lab, lab_down, lab_up
 from protocol.envelope import load_envelope
+from tests.support import cli
 from tests.support.waiting import wait_for
 from tui.app import SpyglassApp
 from tui.model.rows import ColumnSpec, RowModel, make_row
@@ -27,6 +28,7 @@ from tui.screens.history import HistoryScreen
 from tui.screens.host_detail import HostDetailScreen
 from tui.screens.prompt import Prompt
 from tui.screens.watch import WatchScreen
+from tui.widgets.virtual_table import VirtualTable
 
 HOSTILE_DIR = "[red]x["
 HOSTILE_ESC = "esc\x1b[2J\x1b[31mred.php"
@@ -235,7 +237,7 @@ async def test_cancel_stops_the_run(make_app, tui_lab: Lab) -> None:
         assert run["finished"] is not None and run["failed"] == 4
 
 
-async def test_history_reopen_export_diff(make_app, tmp_path: Path) -> None:
+async def test_history_reopen_export_diff(make_app, tui_lab: Lab, tmp_path: Path) -> None:
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await compose_php_query(pilot)
@@ -258,8 +260,15 @@ async def test_history_reopen_export_diff(make_app, tmp_path: Path) -> None:
         assert reopened.id == first and not reopened.live
         assert reopened.match_count == 3
         assert reopened.counts["matched"] == 2 and reopened.counts["nomatch"] == 2
+        # meanwhile another console stores a run: back in history, it is listed, the cursor
+        # still on the run it was on
+        env = cli.console_env(tui_lab, tui_lab.inventory, tmp_path / "results.db")
+        other = cli.spyglass(env, "run", "file", "--paths", "/srv", "--name", "x", "-t", "all")
+        assert other.returncode == 0, other.stderr
         await pilot.press("escape")
         assert app.screen is history
+        await wait_for(pilot, lambda: len(history.model.rows) == 3)
+        assert history.query_one("#runs", VirtualTable).current_row.key == first
         # export JSON lines through the prompt
         await pilot.press("j")
         await wait_for(pilot, lambda: isinstance(app.screen, Prompt))

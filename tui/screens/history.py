@@ -111,11 +111,17 @@ class HistoryScreen(Screen[None]):
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
-        self.sub_title = "history"
-        self.action_reload()
+        self.sub_title = "history"  # the runs are listed when it shows (on_screen_resume)
         self.query_one("#runs", VirtualTable).focus()
 
+    def on_screen_resume(self) -> None:
+        """Each time it shows, first or back from a run, a diff or a launch: runs stored
+        meanwhile (here or by another console) are listed, the cursor kept where it was."""
+        self.action_reload()
+
     def action_reload(self) -> None:
+        table = self.query_one("#runs", VirtualTable)
+        current = table.current_row
         self.model.clear()
         try:
             runs = self.session.store.runs()
@@ -144,7 +150,16 @@ class HistoryScreen(Screen[None]):
             for r in runs
         ]
         self.model.append(rows)
-        self.query_one("#runs", VirtualTable).refresh_rows()
+        kept = next(
+            (
+                i
+                for i, row in enumerate(self.model.visible_rows())
+                if current and row.key == current.key
+            ),
+            0,
+        )
+        table.cursor_row = kept
+        table.refresh_rows()
         self._status(f"{len(rows)} runs in {self.session.store_path.name}")
 
     def _status(self, text: str, *, error: bool = False) -> None:
