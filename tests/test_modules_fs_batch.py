@@ -44,6 +44,8 @@ READERS = [
 def test_the_extension_is_built_where_a_compiler_is() -> None:
     if shutil.which(C_COMPILER) is None:
         pytest.skip(f"no C compiler ({C_COMPILER}): the Python twin reads, slower")
+    if not Path(sysconfig.get_paths()["include"], "Python.h").exists():
+        pytest.skip("no Python headers (python3-dev): the Python twin reads, slower")
     assert read_files_c is not None, "pip install -e . did not build modules.fs._batchread"
     assert batch.read_files is read_files_c
 

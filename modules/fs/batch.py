@@ -37,7 +37,9 @@ ERROR, NOT_REGULAR, TOO_BIG, LARGE = 1, 2, 3, 4
 FOUND = 0
 #: int64 per entry in ``meta``: its fstat's mode, size, mtime, inode and device.
 META = 5
-WINDOW = 1 << 20
+#: The most read of one file here (larger ones go to the general reader); the buffer holds two.
+#: On the bench, 256 KiB took 3-7% less CPU than 64 KiB (more files left over) or 1 MiB.
+WINDOW = 1 << 18
 #: Entries per call: bounds what is held between a directory's listing and its reading.
 ENTRIES = 256
 
