@@ -19,6 +19,8 @@
 /* The codes of the odd entries, as in batch.py. */
 enum { ERROR = 1, NOT_REGULAR = 2, TOO_BIG = 3, LARGE = 4 };
 #define META 5 /* int64 per entry: mode, size, mtime, ino, dev */
+/* As FILE_FLAGS in modules/fs/dirs.py: never through a symlink, never blocking. */
+#define FLAGS (O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
 
 static PyObject *name_str;
 
@@ -64,7 +66,7 @@ static PyObject *read_files(PyObject *self, PyObject *args)
                           &window, &max_size, &meta))
         return NULL;
     PyObject *starts = PyList_New(0), *odd = PyList_New(0), *result = NULL;
-    Py_ssize_t count = PyList_GET_SIZE(entries), off = 0, end = -1, nread = 0, i = start;
+    Py_ssize_t off = 0, end = -1, nread = 0, i = start;
     char *data = buf.buf;
     int64_t *info = meta.buf;
     Py_ssize_t slots = meta.len / (Py_ssize_t)(META * sizeof(int64_t));
@@ -74,7 +76,9 @@ static PyObject *read_files(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "no room for a window and its newline, or a stat");
         goto done;
     }
-    for (; i < count && i - start < slots && off + window + 1 <= buf.len; i++) {
+    /* The list's length is read again each time: another thread may change it while the GIL
+     * is released around the system calls. */
+    for (; i < PyList_GET_SIZE(entries) && i - start < slots && off + window + 1 <= buf.len; i++) {
         PyObject *entry = PyList_GET_ITEM(entries, i), *name = NULL, *encoded = NULL;
         name = PyUnicode_Check(entry) ? Py_NewRef(entry) : PyObject_GetAttr(entry, name_str);
         if (name == NULL || !PyUnicode_FSConverter(name, &encoded)) {
@@ -94,7 +98,7 @@ static PyObject *read_files(PyObject *self, PyObject *args)
         Py_ssize_t got = 0;
         struct stat st;
         Py_BEGIN_ALLOW_THREADS
-        fd = openat(dir_fd, PyBytes_AS_STRING(encoded), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        fd = openat(dir_fd, PyBytes_AS_STRING(encoded), FLAGS);
         if (fd < 0) {
             code = ERROR, value = errno;
         } else {
