@@ -198,28 +198,61 @@ def tree(top: Path) -> None:
     (top / "d2" / "link").symlink_to("/etc/passwd")
 
 
-def rows(top: Path, batched: bool, **params: Any) -> list[dict[str, Any]]:
+def search(top: Path, **params: Any) -> tuple[FileSearch, CollectingContext]:
     module = get_module("file")
     assert module is not None
     ctx = CollectingContext(root=str(top))
-    search = FileSearch(module.validate({"paths": ["/"], **params}), ctx)
-    assert (search.batch is not None) == batched
-    stats = search.run()
+    return FileSearch(module.validate({"paths": ["/"], **params}), ctx), ctx
+
+
+def rows(top: Path, batched: bool, **params: Any) -> tuple[list[dict[str, Any]], int]:
+    """The rows of a search of ``top`` made by ``tree``, and how many entries it skipped."""
+    run, ctx = search(top, **params)
+    assert (run.batch is not None) == batched
+    stats = run.run()
     assert stats["errors"] == 0 and stats["files_scanned"] == 903
-    return sorted(ctx.rows, key=lambda row: row["path"])
+    return sorted(ctx.rows, key=lambda row: row["path"]), stats["skipped"]
 
 
+@pytest.mark.parametrize(
+    ("filters", "count"),
+    [
+        ({}, 130),
+        ({"name": [r"\.log$"]}, 1),
+        ({"path_re": ["^/d[12]/"]}, 86),
+        ({"name": [r"^f1\d*\.txt$"], "mismatch": ["name"]}, 83),  # f1, f10-f19, f100-f199 out
+    ],
+)
 def test_the_file_module_finds_the_same_with_either_reader_or_file_by_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filters: dict[str, Any], count: int
 ) -> None:
     tree(tmp_path)
-    content = {"content": [r"NEEDLE-[0-9]{4}-[a-z]+$"], "match_limit": 10**6}
-    batched = rows(tmp_path, True, **content)
-    assert len(batched) == 130 and "/d0/huge.log" in {r["path"] for r in batched}
-    by_file = rows(tmp_path, False, **content, size=["<1T"])  # a meta filter: file by file
-    assert batched == [{**row, "matched": ["content"]} for row in by_file]
+    params = {"content": [r"NEEDLE-[0-9]{4}-[a-z]+$"], "match_limit": 10**6, **filters}
+    batched, skipped = rows(tmp_path, True, **params)
+    assert len(batched) == count
+    by_file, skipped_by_file = rows(tmp_path, False, **params, size=["<1T"])  # file by file
+    for row in by_file:
+        row["matched"].remove("size")
+    assert (batched, skipped) == (by_file, skipped_by_file)
     monkeypatch.setattr(batch, "read_files", read_files_py)
-    assert rows(tmp_path, True, **content) == batched
+    assert rows(tmp_path, True, **params) == (batched, skipped)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"content": ["a", "b"]},
+        {"content": ["a"], "name": ["x"], "match_any": True},
+        {"content": ["a"], "mtime": ["<1d"]},
+        {"content": ["a"], "mismatch": ["content"]},
+        {"content": ["a"], "md5": ["0" * 32]},
+        {"content": ["a"], "decompress": True},
+    ],
+)
+def test_what_a_batch_cannot_answer_is_searched_file_by_file(
+    tmp_path: Path, params: dict[str, Any]
+) -> None:
+    assert search(tmp_path, **params)[0].batch is None
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from modules.context import LimitReached, RunContext
 from modules.fs.batch import ENTRIES, ERROR, FOUND, LARGE, BatchSearch, Stat
 from modules.fs.dirs import FILE_FLAGS, Dir, directories, open_top
-from modules.fs.filters import meta_checks
+from modules.fs.filters import MetaCheck, meta_checks
 from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
 from modules.fs.reader import Inspection, Reader, TooBig, compile_content
 from modules.fs.rootpath import Root, shown_path
@@ -77,13 +77,15 @@ class FileSearch:
             decompress=params["decompress"],
             max_size=params["max_file_size"],
         )
-        #: The usual content search (one regex, nothing else to decide per file) reads the
-        #: small files of a directory in batches and searches each batch at once.
+        #: The usual content search (one regex, and at most name or path filters that must all
+        #: hold) reads the small files of a directory in batches and searches each at once.
         self.batch: BatchSearch | None = None
         regexes = self.reader.regexes
-        alone = not (self.meta or self.hashes or params["decompress"] or "content" in inverted)
+        by_name = all(not c.needs_stat for c in self.meta) and not (self.meta and self.match_any)
+        alone = by_name and not (self.hashes or params["decompress"] or "content" in inverted)
         if alone and len(regexes) == 1 and regexes[0].joinable:
             self.batch = BatchSearch(regexes[0], params["max_file_size"])
+        self._found = [check.name for check in self.meta] + ["content"]
         self.return_sha256: bool = params["return_sha256"]
         self.max_depth: int | None = params["max_depth"]
         self.match_limit: int = params["match_limit"]
@@ -170,6 +172,7 @@ class FileSearch:
         subdirs = []
         files = 0
         batch: list[os.DirEntry[str]] | None = None if self.batch is None else []
+        checks = self.meta if batch is not None else []
         ticks = self._ticks
         try:
             with os.scandir(fd) as entries:
@@ -189,6 +192,8 @@ class FileSearch:
                             continue
                         if batch is None:
                             consider(entry, shown_base + entry.name, entry.name, fd)
+                        elif checks and not self._named(checks, entry.name, shown_base):
+                            continue
                         elif entry.is_file(follow_symlinks=False):
                             batch.append(entry)
                             if len(batch) >= ENTRIES:
@@ -209,8 +214,15 @@ class FileSearch:
             else:
                 d.subdirs.append(name)
 
+    @staticmethod
+    def _named(checks: list[MetaCheck], name: str, shown_base: str) -> bool:
+        """Do the name and path filters all hold (those of a batched search)?"""
+        shown = shown_base + name
+        return all(check.test(name, shown, None) is not check.inverted for check in checks)
+
     def _search_batch(self, fd: int, shown_base: str, batch: list[os.DirEntry[str]]) -> None:
-        """Search the files listed in ``batch`` (regular files of ``fd``), then empty it."""
+        """Search the files listed in ``batch`` (regular files of ``fd`` that passed the name
+        and path filters), then empty it."""
         assert self.batch is not None
         try:
             for index, code, value in self.batch.outcomes(fd, batch):
@@ -218,7 +230,7 @@ class FileSearch:
                 shown = shown_base + entry.name
                 if code == FOUND:
                     assert isinstance(value, Stat)
-                    self._emit(entry, shown, value, ["content"], None, entry.name, fd)
+                    self._emit(entry, shown, value, self._found.copy(), None, entry.name, fd)
                 elif code == LARGE:  # left to the general reader
                     self._consider(entry, shown, entry.name, fd)
                 elif code == ERROR:
