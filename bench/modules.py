@@ -13,6 +13,7 @@ counts. Goals (issue 3): walk and content at most 2x, sha256 at most 1.2x, yara 
 
     .venv/bin/python bench/modules.py                # tree cached in $TMPDIR between runs
     .venv/bin/python bench/modules.py --files 200000 --fresh
+    .venv/bin/python bench/modules.py --only content --python-reader   # as without a C compiler
 """
 
 from __future__ import annotations
@@ -197,7 +198,16 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["walk", "content", "sha256", "yara"], action="append", help="one line"
     )
+    parser.add_argument(
+        "--python-reader",
+        action="store_true",
+        help="content read by the Python twin, as where modules.fs._batchread was not built",
+    )
     args = parser.parse_args()
+    if args.python_reader:
+        from modules.fs import batch
+
+        batch.read_files = batch.read_files_py
     top, counts = tree(args)
     try:
         t0 = time.perf_counter()

@@ -85,12 +85,16 @@ def text_search(pattern: str, *, ignore_case: bool = False) -> Callable[[str], b
 
 
 Buffer = bytes | bytearray | memoryview
+#: What ties a match to the text rather than to a line: ``\\A``, ``\\z``, a flag group turning
+#: a flag off (``(?-m)``: ``^`` and ``$`` at the text's ends), and ``\\C``, any byte, a newline
+#: too (``never_nl`` does not hold it back). Found in the pattern's text, erring on the safe side.
+_TEXT_BOUND = re.compile(r"\\[ACz]|\(\?[A-Za-z]*-")
 
 
 class BytesRegex:
     """A pattern searched in buffers: file content (line by line) or process memory."""
 
-    __slots__ = ("_match", "pattern")
+    __slots__ = ("_match", "joinable", "pattern")
 
     def __init__(self, pattern: str, *, lines: bool = False, dotall: bool = False) -> None:
         self.pattern = pattern
@@ -98,6 +102,9 @@ class BytesRegex:
         self._match = _compile(
             pattern, flags="m" if lines else "s" if dotall else "", lines=lines
         ).Match
+        #: ``lines`` and nothing bound to the text: searching texts joined by newlines finds a
+        #: match exactly where searching each text would (``modules.fs.batch``).
+        self.joinable = lines and _TEXT_BOUND.search(pattern) is None
 
     def whole_search(self) -> Callable[[Buffer, int, int], tuple[tuple[int, int], ...]]:
         """RE2's own search, for a hot loop: ``search(text, 0, len(text))[0][0]`` is where the

@@ -17,8 +17,9 @@ from contextlib import closing
 from typing import Any, TypeVar
 
 from modules.context import LimitReached, RunContext
+from modules.fs.batch import ENTRIES, ERROR, FOUND, LARGE, BatchSearch, Stat
 from modules.fs.dirs import FILE_FLAGS, Dir, directories, open_top
-from modules.fs.filters import meta_checks
+from modules.fs.filters import MetaCheck, meta_checks
 from modules.fs.mounts import FALLBACK_PRUNED, mount_table, never_enter
 from modules.fs.reader import Inspection, Reader, TooBig, compile_content
 from modules.fs.rootpath import Root, shown_path
@@ -76,6 +77,15 @@ class FileSearch:
             decompress=params["decompress"],
             max_size=params["max_file_size"],
         )
+        #: The usual content search (one regex, and at most name or path filters that must all
+        #: hold) reads the small files of a directory in batches and searches each at once.
+        self.batch: BatchSearch | None = None
+        regexes = self.reader.regexes
+        by_name = all(not c.needs_stat for c in self.meta) and not (self.meta and self.match_any)
+        alone = by_name and not (self.hashes or params["decompress"] or "content" in inverted)
+        if alone and len(regexes) == 1 and regexes[0].joinable:
+            self.batch = BatchSearch(regexes[0], params["max_file_size"])
+        self._found = [check.name for check in self.meta] + ["content"]
         self.return_sha256: bool = params["return_sha256"]
         self.max_depth: int | None = params["max_depth"]
         self.match_limit: int = params["match_limit"]
@@ -102,6 +112,8 @@ class FileSearch:
 
     def _snapshot(self) -> dict[str, int]:
         self.stats["bytes_read"] = self.reader.bytes_read
+        if self.batch is not None:
+            self.stats["bytes_read"] += self.batch.bytes_read
         return dict(self.stats)
 
     def _start(self, path: str) -> None:
@@ -159,6 +171,8 @@ class FileSearch:
         gate = self.gate
         subdirs = []
         files = 0
+        batch: list[os.DirEntry[str]] | None = None if self.batch is None else []
+        checks = self.meta if batch is not None else []
         ticks = self._ticks
         try:
             with os.scandir(fd) as entries:
@@ -176,9 +190,20 @@ class FileSearch:
                         files += 1
                         if gate is not None and not gate(entry.name):
                             continue
-                        consider(entry, shown_base + entry.name, entry.name, fd)
+                        if batch is None:
+                            consider(entry, shown_base + entry.name, entry.name, fd)
+                        elif checks and not self._named(checks, entry.name, shown_base):
+                            continue
+                        elif entry.is_file(follow_symlinks=False):
+                            batch.append(entry)
+                            if len(batch) >= ENTRIES:
+                                self._search_batch(fd, shown_base, batch)
+                        else:
+                            self.stats["skipped"] += 1
                     except OSError as err:
                         self._error(shown_base + entry.name, err)
+            if batch:
+                self._search_batch(fd, shown_base, batch)
         finally:
             self.stats["files_scanned"] += files
             self._ticks = ticks
@@ -188,6 +213,33 @@ class FileSearch:
                 self.stats["skipped"] += 1
             else:
                 d.subdirs.append(name)
+
+    @staticmethod
+    def _named(checks: list[MetaCheck], name: str, shown_base: str) -> bool:
+        """Do the name and path filters all hold (those of a batched search)?"""
+        shown = shown_base + name
+        return all(check.test(name, shown, None) is not check.inverted for check in checks)
+
+    def _search_batch(self, fd: int, shown_base: str, batch: list[os.DirEntry[str]]) -> None:
+        """Search the files listed in ``batch`` (regular files of ``fd`` that passed the name
+        and path filters), then empty it."""
+        assert self.batch is not None
+        try:
+            for index, code, value in self.batch.outcomes(fd, batch):
+                entry = batch[index]
+                shown = shown_base + entry.name
+                if code == FOUND:
+                    assert isinstance(value, Stat)
+                    self._emit(entry, shown, value, self._found.copy(), None, entry.name, fd)
+                elif code == LARGE:  # left to the general reader
+                    self._consider(entry, shown, entry.name, fd)
+                elif code == ERROR:
+                    assert isinstance(value, int)
+                    self._error(shown, OSError(value, os.strerror(value)))
+                else:  # not a regular file (any more), or over max_file_size
+                    self.stats["skipped"] += 1
+        finally:
+            batch.clear()
 
     def _skip(self, _shown: str) -> None:
         self.stats["skipped"] += 1
@@ -221,7 +273,8 @@ class FileSearch:
                 if match_all:
                     return
             else:
-                inspection, st = opened
+                inspection, now = opened
+                st = st or now
                 for name, inverted in self.deep:
                     if name == "content":
                         hit = inspection.content
@@ -240,15 +293,15 @@ class FileSearch:
     def _open(
         self,
         entry: os.DirEntry[str] | _PathEntry,
-        st: os.stat_result | None,
+        st: os.stat_result | Stat | None,
         shown: str,
         target: str,
         dir_fd: int,
         read: Callable[[int, int], T],
     ) -> tuple[T, os.stat_result] | None:
         """Run ``read`` on the file if it is a regular file within max_file_size, and return
-        what it gave with the file's stat; None (counted as skipped or as an error) otherwise.
-        FIFOs, devices and sockets are never opened.
+        what it gave with the opened file's fstat; None (counted as skipped or as an error)
+        otherwise. FIFOs, devices and sockets are never opened.
 
         ``st`` is the entry's lstat if a filter needed it; the file opened must still be that
         one. Without it, no lstat is spent: the directory entry's type says "regular file", and
@@ -278,7 +331,7 @@ class FileSearch:
             if self.max_file_size is not None and now.st_size > self.max_file_size:
                 self.stats["skipped"] += 1
                 return None
-            return read(fd, now.st_size), st or now
+            return read(fd, now.st_size), now
         except TooBig:
             self.stats["skipped"] += 1
             return None
@@ -292,7 +345,7 @@ class FileSearch:
         self,
         entry: os.DirEntry[str] | _PathEntry,
         shown: str,
-        st: os.stat_result,
+        st: os.stat_result | Stat,
         matched: list[str],
         inspection: Inspection | None,
         target: str,
