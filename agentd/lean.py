@@ -12,13 +12,16 @@ ImportError, which each of these importers handles:
   carries its own OpenSSL. 4.8 MiB. uvloop needs ``ssl``, so a process that serves many agents on
   uvloop keeps both.
 
-Measured by ``bench/fanout.py`` (idle single-agent process).
+Nor does an agent search for liboqs (``protocol.transport.skip_liboqs_probe``): 20 to 40 ms of
+its start. Measured by ``bench/fanout.py`` (idle single-agent process).
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+
+from protocol.transport import skip_liboqs_probe
 
 ASYNCSSH_EXTRAS = ("asyncssh.crypto.x509", "asyncssh.crypto.umac")
 SYSTEM_OPENSSL = ("ssl", "_hashlib")
@@ -29,6 +32,7 @@ def leave_out(names: Iterable[str]) -> None:
     stays (a test process that uses asyncssh keeps all of it)."""
     if "asyncssh" in sys.modules:
         return
+    skip_liboqs_probe()
     for name in names:
         if name not in sys.modules:
             sys.modules[name] = None  # type: ignore[assignment]  # importing it raises ImportError

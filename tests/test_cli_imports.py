@@ -6,8 +6,10 @@ TUI and every module's heavy dependencies; these are the packages each command m
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -65,3 +67,35 @@ def test_each_command_imports_only_what_it_uses(
     assert loaded <= NEEDS[args], (
         f"spyglass {' '.join(args)} imported {sorted(loaded - NEEDS[args])}"
     )
+
+
+#: In a fresh interpreter: which libraries asyncssh's import looks for, after the lean start-up.
+_ASKED = """
+import ctypes.util, json, sys
+asked = []
+real = ctypes.util.find_library
+ctypes.util.find_library = lambda name: asked.append(name) or real(name)
+if sys.argv[1] == "console":
+    from console.cli.lean import leave_out_unused
+    leave_out_unused()
+else:
+    from agentd import lean
+    lean.leave_out(lean.ASYNCSSH_EXTRAS)
+import asyncssh
+from asyncssh.crypto import mlkem_available
+kex = [k if isinstance(k, str) else k.decode() for k in asyncssh.kex.get_kex_algs()]
+print(json.dumps({"asked": asked, "mlkem": mlkem_available, "kex": kex}))
+"""
+
+
+@pytest.mark.parametrize("side", ["console", "agent"])
+def test_no_search_for_liboqs_at_start(side: str) -> None:
+    """asyncssh searches for liboqs (ldconfig, then gcc and ld: 20 to 40 ms) for sntrup761,
+    which neither end offers; the lean start-up skips that search and keeps ML-KEM."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ASKED, side], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert not {"oqs", "liboqs"} & set(out["asked"])
+    assert out["mlkem"] and "mlkem768x25519-sha256" in out["kex"]

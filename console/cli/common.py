@@ -152,6 +152,23 @@ def check_before_sending(envelope: Envelope) -> None:
             raise UsageError(f"not sent: {err}") from None
 
 
+#: What a launch imports to connect (asyncssh and cryptography, most of a run's start-up).
+FAN_OUT_MODULES = ("console.fanout.ssh", "console.fanout.ssh_transport", "console.fanout.shard")
+
+
+def preload_fan_out() -> None:
+    """Import the fan-out in a thread while this one waits for gpg to sign (a process of its
+    own): the first connection opens that much sooner (``bench/startup.py``)."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in FAN_OUT_MODULES:
+            importlib.import_module(name)
+
+    threading.Thread(target=load, name="preload", daemon=True).start()
+
+
 def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:
     """Fan an envelope out to the hosts ``target`` selects; print and store as events arrive."""
     check_before_sending(envelope)

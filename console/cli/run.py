@@ -19,6 +19,7 @@ from console.cli.common import (
     json_flag,
     launch,
     launch_flags,
+    preload_fan_out,
     signer,
 )
 from console.results.provenance import default_name
@@ -161,6 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = args.action_name or default_name(args.module, params, args.target)
     action = compose(args.module, params, args.target, args.expire, name)
     check_before_sending(Envelope(action))  # before gpg asks for a passphrase
+    if not args.sign_only:
+        preload_fan_out()
     envelope = signer(args).sign(Envelope(action))
     if args.sign_only:
         envelope.save(args.sign_only)
