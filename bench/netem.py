@@ -104,7 +104,7 @@ async def _pump(
             if delay > 0:
                 await asyncio.sleep(delay)
             if not data:
-                if out.can_write_eof():
+                if out.can_write_eof() and not out.is_closing():  # the other side may be gone
                     out.write_eof()
                 return
             out.write(data)
