@@ -3,6 +3,7 @@ process, with no SSH (real agent, real gpg signature, real module child)."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import sys
@@ -52,9 +53,16 @@ async def test_a_real_agent_answers_through_the_loopback(lab: Lab, agent: Agent)
     transport = LoopbackTransport({"h": agent.serve})
     store = Store(short_tmp("loopdb") / "results.db")
     events: list[Event] = []
+    thresholds: set[int] = set()  # generation 2's, as each event arrives
+
+    def sink(event: Event) -> None:
+        thresholds.add(gc.get_threshold()[2])
+        events.append(event)
+
+    before = gc.get_threshold()
     try:
         investigation = Investigation(envelope, hosts, Dispatcher(transport), store)
-        summary = await investigation.run(events.append)
+        summary = await investigation.run(sink)
         stored = [dict(m) for m in store.matches(action.id)]
     finally:
         store.close()
@@ -66,6 +74,7 @@ async def test_a_real_agent_answers_through_the_loopback(lab: Lab, agent: Agent)
     assert [e.data["path"] for e in shown] == ["/srv/loop-ioc.bin"]
     assert [m["host"] for m in stored] == ["h"]
     assert {e.result.host for e in events if isinstance(e, HostEvent)} == {"h", "gone"}
+    assert thresholds == {2**31 - 1} and gc.get_threshold() == before  # no full collections
 
 
 def test_the_loopback_needs_no_ssh_module() -> None:

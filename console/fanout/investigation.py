@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from console.fanout.dispatch import FanOut
+from console.fanout.gcpolicy import young_collections_only
 from console.results import records
 from console.results.store import Store
 from console.results.writer import HEARTBEAT
@@ -141,7 +142,8 @@ class Investigation:
 
         beating = asyncio.create_task(self._beat())
         try:
-            summary = await self.dispatcher.run(self.envelope, self.hosts, self._tee)
+            with young_collections_only():
+                summary = await self.dispatcher.run(self.envelope, self.hosts, self._tee)
         finally:
             beating.cancel()
             self._flush()
