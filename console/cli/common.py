@@ -8,11 +8,12 @@ the store are imported by the functions that use them, never at the top of a com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from console.fanout import DEFAULT_CONCURRENCY
@@ -156,9 +157,12 @@ def check_before_sending(envelope: Envelope) -> None:
 FAN_OUT_MODULES = ("console.fanout.ssh", "console.fanout.ssh_transport", "console.fanout.shard")
 
 
-def preload_fan_out() -> None:
+@contextlib.contextmanager
+def fan_out_preloaded() -> Iterator[None]:
     """Import the fan-out in a thread while this one waits for gpg to sign (a process of its
-    own): the first connection opens that much sooner (``bench/startup.py``)."""
+    own): the first connection opens that much sooner (``bench/startup.py``). The thread is
+    joined on the way out, whatever happened: an interpreter that exits while a thread is
+    still loading cryptography's native module aborts."""
     import importlib
     import threading
 
@@ -166,7 +170,12 @@ def preload_fan_out() -> None:
         for name in FAN_OUT_MODULES:
             importlib.import_module(name)
 
-    threading.Thread(target=load, name="preload", daemon=True).start()
+    loading = threading.Thread(target=load, name="preload")
+    loading.start()
+    try:
+        yield
+    finally:
+        loading.join()
 
 
 def launch(args: argparse.Namespace, envelope: Envelope, target: str) -> int:

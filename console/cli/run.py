@@ -16,10 +16,10 @@ from console.cli.common import (
     check_before_sending,
     command,
     command_group,
+    fan_out_preloaded,
     json_flag,
     launch,
     launch_flags,
-    preload_fan_out,
     signer,
 )
 from console.results.provenance import default_name
@@ -162,17 +162,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     name = args.action_name or default_name(args.module, params, args.target)
     action = compose(args.module, params, args.target, args.expire, name)
     check_before_sending(Envelope(action))  # before gpg asks for a passphrase
-    if not args.sign_only:
-        preload_fan_out()
-    envelope = signer(args).sign(Envelope(action))
     if args.sign_only:
-        envelope.save(args.sign_only)
+        signer(args).sign(Envelope(action)).save(args.sign_only)
         print(
             f"wrote {args.sign_only} (action {action.id}); another approver can "
             f"`spyglass action sign {args.sign_only}`",
             file=sys.stderr,
         )
         return 0
+    with fan_out_preloaded():
+        envelope = signer(args).sign(Envelope(action))
     return launch(args, envelope, args.target)
 
 
