@@ -94,15 +94,21 @@ async def run_operation(
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     pipe = os.fdopen(read_fd, "rb", 0)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     ended, status = False, None
-    try:
+    transport: asyncio.BaseTransport | None = None
+    try:  # from here on, whatever happens (a cancel too), the child is killed unless it ended
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
         async with asyncio.timeout(timeout):
             outcome, ended = await _pump(reader, budget, sink)
     except TimeoutError:
         outcome = OpOutcome("timeout", errors=[f"operation ran past its {timeout:.0f} s timeout"])
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
+        else:  # cancelled while connecting: asyncio closed its transport, the pipe is ours
+            pipe.close()
         if not ended:  # the child may still run: timeout, cap reached, cancelled, or it died
             await zygote.kill(pid)
             try:

@@ -141,6 +141,28 @@ async def test_cancel_kills_the_child(root: Path) -> None:
     assert await gone(pids)
 
 
+async def test_a_cancel_while_the_result_pipe_is_attached_kills_the_child(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window between the zygote's answer and the pump: a cancel landing while the runner
+    attaches the child's result pipe to the loop (the SSH channel closed just then)."""
+    loop = asyncio.get_running_loop()
+    attach = loop.connect_read_pipe
+
+    async def cancelled_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        return await attach(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "connect_read_pipe", cancelled_meanwhile)
+    with pytest.raises(asyncio.CancelledError):
+        await run(root, SPIN)
+    monkeypatch.undo()
+    pids = [p.pid for p in operation_children()]
+    assert await gone(pids)
+
+
 async def test_dead_zygote_fails_its_operations_clearly_and_is_replaced(root: Path) -> None:
     task = asyncio.create_task(run(root, SPIN))
     await until(lambda: bool(operation_children()))
