@@ -109,8 +109,12 @@ def main() -> None:
     lab = lab_up(work / "lab", 1)
     try:
         forwarder = Forwarder(agent_address(lab))
+        # As installed: pip compiles every module at install, so a command reads bytecode; with
+        # PYTHONDONTWRITEBYTECODE set (as in some CI images), an editable checkout would compile
+        # the changed sources at every start. The unmeasured first round writes the cache.
+        environ = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env = {
-            **os.environ,
+            **environ,
             "GNUPGHOME": str(lab.gnupghome),
             "SPYGLASS_INVENTORY": str(probe_inventory(lab, forwarder.port, work)),
             "SPYGLASS_STORE": str(work / "results.db"),
