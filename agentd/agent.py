@@ -243,6 +243,8 @@ class Channel:
         self._close = close
         self.peer = peer
         self.tasks: set[asyncio.Task[None]] = set()
+        self.actions = 0  # run frames received
+        self._idle: asyncio.Timeout | None = None  # the wait for the next frame, if one runs
         self.following: dict[asyncio.Task[None], tuple[Execution, Known]] = {}
         self._handlers: dict[str, Callable[[Any], Awaitable[None]]] = {
             "hello": self._on_hello,
@@ -270,8 +272,7 @@ class Channel:
             while True:
                 idle = None if self.tasks else config.idle_timeout
                 try:
-                    async with asyncio.timeout(idle):
-                        frame = await read_frame(reader, config.max_frame)
+                    frame = await self._next_frame(reader, idle)
                     if frame is None:
                         await self._drain(closed)
                         return
@@ -279,8 +280,9 @@ class Channel:
                 except FrameError as err:
                     await self.send(ErrorMsg(detail=err.message))
                     return
-                except TimeoutError:
-                    await self.send(ErrorMsg(detail=f"idle for {idle} s, closing"))
+                except TimeoutError:  # said to a peer that never sent an action; a parked
+                    if not self.actions:  # channel just closes, which its console expects
+                        await self.send(ErrorMsg(detail=f"idle for {idle} s, closing"))
                     return
                 await self._handlers[message.TYPE](message)
         finally:
@@ -288,6 +290,21 @@ class Channel:
                 task.cancel()
             if self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _next_frame(self, reader: ByteReader, idle: float | None) -> dict[str, Any] | None:
+        """The next frame; past ``idle`` seconds without one, TimeoutError. While actions are
+        followed there is no limit; it starts when the last one ends (``_task_done``)."""
+        try:
+            async with asyncio.timeout(idle) as self._idle:
+                return await read_frame(reader, self.agent.config.agent.max_frame)
+        finally:
+            self._idle = None
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not self.tasks and self._idle is not None and self._idle.when() is None:
+            idle = self.agent.config.agent.idle_timeout
+            self._idle.reschedule(asyncio.get_running_loop().time() + idle)
 
     async def _drain(self, closed: asyncio.Future[Any] | None) -> None:
         """End of input. A half-close (``ssh -s ... < request``, or ``write_eof``) still gets
@@ -312,9 +329,10 @@ class Channel:
             self._audit(known, "cancelled")
 
     async def _on_run(self, message: Any) -> None:
+        self.actions += 1
         task = asyncio.create_task(self._run(message.envelope))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
 
     async def _run(self, raw: Any) -> None:
         agent = self.agent

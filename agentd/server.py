@@ -18,6 +18,7 @@ import asyncssh
 
 from agentd.agent import Agent
 from agentd.runner import Zygote
+from agentd.ssh_keys import AuthorizedKeys, KeyedServer
 from protocol.agent_config import load_config
 from protocol.errors import ConfigError
 from protocol.keyfile import too_open
@@ -55,12 +56,15 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
                 del channels[conn]
 
     bound = []
+    host_key = asyncssh.read_private_key(str(config.resolve(config.agent.host_key)))
+    authorized = AuthorizedKeys(config.resolve(config.agent.authorized_keys))
     for host, port in config.listen_addresses():
         server = await asyncssh.listen(
             host,
             port,
-            server_host_keys=[str(config.resolve(config.agent.host_key))],
-            authorized_client_keys=str(config.resolve(config.agent.authorized_keys)),
+            server_host_keys=[host_key],
+            authorized_client_keys=None,  # set per connection by KeyedServer
+            server_factory=lambda: KeyedServer(authorized),
             process_factory=handle,
             encoding=None,
             allow_pty=False,
@@ -91,6 +95,10 @@ async def _serve_channel(agent: Agent, process: asyncssh.SSHServerProcess[bytes]
 
     # If the console goes away, serve() stops following its actions, which run on; a mere end
     # of input (half-close) still gets their answers.
+    # Output waits for the peer's window instead of piling up in a buffer: a follower that
+    # wrote its last frame has been read up to the window, and one whose peer stopped reading
+    # is still waiting when the action's expiry cuts the channel.
+    process.channel.set_write_buffer_limits(high=0)
     closed = asyncio.ensure_future(process.channel.wait_closed())
     try:
         with contextlib.suppress(asyncssh.Error, BrokenPipeError, ConnectionError):

@@ -69,6 +69,8 @@ def envelope(signer: Signer, op: Operation, expire_seconds: int = 300) -> dict[s
 
 SLOW = Operation("yara", {"paths": ["/srv/slow"], "rules": SLOW_RULE})
 BIG = Operation("file", {"paths": ["/srv/big"], "match_limit": BIG_FILES})
+#: More than a small window, less than the 64 KiB asyncssh buffers by default before drain waits.
+MEDIUM = Operation("file", {"paths": ["/srv/big"], "match_limit": 100})
 HELLO = Operation("file", {"paths": ["/srv"], "name": ["^hello"]})
 
 
@@ -202,12 +204,15 @@ async def assert_cut(process: Any) -> None:
     assert frames and frames[-1]["type"] != "finished"
 
 
+@pytest.mark.parametrize("op", [BIG, MEDIUM], ids=["big", "buffered"])
 async def test_slots_held_by_readers_that_never_read_are_freed_at_expiry(
-    signer: Signer,
+    signer: Signer, op: Operation
 ) -> None:
+    """Also when the whole output fits the channel's buffer: the agent once took a follow whose
+    last frame was buffered for done, freed the slot early and left the channel open."""
     started = agents.start_agent(agent_dir(signer, max_concurrent=2, agent={"write_timeout": 600}))
     try:
-        envs = [envelope(signer, BIG, expire_seconds=20) for _ in range(2)]
+        envs = [envelope(signer, op, expire_seconds=20) for _ in range(2)]
         held = [await stalled(started, env, 1) for env in envs]
         busy = await agents.converse(started, agents.run_frames(envelope(signer, HELLO)))
         assert busy[-1].get("reason") == "busy", busy  # both slots are held
@@ -244,3 +249,20 @@ async def test_stalled_replays_are_cut_by_the_write_deadline_within_max_concurre
         assert audit.count("replayed-outcome") == 3
     finally:
         agents.stop_agent(started)
+
+
+async def test_a_channel_silent_after_its_action_is_closed_after_idle_timeout(
+    agent: agents.AgentProc, signer: Signer
+) -> None:
+    """The idle limit starts again when a channel's last action ends: a channel its console
+    parked and forgot does not hold one of the connection's channels for ever. It closes
+    without an error frame, which a console sending its next action at that moment would
+    take for that action's answer."""
+    frames = []
+    async with await agents.connect(agent) as conn:
+        process = await conn.create_process(subsystem="spyglass", encoding=None)
+        process.stdin.write(agents.run_frames(envelope(signer, HELLO)))
+        async with asyncio.timeout(60):
+            while (frame := await read_frame(process.stdout)) is not None:
+                frames.append(frame)
+    assert frames[-1]["type"] == "finished", frames

@@ -224,3 +224,28 @@ async def test_unknown_ssh_key_is_refused_and_reaches_nothing(
         await agents.connect(agent, stranger)
     assert len(agent.audit) == audit_before  # no channel, no frame, no decision logged
     await assert_still_serves(agent, signer)
+
+
+async def test_authorized_keys_changes_hold_from_the_next_connection(
+    agent: agents.AgentProc, signer: Signer
+) -> None:
+    """The agent parses authorized_keys once per change, not per connection: a key added is
+    accepted, a key removed or a file made unreadable refuses, each without a restart."""
+    path = agent.dir / "authorized_keys"
+    kept = path.read_text()
+    newcomer = asyncssh.generate_private_key("ssh-ed25519")
+    try:
+        path.write_text(kept + newcomer.export_public_key().decode())
+        async with await agents.connect(agent, newcomer):
+            pass
+        path.write_text(kept)
+        with pytest.raises(asyncssh.PermissionDenied):
+            await agents.connect(agent, newcomer)
+        path.write_text("ssh-ed25519 not-base64!\n")
+        with pytest.raises(asyncssh.PermissionDenied):
+            await agents.connect(agent)
+    finally:
+        path.write_text(kept)
+    async with await agents.connect(agent):
+        pass
+    await assert_still_serves(agent, signer)

@@ -93,12 +93,11 @@ class ConnectWindow:
             self._wake()
 
     def _wake(self) -> None:
+        """Hand free turns to the oldest waiters (O(turns), whatever the queue's length)."""
         free = self.size - self.active
-        for waiter in list(self._waiters):
-            if free <= 0:
-                break
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
             if not waiter.done():
-                self._waiters.remove(waiter)
                 waiter.set_result(None)
                 free -= 1
 
@@ -177,9 +176,11 @@ def _name_the_local_user() -> None:
             os.environ["LOGNAME"] = getpass.getuser()
 
 
-#: How long a parked channel stays reusable: a TUI session's next action may come much later,
-#: and by then a fresh channel is cheap next to a doubt about an old one.
-PARK_SECONDS = 20.0
+#: How long a parked channel stays reusable: within an agent's default ``idle_timeout`` (60 s,
+#: counted from the channel's last action, after which the agent closes it silently) with a
+#: margin. A channel an agent closed first is noticed before use, or, in a race, before any
+#: answer, and the action goes out on a new channel (``SshTransport.converse``).
+PARK_SECONDS = 45.0
 
 
 class Pool:
