@@ -27,6 +27,10 @@ from protocol.transport import AGENT_CIPHERS, AGENT_KEX, SUBSYSTEM
 #: Input a channel may buffer before flow control stops the console (asyncssh's default is 2 MiB);
 #: with ``max_channels`` it bounds what one connection can make the agent hold.
 CHANNEL_WINDOW = 256 << 10
+#: Seconds of silence before the agent asks a console whether it is still there: a dead one's
+#: connection goes after three unanswered asks. Its channels go sooner (``idle_timeout``). Long,
+#: because a console holding 10,000 pooled connections answers every agent's asks.
+KEEPALIVE = 300
 #: Seconds between two prunings of the replay caches.
 PRUNE_EVERY = 5
 
@@ -73,7 +77,7 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
             allow_scp=False,
             gss_host=None,
             login_timeout=config.agent.login_timeout,
-            keepalive_interval=30,
+            keepalive_interval=KEEPALIVE,
             window=CHANNEL_WINDOW,
             kex_algs=AGENT_KEX,
             encryption_algs=AGENT_CIPHERS,

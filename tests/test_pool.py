@@ -10,11 +10,13 @@ asked to open and the runs it receives, so reuse is observed from the agent's si
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import asyncssh
+import pytest
 import tomli_w
 
 from console.fanout.dispatch import Dispatcher
@@ -88,7 +90,7 @@ class _Server(asyncssh.SSHServer):
 
 @asynccontextmanager
 async def scripted_host(
-    script: Script, idle_timeout: float | None = None
+    script: Script, idle_timeout: float | None = None, keepalive: float = 30
 ) -> AsyncIterator[tuple[Pool, Dispatcher]]:
     where = short_tmp("pool")
     console_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -114,7 +116,7 @@ async def scripted_host(
         "hosts": [{"name": "h", "address": "127.0.0.1", "port": port}],
     }
     (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
-    pool = Pool(Connector(load_inventory(where / "inventory.toml")), idle_timeout)
+    pool = Pool(Connector(load_inventory(where / "inventory.toml"), keepalive), idle_timeout)
     try:
         yield pool, Dispatcher(SshTransport(pool))
     finally:
@@ -205,3 +207,25 @@ async def test_a_connection_in_use_is_not_reaped_however_long_the_action() -> No
         result = await act(dispatcher)
     assert result.status == "nomatch", result.detail
     assert len(script.connections) == 1  # the reaper left it alone while the action ran
+
+
+async def test_keepalives_watch_a_connection_only_while_an_action_uses_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    script = Script(answer_after=1.5)  # the agent is silent for 1.5 s before it answers
+    asyncssh.set_debug_level(1)
+    caplog.set_level(logging.DEBUG, logger="asyncssh")
+
+    def asked() -> int:
+        return sum("Sending keepalive request" in r.getMessage() for r in caplog.records)
+
+    async with scripted_host(script, keepalive=0.3) as (_, dispatcher):
+        result = await act(dispatcher)
+        during = asked()
+        await asyncio.sleep(1.5)  # parked and idle
+        idle = asked() - during
+        script.answer_after = 1.5
+        again = await act(dispatcher)  # on the parked channel: watched again
+        second = asked() - during - idle
+    assert (result.status, again.status) == ("nomatch", "nomatch")
+    assert during >= 2 and idle == 0 and second >= 2, (during, idle, second)
