@@ -179,11 +179,12 @@ def _name_the_local_user() -> None:
             os.environ["LOGNAME"] = getpass.getuser()
 
 
-#: How long a parked channel stays reusable: within an agent's default ``idle_timeout`` (60 s,
-#: counted from the channel's last action, after which the agent closes it silently) with a
-#: margin. A channel an agent closed first is noticed before use, or, in a race, before any
-#: answer, and the action goes out on a new channel (``SshTransport.converse``).
-PARK_SECONDS = 45.0
+#: How long a parked channel stays reusable: within the 300 s an agent keeps a silent channel
+#: after its last action (by default: agentd.agent.PARKED times its 60 s ``idle_timeout``, then
+#: it closes the channel without a word) and within the pool's own ``idle_timeout``. A channel
+#: an agent closed first is noticed before use, or, in a race, before any answer, and the action
+#: goes out on a new channel (``SshTransport.converse``).
+PARK_SECONDS = 240.0
 
 
 class Pool:
