@@ -156,7 +156,10 @@ async def serve(link: Link, entries: list[tuple[str, str, int]]) -> None:
         async def handle(
             r: asyncio.StreamReader, w: asyncio.StreamWriter, target: tuple[str, int] = (host, port)
         ) -> None:
-            await _relay(link, target, r, w)
+            # Connections still open when the relay stops are cancelled with the loop; asyncio's
+            # stream callback would print each as a traceback.
+            with contextlib.suppress(asyncio.CancelledError):
+                await _relay(link, target, r, w)
 
         servers.append(await asyncio.start_server(handle, listen, 0, backlog=4096))
     print(json.dumps([s.sockets[0].getsockname()[1] for s in servers]), flush=True)
