@@ -31,7 +31,7 @@ class AgentSection:
     skew: int = 60  # seconds an action's valid_from may lie in the future
     max_lifetime: int = 86400  # longest expire_after - valid_from accepted
     max_frame: int = 1 << 20
-    idle_timeout: int = 60  # close a channel that sends nothing for this long while idle
+    idle_timeout: int = 60  # close a channel that sends nothing this long (5x after actions)
     write_timeout: int = 30  # close a channel whose console reads nothing for this long
     login_timeout: int = 10
     max_channels: int = 128  # channels one SSH connection may hold open at once
