@@ -19,11 +19,9 @@ from typing import Any
 
 from rich.text import Text
 from textual import on, work
-from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from console.actions.watchers import ALERTS_OP, LIST_OP, cancel_action, follow_action
@@ -41,6 +39,7 @@ from tui.model.rows import ColumnSpec, RowModel
 from tui.model.session import Session
 from tui.screens.compose import ComposeScreen
 from tui.screens.confirm import ConfirmLaunch
+from tui.screens.filtered import FilteredScreen
 from tui.screens.row_detail import RowDetailScreen
 from tui.widgets.virtual_table import VirtualTable
 
@@ -90,7 +89,9 @@ def _listed(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-class AlertsScreen(Screen[None]):
+class AlertsScreen(FilteredScreen):
+    FILTER = "#alerts-filter"
+    MAIN = "#alerts"
     BINDINGS = [
         # priority: the keys typed right after / land in the filter (see WatchScreen)
         Binding("slash", "focus_filter", "Filter", id="alerts.filter", priority=True),
@@ -384,11 +385,6 @@ class AlertsScreen(Screen[None]):
             why = printable(f"{result.status_text} {result.detail}".strip())
         self.notify(f"{host.name}: {why}", title="Not cancelled", severity="error", markup=False)
 
-    def action_focus_filter(self) -> None:
-        if isinstance(self.focused, Input):
-            raise SkipAction()  # a / typed in an input is part of it
-        self.set_focus(self.query_one("#alerts-filter", Input))
-
     def action_focus_target(self) -> None:
         self.set_focus(self.query_one("#alerts-target", Input))
 
@@ -397,10 +393,3 @@ class AlertsScreen(Screen[None]):
 
     def action_focus_alerts(self) -> None:
         self.set_focus(self.query_one("#alerts", VirtualTable))
-
-    def action_back(self) -> None:
-        if isinstance(self.focused, Input):
-            self.set_focus(self.query_one("#alerts", VirtualTable))
-            return
-        if len(self.app.screen_stack) > 2:  # never below compose
-            self.app.pop_screen()

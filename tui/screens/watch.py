@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from rich.style import Style
 from rich.text import Text
 from textual import on
-from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, Static
 
 from console.results.records import FAILED_STATUSES
@@ -26,6 +24,7 @@ from tui.model import format as fmt
 from tui.model import when as when_
 from tui.model.runstate import RunState
 from tui.model.session import Session
+from tui.screens.filtered import FilteredScreen
 from tui.screens.host_detail import HostDetailScreen
 from tui.screens.messages import RerunRequested
 from tui.screens.stack import StackScreen
@@ -65,7 +64,9 @@ def waiting_counter(s: RunState) -> list[tuple[str, str]]:
     ]
 
 
-class WatchScreen(Screen[None]):
+class WatchScreen(FilteredScreen):
+    FILTER = "#filter"
+    MAIN = "#matches"
     BINDINGS = [
         Binding("c", "cancel_run", "Cancel", id="watch.cancel"),
         # priority: the keys typed right after / land in the filter (see ComposeScreen)
@@ -316,20 +317,8 @@ class WatchScreen(Screen[None]):
             return
         self.post_message(self.CancelRequested(self.state))
 
-    def action_focus_filter(self) -> None:
-        if isinstance(self.focused, Input):
-            raise SkipAction()  # a / typed in the filter is part of the regex
-        self.set_focus(self.query_one("#filter", Input))
-
     def action_focus_hosts(self) -> None:
         self.set_focus(self.query_one("#hosts", VirtualTable))
 
     def action_focus_matches(self) -> None:
         self.set_focus(self.query_one("#matches", VirtualTable))
-
-    def action_back(self) -> None:
-        if isinstance(self.focused, Input):
-            self.set_focus(self.query_one("#matches", VirtualTable))
-            return
-        if len(self.app.screen_stack) > 2:  # never below compose
-            self.app.pop_screen()
