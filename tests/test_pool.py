@@ -10,6 +10,7 @@ asked to open and the runs it receives, so reuse is observed from the agent's si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,8 +90,37 @@ class _Server(asyncssh.SSHServer):
 
 
 @asynccontextmanager
+async def holding_relay(port: int, hold: float) -> AsyncIterator[int]:
+    """A TCP relay to ``port`` that takes each connection at once and starts passing bytes
+    after ``hold`` seconds: an agent whose handshake is slow (a busy CPU, a long path)."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(hold)
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+@asynccontextmanager
 async def scripted_host(
-    script: Script, idle_timeout: float | None = None, keepalive: float = 30
+    script: Script,
+    idle_timeout: float | None = None,
+    keepalive: float = 30,
+    *,
+    connect_timeout: float = 5,
+    hold: float | None = None,
 ) -> AsyncIterator[tuple[Pool, Dispatcher]]:
     where = short_tmp("pool")
     console_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -108,21 +138,28 @@ async def scripted_host(
         encoding=None,
         line_editor=False,
     )
-    port = server.sockets[0].getsockname()[1]
-    public = host_key.export_public_key().decode().strip()
-    (where / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
-    inventory = {
-        "defaults": {"known_hosts": "known_hosts", "client_keys": ["console_ed25519"]},
-        "hosts": [{"name": "h", "address": "127.0.0.1", "port": port}],
-    }
-    (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
-    pool = Pool(Connector(load_inventory(where / "inventory.toml"), keepalive), idle_timeout)
-    try:
-        yield pool, Dispatcher(SshTransport(pool))
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
+    async with contextlib.AsyncExitStack() as stack:
+        port = server.sockets[0].getsockname()[1]
+        if hold is not None:
+            port = await stack.enter_async_context(holding_relay(port, hold))
+        public = host_key.export_public_key().decode().strip()
+        (where / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
+        inventory = {
+            "defaults": {
+                "known_hosts": "known_hosts",
+                "client_keys": ["console_ed25519"],
+                "connect_timeout": connect_timeout,
+            },
+            "hosts": [{"name": "h", "address": "127.0.0.1", "port": port}],
+        }
+        (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
+        pool = Pool(Connector(load_inventory(where / "inventory.toml"), keepalive), idle_timeout)
+        try:
+            yield pool, Dispatcher(SshTransport(pool))
+        finally:
+            await pool.close()
+            server.close()
+            await server.wait_closed()
 
 
 async def act(dispatcher: Dispatcher) -> HostResult:
@@ -229,3 +266,17 @@ async def test_keepalives_watch_a_connection_only_while_an_action_uses_it(
         second = asked() - during - idle
     assert (result.status, again.status) == ("nomatch", "nomatch")
     assert during >= 2 and idle == 0 and second >= 2, (during, idle, second)
+
+
+async def test_a_handshake_slower_than_the_connect_timeout_is_waited_for() -> None:
+    """The connect timeout names hosts that do not answer; one that took the connection but is
+    slow to finish the handshake (a wave of handshakes on a busy CPU) is waited for."""
+    async with scripted_host(Script(), connect_timeout=0.5, hold=1.0) as (_, dispatcher):
+        result = await act(dispatcher)
+    assert (result.status, result.detail) == ("nomatch", "")
+
+
+async def test_a_host_that_takes_the_connection_and_never_speaks_ssh_is_named() -> None:
+    async with scripted_host(Script(), connect_timeout=0.25, hold=60) as (_, dispatcher):
+        result = await act(dispatcher)
+    assert (result.status, result.detail) == ("unreachable", "SSH handshake timed out")

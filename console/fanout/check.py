@@ -24,7 +24,7 @@ from typing import Any
 import asyncssh
 
 from console.fanout.dispatch import DEFAULT_CONCURRENCY, Dispatcher
-from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh import HANDSHAKE_TIMEOUTS, Connector, Pool
 from console.fanout.ssh_transport import SshTransport, ssh_failure
 from console.results.records import Event, HostEvent, MatchEvent
 from inventory.model import Host, Inventory
@@ -99,7 +99,8 @@ async def check_fleet(
 async def _hello(pool: Pool, host: Host) -> HostHealth:
     health = HostHealth(host.name, f"{host.address}:{host.port}")
     try:
-        timeout = pool.connector.inventory.defaults.connect_timeout * 3
+        # the TCP connection, the handshake, then a channel and a hello
+        timeout = pool.connector.inventory.defaults.connect_timeout * (HANDSHAKE_TIMEOUTS + 2)
         async with asyncio.timeout(timeout):
             conn = await pool.get(host)
             process = await conn.create_process(subsystem=SUBSYSTEM, encoding=None)

@@ -7,7 +7,11 @@ ssh-agent lookup when keys are given, no GSS, no compression, cheap kex and ciph
 Handshakes are the CPU-heavy part of a fan-out, on both ends. A ``ConnectWindow`` bounds how many
 run at once, adapting so that one completes well within the connect timeout: the timeout's
 clock starts only when a handshake gets its turn, so a saturated CPU slows a run down instead of
-failing hosts as unreachable.
+failing hosts as unreachable. The inventory's ``connect_timeout`` bounds the TCP connection,
+which the kernel completes however busy the agent is; the SSH handshake that follows gets
+``HANDSHAKE_TIMEOUTS`` times as long, so a wave of handshakes slowed by a busy CPU (the agent's or
+ours) or a long path is waited for, while a host that does not answer at all is still named
+within the connect timeout.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import collections
 import contextlib
 import getpass
 import os
+import socket
 import sys
 import time
 from collections import deque
@@ -30,6 +35,13 @@ from inventory.model import Host, Inventory
 from protocol.errors import InventoryError
 from protocol.keyfile import too_open
 from protocol.transport import CIPHERS, KEX
+
+#: The SSH handshake's time limit, in connect timeouts, once the TCP connection is made.
+HANDSHAKE_TIMEOUTS = 4
+
+
+class HandshakeTimeout(TimeoutError):
+    """The host took the TCP connection but did not finish the SSH handshake in time."""
 
 
 class ConnectWindow:
@@ -136,8 +148,8 @@ class Connector:
             x509_trusted_cert_paths=None,  # on every connection
             kex_algs=KEX,
             encryption_algs=CIPHERS,
-            connect_timeout=defaults.connect_timeout,
-            login_timeout=defaults.connect_timeout * 2,
+            connect_timeout=defaults.connect_timeout * HANDSHAKE_TIMEOUTS,  # with TCP in hand
+            login_timeout=defaults.connect_timeout * HANDSHAKE_TIMEOUTS,
             keepalive_interval=keepalive,
             keepalive_count_max=3,
         )
@@ -157,17 +169,48 @@ class Connector:
         async with self.window:  # the connect timeout's clock starts here
             start = time.monotonic()
             try:
-                return await asyncssh.connect(
-                    host.address,
-                    host.port,
-                    options=self.options,
-                    config=None,
-                    known_hosts=(pinned, [], []),
-                    username=host.user,
-                    tunnel=tunnel,
-                )
+                sock = None
+                if tunnel is None:
+                    timeout = self.inventory.defaults.connect_timeout
+                    sock = await asyncio.wait_for(_tcp_connect(host.address, host.port), timeout)
+                try:
+                    return await asyncssh.connect(
+                        host.address,
+                        host.port,
+                        options=self.options,
+                        config=None,
+                        known_hosts=(pinned, [], []),
+                        username=host.user,
+                        tunnel=tunnel,
+                        sock=sock,
+                    )
+                except TimeoutError:
+                    if sock is None:
+                        raise
+                    raise HandshakeTimeout("SSH handshake timed out") from None
             finally:
                 self.window.record(time.monotonic() - start)
+
+
+async def _tcp_connect(address: str, port: int) -> socket.socket:
+    """A connected TCP socket to the first of ``address``'s addresses that takes it."""
+    loop = asyncio.get_running_loop()
+    failure: OSError = OSError(f"no address for {address}")
+    for family, kind, proto, _, where in await loop.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, where)
+            return sock
+        except OSError as err:
+            sock.close()
+            failure = err
+        except BaseException:  # cancelled by the connect timeout
+            sock.close()
+            raise
+    raise failure
 
 
 def _name_the_local_user() -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import asyncssh
 
-from console.fanout.ssh import Connector, Pool
+from console.fanout.ssh import Connector, HandshakeTimeout, Pool
 from console.fanout.transport import (
     CANCEL_FRAME,
     ActionFrames,
@@ -39,6 +39,7 @@ _FAILURES: tuple[tuple[type[BaseException], HostStatus, Callable[[BaseException]
     (asyncssh.Error, "error", lambda e: str(e) or type(e).__name__),
     (SpyglassError, "error", lambda e: str(e) or type(e).__name__),
     (socket.gaierror, "unreachable", lambda e: f"cannot resolve: {_strerror(e)}"),
+    (HandshakeTimeout, "unreachable", lambda e: str(e)),
     (TimeoutError, "unreachable", lambda _e: "connect timed out"),
     (OSError, "unreachable", lambda e: _strerror(e) or str(e)),
 )
