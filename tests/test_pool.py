@@ -102,15 +102,26 @@ async def holding_relay(port: int, hold: float) -> AsyncIterator[int]:
         writer.close()
 
     async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(hold)
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        relays.add(task := asyncio.current_task())
+        try:
+            await asyncio.sleep(hold)
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        finally:
+            relays.discard(task)
+            writer.close()
 
+    relays: set[asyncio.Task[None] | None] = set()
     server = await asyncio.start_server(relay, "127.0.0.1", 0)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+        for task in list(relays):  # still holding: stopped with the test
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 @asynccontextmanager
@@ -121,6 +132,7 @@ async def scripted_host(
     *,
     connect_timeout: float = 5,
     hold: float | None = None,
+    address: str = "127.0.0.1",
 ) -> AsyncIterator[tuple[Pool, Dispatcher]]:
     where = short_tmp("pool")
     console_key = asyncssh.generate_private_key("ssh-ed25519")
@@ -143,14 +155,14 @@ async def scripted_host(
         if hold is not None:
             port = await stack.enter_async_context(holding_relay(port, hold))
         public = host_key.export_public_key().decode().strip()
-        (where / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
+        (where / "known_hosts").write_text(f"[{address}]:{port} {public}\n")
         inventory = {
             "defaults": {
                 "known_hosts": "known_hosts",
                 "client_keys": ["console_ed25519"],
                 "connect_timeout": connect_timeout,
             },
-            "hosts": [{"name": "h", "address": "127.0.0.1", "port": port}],
+            "hosts": [{"name": "h", "address": address, "port": port}],
         }
         (where / "inventory.toml").write_bytes(tomli_w.dumps(inventory).encode())
         pool = Pool(Connector(load_inventory(where / "inventory.toml"), keepalive), idle_timeout)
@@ -280,3 +292,10 @@ async def test_a_host_that_takes_the_connection_and_never_speaks_ssh_is_named() 
     async with scripted_host(Script(), connect_timeout=0.25, hold=60) as (_, dispatcher):
         result = await act(dispatcher)
     assert (result.status, result.detail) == ("unreachable", "SSH handshake timed out")
+
+
+async def test_a_host_named_by_a_name_is_reached_on_the_address_that_answers() -> None:
+    """``localhost`` may resolve to ::1 first, where nothing listens: the next address is tried."""
+    async with scripted_host(Script(), address="localhost") as (_, dispatcher):
+        result = await act(dispatcher)
+    assert (result.status, result.detail) == ("nomatch", "")

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import getpass
+import ipaddress
 import os
 import socket
 import sys
@@ -157,7 +158,9 @@ class Connector:
     def pinned_keys(self, host: Host) -> list[Any]:
         if self.known_hosts is None:
             return []
-        matched = self.known_hosts.match(host.address, host.address, host.port)
+        # by the inventory's address as written: asyncssh wants an IP as its second argument
+        # and takes it from the first when that is one; a host name is matched as a name
+        matched = self.known_hosts.match(host.address, "", host.port)
         return list(matched[0])
 
     async def connect(self, host: Host) -> asyncssh.SSHClientConnection:
@@ -196,10 +199,8 @@ async def _tcp_connect(address: str, port: int) -> socket.socket:
     """A connected TCP socket to the first of ``address``'s addresses that takes it."""
     loop = asyncio.get_running_loop()
     failure: OSError = OSError(f"no address for {address}")
-    for family, kind, proto, _, where in await loop.getaddrinfo(
-        address, port, type=socket.SOCK_STREAM
-    ):
-        sock = socket.socket(family, kind, proto)
+    for family, where in await _addresses(address, port):
+        sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, where)
@@ -211,6 +212,16 @@ async def _tcp_connect(address: str, port: int) -> socket.socket:
             sock.close()
             raise
     raise failure
+
+
+async def _addresses(address: str, port: int) -> list[tuple[int, Any]]:
+    """(family, socket address) pairs; an IP literal skips the resolver's thread hop."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(address, port, type=socket.SOCK_STREAM)
+        return [(family, where) for family, _, _, _, where in infos]
+    return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (address, port))]
 
 
 def _name_the_local_user() -> None:
