@@ -52,15 +52,22 @@ def signing_keys(exported: bytes, listing: Iterable[Mapping[str, object]]) -> di
     """The keys of a keyring this path may use, by fingerprint: its public-key packets (gpg's
     binary export) that gpg's listing names as primary keys which may sign and are not revoked."""
     listed = {str(k["fingerprint"]).upper(): k for k in listing}
+    try:
+        packets = list(_packets(exported))
+    except Unusual:  # not what gpg exports: no key for this path, gpg checks everything
+        return {}
     keys = {}
-    for tag, body in _packets(exported):
+    for tag, body in packets:
         if tag != PUBLIC_KEY:
             continue
         fingerprint = hashlib.sha1(b"\x99" + len(body).to_bytes(2, "big") + body).hexdigest()
         entry, public = listed.get(fingerprint.upper()), _ed25519_public(body)
         if entry is None or public is None:
             continue
-        if "s" not in str(entry.get("cap", "")) or str(entry.get("trust")) not in USABLE_VALIDITY:
+        capabilities = str(entry.get("cap", ""))
+        if "s" not in capabilities or "D" in capabilities:  # D: disabled
+            continue
+        if str(entry.get("trust")) not in USABLE_VALIDITY:
             continue
         expires = str(entry.get("expires") or "")
         keys[fingerprint.upper()] = SigningKey(
