@@ -29,6 +29,8 @@ EDDSA = 22  # the public-key algorithm of gpg's ed25519 keys (RFC 4880bis "EdDSA
 HASHES = {8: "sha256", 9: "sha384", 10: "sha512"}
 SIGNATURE, PUBLIC_KEY = 2, 6  # packet tags
 CREATED, ISSUER, ISSUER_FINGERPRINT = 2, 16, 33  # the only subpackets accepted
+#: An armored v4 Ed25519 signature is about 230 characters; longer input is not that shape.
+MAX_ARMORED = 1024
 #: gpg's key validity letters under which it still verifies: unknown, undefined, never,
 #: marginal, full, ultimate (r revoked, e expired, i invalid, d disabled go to gpg).
 USABLE_VALIDITY = frozenset("-oqnmfu")
@@ -136,6 +138,8 @@ def _check(keys: Mapping[str, SigningKey], data: bytes, armored: str, now: int) 
 
 def _dearmor(armored: str) -> bytes:
     """The packets of a strictly ASCII-armored block: no armor headers, a CRC-24 that holds."""
+    if len(armored) > MAX_ARMORED:
+        raise Unusual("longer than one signature packet")
     lines = armored.strip().split("\n")
     if len(lines) < 5 or lines[0] != ARMOR_BEGIN or lines[1] != "" or lines[-1] != ARMOR_END:
         raise Unusual("not a plain armored signature")
