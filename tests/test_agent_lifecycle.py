@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from agentd.execution import EXPIRY_GRACE
 from protocol.action import Operation, make_action
 from protocol.envelope import Envelope
 from protocol.errors import FrameError
@@ -212,12 +213,15 @@ async def test_slots_held_by_readers_that_never_read_are_freed_at_expiry(
     last frame was buffered for done, freed the slot early and left the channel open."""
     started = agents.start_agent(agent_dir(signer, max_concurrent=2, agent={"write_timeout": 600}))
     try:
-        envs = [envelope(signer, op, expire_seconds=20) for _ in range(2)]
+        envs = [envelope(signer, op, expire_seconds=20 + i) for i in range(2)]
         held = [await stalled(started, env, 1) for env in envs]
         busy = await agents.converse(started, agents.run_frames(envelope(signer, HELLO)))
         assert busy[-1].get("reason") == "busy", busy  # both slots are held
         expiry = max(env["action"]["expire_after"] for env in envs)
         await wait_for_a_free_slot(started, signer, expiry + 15)
+        # the two expiries may be a second apart: reading a channel before its own expiry
+        # would let its follower finish
+        await asyncio.sleep(max(0.0, expiry + EXPIRY_GRACE + 3 - time.time()))
         for conn, process in held:  # and their channels were closed
             await assert_cut(process)
             conn.close()
