@@ -219,8 +219,8 @@ async def test_slots_held_by_readers_that_never_read_are_freed_at_expiry(
         assert busy[-1].get("reason") == "busy", busy  # both slots are held
         expiry = max(env["action"]["expire_after"] for env in envs)
         await wait_for_a_free_slot(started, signer, expiry + 15)
-        # the two expiries may be a second apart: reading a channel before its own expiry
-        # would let its follower finish
+        # the expiries are a second apart (as they can be by chance): reading a channel before
+        # its own expiry would let its follower finish
         await asyncio.sleep(max(0.0, expiry + EXPIRY_GRACE + 3 - time.time()))
         for conn, process in held:  # and their channels were closed
             await assert_cut(process)
