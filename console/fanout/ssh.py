@@ -11,7 +11,8 @@ failing hosts as unreachable. The inventory's ``connect_timeout`` bounds the TCP
 which the kernel completes however busy the agent is; the SSH handshake that follows gets
 ``HANDSHAKE_TIMEOUTS`` times as long, so a wave of handshakes slowed by a busy CPU (the agent's or
 ours) or a long path is waited for, while a host that does not answer at all is still named
-within the connect timeout.
+within the connect timeout. Through a jump host, the connect timeout covers the channel to the
+host and the handshake together, as before.
 """
 
 from __future__ import annotations
@@ -164,35 +165,34 @@ class Connector:
         return list(matched[0])
 
     async def connect(self, host: Host) -> asyncssh.SSHClientConnection:
-        # With no pinned key the handshake fails host-key verification: nothing is sent.
-        pinned = self.pinned_keys(host)
         tunnel = None
         if host.jump:  # connected first, outside the window: a host never holds a slot waiting
             tunnel = await self.connect(self.inventory.by_name(host.jump))
+        timeout = self.inventory.defaults.connect_timeout
         async with self.window:  # the connect timeout's clock starts here
             start = time.monotonic()
             try:
-                sock = None
-                if tunnel is None:
-                    timeout = self.inventory.defaults.connect_timeout
-                    sock = await asyncio.wait_for(_tcp_connect(host.address, host.port), timeout)
+                if tunnel is not None:  # the channel through the jump host and the handshake
+                    return await self._handshake(host, tunnel=tunnel, connect_timeout=timeout)
+                sock = await asyncio.wait_for(_tcp_connect(host.address, host.port), timeout)
                 try:
-                    return await asyncssh.connect(
-                        host.address,
-                        host.port,
-                        options=self.options,
-                        config=None,
-                        known_hosts=(pinned, [], []),
-                        username=host.user,
-                        tunnel=tunnel,
-                        sock=sock,
-                    )
+                    return await self._handshake(host, sock=sock)
                 except TimeoutError:
-                    if sock is None:
-                        raise
                     raise HandshakeTimeout("SSH handshake timed out") from None
             finally:
                 self.window.record(time.monotonic() - start)
+
+    async def _handshake(self, host: Host, **how: Any) -> asyncssh.SSHClientConnection:
+        # With no pinned key the handshake fails host-key verification: nothing is sent.
+        return await asyncssh.connect(
+            host.address,
+            host.port,
+            options=self.options,
+            config=None,
+            known_hosts=(self.pinned_keys(host), [], []),
+            username=host.user,
+            **how,
+        )
 
 
 async def _tcp_connect(address: str, port: int) -> socket.socket:
