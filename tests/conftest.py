@@ -12,6 +12,7 @@ from console.lab.local import Lab
 from protocol.signing import Signer, generate_key
 from tests.support.lab import LAB_SIZE, PLANTED, PLANTED_NAME, running_lab
 from tests.support.paths import kill_gpg_agent, short_tmp
+from tests.support.protocol_keys import Investigator, KeyFactory
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +44,19 @@ def signer() -> Iterator[Signer]:
         yield Signer(home)
     finally:
         kill_gpg_agent(home)
+
+
+@pytest.fixture(scope="module")
+def keys() -> Iterator[KeyFactory]:
+    """Investigators and keyring homes for one module's tests, removed after them (modules
+    with a key helper of their own name it ``keys`` too)."""
+    factory = KeyFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.fixture(scope="module")
+def alice(keys: KeyFactory) -> Investigator:
+    return keys.investigator("Alice")

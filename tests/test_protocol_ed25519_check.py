@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,20 +21,6 @@ from tests.support.openpgp import armor, dearmor
 from tests.support.protocol_keys import Investigator, KeyFactory
 
 DATA = b'{"action":"in-process check"}'
-
-
-@pytest.fixture(scope="module")
-def keys() -> Iterator[KeyFactory]:
-    factory = KeyFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()
-
-
-@pytest.fixture(scope="module")
-def alice(keys: KeyFactory) -> Investigator:
-    return keys.investigator("Alice")
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +37,11 @@ def gpg(home: Path, *args: str, data: bytes = b"") -> str:
     command = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback"]
     done = subprocess.run([*command, *args], input=data, capture_output=True, check=True)
     return done.stdout.decode()
+
+
+def new_key(home: Path, user: str, usage: str) -> None:
+    """A passphrase-less Ed25519 primary key in ``home``, valid for a day."""
+    gpg(home, "--passphrase", "", "--quick-gen-key", user, "ed25519", usage, "1d")
 
 
 def both(keyring: Keyring, data: bytes, signature: str) -> tuple[str | None, SigCheck]:
@@ -113,16 +103,7 @@ def test_a_key_is_used_only_between_its_creation_and_its_expiry(keys: KeyFactory
     """gpg refuses a key that expired since the keyring was made, and one created in the future
     (a clock problem): the path checks both at each call, not once."""
     home = keys.home()
-    gpg(
-        home,
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        "Brief <b@spyglass.invalid>",
-        "ed25519",
-        "sign",
-        "1d",
-    )
+    new_key(home, "Brief <b@spyglass.invalid>", "sign")
     signature = gpg(home, "--detach-sign", "--armor", data=DATA)
     keyring = Keyring(keys.home(), [gpg(home, "--armor", "--export")])
     (key,) = keyring.signing_keys.values()
@@ -136,16 +117,7 @@ def test_a_key_is_used_only_between_its_creation_and_its_expiry(keys: KeyFactory
 def test_a_signing_subkey_is_left_to_gpg(keys: KeyFactory) -> None:
     """The path holds primary keys only; gpg credits a subkey's signature to its primary."""
     home = keys.home()
-    gpg(
-        home,
-        "--passphrase",
-        "",
-        "--quick-gen-key",
-        "Sub <s@spyglass.invalid>",
-        "ed25519",
-        "cert",
-        "2y",
-    )
+    new_key(home, "Sub <s@spyglass.invalid>", "cert")
     primary = gpg(home, "--list-keys", "--with-colons").split("fpr:::::::::")[1].split(":")[0]
     gpg(home, "--passphrase", "", "--quick-add-key", primary, "ed25519", "sign", "2y")
     signature = gpg(home, "--detach-sign", "--armor", data=DATA)

@@ -6,7 +6,6 @@ import copy
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +22,6 @@ from tests.support.protocol_keys import Investigator, KeyFactory
 
 T = 1_800_000_000  # valid_from of the test actions
 POLICY = Policy()  # skew 60 s, max_lifetime 24 h
-
-
-@pytest.fixture(scope="module")
-def keys() -> Iterator[KeyFactory]:
-    factory = KeyFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()
-
-
-@pytest.fixture(scope="module")
-def alice(keys: KeyFactory) -> Investigator:
-    return keys.investigator("Alice")
 
 
 @pytest.fixture(scope="module")
