@@ -177,8 +177,12 @@ class Connector:
                 sock = await asyncio.wait_for(_tcp_connect(host.address, host.port), timeout)
                 try:
                     return await self._handshake(host, sock=sock)
-                except TimeoutError:
-                    raise HandshakeTimeout("SSH handshake timed out") from None
+                except BaseException as err:
+                    if sock.fileno() != -1:  # asyncssh failed before it took the socket
+                        sock.close()
+                    if isinstance(err, TimeoutError):
+                        raise HandshakeTimeout("SSH handshake timed out") from None
+                    raise
             finally:
                 self.window.record(time.monotonic() - start)
 
