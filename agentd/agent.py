@@ -90,7 +90,7 @@ def _judge(envelope: Envelope, keyring: Keyring, acl: Acl) -> _Verdict:
 
 #: Verdicts by (verification scope, envelope digest), shared by every agent of this process with
 #: the same keyring and ACL: a fleet-wide action reaches each of the lab's 250 agents per process,
-#: and one gpg check, one parse and one canonical form serve them all. The time steps are not
+#: and one signature check, one parse and one canonical form serve them all. The time steps are not
 #: kept: they run again at every use, before the kept verdict, as DESIGN §2 orders them.
 _verdicts: collections.OrderedDict[tuple[str, str], _Verdict] = collections.OrderedDict()
 MAX_VERDICTS = 1024
@@ -178,7 +178,8 @@ class Agent:
 
     async def verify(self, raw: Any, known: Known) -> Verified:
         """DESIGN §2 up to the ACL; the signature and ACL verdict is shared by the agents of
-        this process holding the same keyring and ACL, and checked once (gpg runs in a thread).
+        this process holding the same keyring and ACL, and checked once, in a thread (a signature
+        of another shape than investigators' keys make waits for gpg).
         ``known`` learns the action and its trusted signers as they are established."""
         key = (
             self.verify_scope,
