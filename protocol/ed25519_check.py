@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-ARMOR_BEGIN = "-----BEGIN PGP SIGNATURE-----"
-ARMOR_END = "-----END PGP SIGNATURE-----"
+from protocol.envelope import ARMOR_HEADER
+
+ARMOR_END = ARMOR_HEADER.replace("BEGIN", "END")
 ED25519_OID = bytes.fromhex("2b06010401da470f01")  # 1.3.6.1.4.1.11591.15.1 (RFC 4880bis)
 EDDSA = 22  # the public-key algorithm of gpg's ed25519 keys (RFC 4880bis "EdDSA legacy")
 HASHES = {8: "sha256", 9: "sha384", 10: "sha512"}
@@ -141,7 +142,7 @@ def _dearmor(armored: str) -> bytes:
     if len(armored) > MAX_ARMORED:
         raise Unusual("longer than one signature packet")
     lines = armored.strip().split("\n")
-    if len(lines) < 5 or lines[0] != ARMOR_BEGIN or lines[1] != "" or lines[-1] != ARMOR_END:
+    if len(lines) < 5 or lines[0] != ARMOR_HEADER or lines[1] != "" or lines[-1] != ARMOR_END:
         raise Unusual("not a plain armored signature")
     if not lines[-2].startswith("="):
         raise Unusual("no CRC-24")
