@@ -14,7 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from modules import regex
 from modules.registry import all_modules, get_module
 from protocol.errors import ParamError
 from tests.support.module_runs import run_module
@@ -149,3 +152,35 @@ def found_param(module: str, param: str) -> bool:
     found = get_module(module)
     assert found is not None
     return next(p for p in found.params if p.name == param).repeatable
+
+
+#: Pieces of patterns and names near the plain-text shortcut's edges: escapes RE2 takes and
+#: refuses, specials, anchors, NUL, a newline, non-ASCII text and surrogates.
+PATTERN_PIECES = ["a", "b", ".", "^", "$", "*", "(", ")", "[", "]", "{", "}", "|", "?", "+", "-"]
+PATTERN_PIECES += ["\\", " ", "\x00", "\n", "é", "\udc80", "\ud800", "\\.", "\\$", "\\^"]
+PATTERN_PIECES += ["\\\\", "\\-", "\\/", "\\é", "\\d", "\\1", "\\\n", "\\\x00", "\\\x7f"]
+NAME_PIECES = ["a", "b", ".", "^", "$", "\\", "-", "/", " ", "\x00", "\n", "é", "\udc80", "\x7f"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(PATTERN_PIECES), max_size=6).map("".join),
+    st.lists(st.sampled_from(NAME_PIECES), max_size=8).map("".join),
+)
+@example("\\\n", "a\nb")  # an escaped newline is a newline
+@example("^\\é$", "é")  # RE2 refuses an escaped non-ASCII letter
+@example("a\ud800", "a")  # a lone surrogate does not encode to UTF-8
+@example("\\.conf$", "x.conf")
+def test_a_name_pattern_means_what_re2_means(pattern: str, name: str) -> None:
+    """The shortcut for plain text (no RE2 compile, a string method) refuses what RE2 refuses
+    and finds what RE2 finds; the subject is a name as os.scandir gives it."""
+    try:
+        compiled = regex._compile(pattern)
+    except ValueError as refused:
+        with pytest.raises(ValueError) as caught:
+            regex.text_search(pattern)
+        assert str(caught.value) == str(refused)
+        return
+    data = name.encode("utf-8", "surrogateescape")
+    expected = compiled.Match(regex._UNANCHORED, data, 0, len(data))[0] != regex._NO_MATCH
+    assert regex.text_search(pattern)(name) == expected
