@@ -59,6 +59,7 @@ def serve(fd: int) -> None:
     signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the poll below through wake_w
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C at the agent's terminal is its own
     prctl = _prctl()
+    child.rehearse()
     for line in confine.prepare(all_modules()):
         print(f"spyglass-agentd: confinement unavailable: {line}", file=sys.stderr, flush=True)
     live: set[int] = set()
