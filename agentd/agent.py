@@ -36,7 +36,7 @@ from protocol.envelope import Envelope
 from protocol.errors import FrameError, ParamError, Rejected, RejectReason, SelectorError
 from protocol.frames import ByteReader, encode_frame, read_frame
 from protocol.messages import TO_AGENT, AgentHello, ErrorMsg, Message, RejectedMsg, decode_message
-from protocol.signing import Keyring
+from protocol.signing import GpgNeeded, Keyring
 from protocol.verify import Policy, Verified, check_time, parse_checked, trusted_signers
 
 if TYPE_CHECKING:
@@ -76,9 +76,9 @@ class _Verdict:
         return Verified(self.action, self.signers)
 
 
-def _judge(envelope: Envelope, keyring: Keyring, acl: Acl) -> _Verdict:
+def _judge(envelope: Envelope, keyring: Keyring, acl: Acl, *, spawn: bool = True) -> _Verdict:
     try:
-        signers = tuple(trusted_signers(envelope, keyring))
+        signers = tuple(trusted_signers(envelope, keyring, spawn=spawn))
     except Rejected as err:
         return _Verdict(envelope.action, (), (err.reason, err.detail))
     try:
@@ -101,12 +101,16 @@ PARKED = 5
 _inflight: dict[tuple[str, str], asyncio.Future[_Verdict]] = {}
 
 
+def _keep(key: tuple[str, str], verdict: _Verdict) -> None:
+    _verdicts[key] = verdict
+    if len(_verdicts) > MAX_VERDICTS:
+        _verdicts.popitem(last=False)
+
+
 def _settle(key: tuple[str, str], done: asyncio.Future[_Verdict]) -> None:
     del _inflight[key]
     if not done.cancelled() and done.exception() is None:
-        _verdicts[key] = done.result()
-        if len(_verdicts) > MAX_VERDICTS:
-            _verdicts.popitem(last=False)
+        _keep(key, done.result())
 
 
 class Agent:
@@ -178,29 +182,36 @@ class Agent:
 
     async def verify(self, raw: Any, known: Known) -> Verified:
         """DESIGN §2 up to the ACL; the signature and ACL verdict is shared by the agents of
-        this process holding the same keyring and ACL, and checked once, in a thread (a signature
-        of another shape than investigators' keys make waits for gpg).
+        this process holding the same keyring and ACL, and checked once: in place when the
+        investigators' own signature shape is (a fraction of a millisecond), else in a thread,
+        where gpg judges it.
         ``known`` learns the action and its trusted signers as they are established."""
         key = (
             self.verify_scope,
             hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
         )
-        if (verdict := _verdicts.get(key)) is not None:
+        if (kept := _verdicts.get(key)) is not None:
             _verdicts.move_to_end(key)
-            known.learn(verdict.action)
-            known.signers = verdict.signers
-            check_time(verdict.action, int(time.time()), self.policy)
-            return verdict.result()
+            known.learn(kept.action)
+            known.signers = kept.signers
+            check_time(kept.action, int(time.time()), self.policy)
+            return kept.result()
         envelope = parse_checked(raw)
         known.learn(envelope.action)
         check_time(envelope.action, int(time.time()), self.policy)
         if (pending := _inflight.get(key)) is None:
-            pending = asyncio.ensure_future(
-                asyncio.to_thread(_judge, envelope, self.keyring, self.acl)
-            )
-            _inflight[key] = pending
-            pending.add_done_callback(lambda done: _settle(key, done))
-        verdict = await asyncio.shield(pending)
+            try:
+                verdict = _judge(envelope, self.keyring, self.acl, spawn=False)
+            except GpgNeeded:
+                pending = asyncio.ensure_future(
+                    asyncio.to_thread(_judge, envelope, self.keyring, self.acl)
+                )
+                _inflight[key] = pending
+                pending.add_done_callback(lambda done: _settle(key, done))
+            else:
+                _keep(key, verdict)
+        if pending is not None:
+            verdict = await asyncio.shield(pending)
         known.signers = verdict.signers
         return verdict.result()
 

@@ -90,6 +90,10 @@ def _check_one(gpg: gnupg.GPG, data: bytes, signature: str) -> SigCheck:
     return SigCheck("malformed", fingerprint, result.status or "gpg could not read the signature")
 
 
+class GpgNeeded(Exception):
+    """A signature the in-process check does not decide: only a gpg process can."""
+
+
 class Keyring:
     """A verify-only GNUPGHOME holding the investigators' public keys, one per distinct key set."""
 
@@ -133,8 +137,10 @@ class Keyring:
         with cls._shared_lock:
             return {ring.home for ring in cls._shared.values()}
 
-    def check(self, data: bytes, signature: str) -> SigCheck:
-        """Verify one detached signature over ``data``; outcomes are cached per keyring."""
+    def check(self, data: bytes, signature: str, *, spawn: bool = True) -> SigCheck:
+        """Verify one detached signature over ``data``; outcomes are cached per keyring.
+        ``spawn=False``: GpgNeeded rather than a gpg process, for a caller on an event loop
+        that judges the investigators' own signature shape in place and the rest in a thread."""
         key = (self.digest, _digest(data, signature.encode("utf-8", "surrogatepass")))
         with self._cache_lock:
             if (hit := self._cache.get(key)) is not None:
@@ -143,6 +149,8 @@ class Keyring:
         fingerprint = ed25519_check.check(self.signing_keys, data, signature)
         if fingerprint is not None:
             outcome = SigCheck("valid", fingerprint)
+        elif not spawn:
+            raise GpgNeeded
         else:
             outcome = _check_one(self._gpg, data, signature)
         with self._cache_lock:

@@ -82,10 +82,11 @@ def check_signers(envelope: Envelope, keyring: Keyring, acl: Acl) -> Verified:
     return Verified(envelope.action, tuple(signers))
 
 
-def trusted_signers(envelope: Envelope, keyring: Keyring) -> list[str]:
+def trusted_signers(envelope: Envelope, keyring: Keyring, *, spawn: bool = True) -> list[str]:
     """Steps bad-signature and unknown-signer: the keyring's keys that signed (primary
-    fingerprints), which an agent's audit line names even when the ACL then refuses them."""
-    signers = _check_signatures(envelope, keyring)
+    fingerprints), which an agent's audit line names even when the ACL then refuses them.
+    ``spawn=False``: GpgNeeded if a signature needs gpg (``Keyring.check``)."""
+    signers = _check_signatures(envelope, keyring, spawn)
     if not signers:
         raise Rejected("unknown-signer", "no signature was made by a key in this agent's keyring")
     return signers
@@ -104,12 +105,12 @@ def _parse(raw: object) -> Envelope:
         raise Rejected("malformed", err.message) from None
 
 
-def _check_signatures(envelope: Envelope, keyring: Keyring) -> list[str]:
+def _check_signatures(envelope: Envelope, keyring: Keyring, spawn: bool) -> list[str]:
     data = envelope.action.canonical
     known: list[str] = []
     seen: set[str] = set()
     for i, signature in enumerate(envelope.signatures):
-        outcome = keyring.check(data, signature)
+        outcome = keyring.check(data, signature, spawn=spawn)
         if outcome.status in ("bad", "malformed"):
             raise Rejected("bad-signature", f"signature {i}: {outcome.detail}")
         if outcome.fingerprint:

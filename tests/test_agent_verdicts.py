@@ -4,7 +4,9 @@ re-aimed envelope is refused by every agent, and a different ACL is a different 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +19,12 @@ from tests.support.paths import kill_gpg_agent, short_tmp
 
 
 @pytest.fixture(scope="module")
-def signers() -> Iterator[tuple[Signer, Signer]]:
-    homes = [short_tmp("g"), short_tmp("g")]
+def homes() -> list[Path]:
+    return [short_tmp("g"), short_tmp("g")]
+
+
+@pytest.fixture(scope="module")
+def signers(homes: list[Path]) -> Iterator[tuple[Signer, Signer]]:
     for home, name in zip(homes, ("alice", "bob"), strict=True):
         generate_key(home, name=name, email=f"{name}@spyglass.invalid")
     yield Signer(homes[0]), Signer(homes[1])
@@ -107,3 +113,23 @@ async def test_a_different_acl_is_a_different_verdict(
     assert (await last_frame(strict, both))["type"] == "finished"
     digests = {a.audit[-1]["params_digest"] for a in (long, strict)}
     assert len(digests) == 1 and None not in digests  # the same operations, the same digest
+
+
+async def test_a_signature_only_gpg_reads_is_judged_by_gpg(
+    trio: list[agents.AgentProc], signers: tuple[Signer, Signer], homes: list[Path]
+) -> None:
+    """alice's usual signature is checked in the agent's process; bob's carries a notation, a
+    shape only gpg reads, so the verdict waits for gpg: ``strict`` runs the action only if gpg
+    found bob's signature valid, and refuses it when bob's covers other bytes."""
+    _, _, strict = trio
+    for signed_by_bob, expected in ((b"", "finished"), (b" ", "rejected")):
+        env = Envelope(make_action("notation", "all", [Operation("file", {"paths": ["/srv"]})]))
+        env = signers[0].sign(env)
+        command = ["gpg", "--homedir", str(homes[1]), "--batch", "--detach-sign", "--armor"]
+        command += ["--sig-notation", "case@spyglass.invalid=unusual"]
+        data = env.action.canonical + signed_by_bob
+        signature = subprocess.run(command, input=data, capture_output=True, check=True).stdout
+        answer = await last_frame(strict, env.with_signature(signature.decode()).to_dict())
+        assert answer["type"] == expected, answer
+        if expected == "rejected":
+            assert answer["reason"] == "bad-signature", answer

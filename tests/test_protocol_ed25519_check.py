@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from protocol import ed25519_check
-from protocol.signing import Keyring, SigCheck, _check_one
+from protocol.signing import GpgNeeded, Keyring, SigCheck, _check_one
 from tests.support.openpgp import armor, dearmor
 from tests.support.protocol_keys import Investigator, KeyFactory
 
@@ -78,7 +78,11 @@ def test_other_shapes_are_left_to_gpg(
     fast, reference = both(keyring, DATA, signature)
     assert reference == SigCheck("valid", alice.fingerprint)  # gpg accepts each of them
     assert fast == (alice.fingerprint if "SHA512" in options else None)
+    if fast is None:  # an agent's event loop is told to hand it to a thread
+        with pytest.raises(GpgNeeded):
+            keyring.check(DATA, signature, spawn=False)
     assert keyring.check(DATA, signature) == reference
+    assert keyring.check(DATA, signature, spawn=False) == reference  # gpg's verdict, kept
 
 
 def test_a_revoked_key_is_left_to_gpg_which_refuses_it(keys: KeyFactory) -> None:
