@@ -72,6 +72,7 @@ async def start_agent(agent: Agent) -> list[tuple[str, int]]:
             process_factory=handle,
             encoding=None,
             allow_pty=False,
+            line_editor=False,  # no PTY, so nothing to edit: one Python layer less per write
             agent_forwarding=False,
             x11_forwarding=False,
             allow_scp=False,
